@@ -1,0 +1,182 @@
+"""The whole of Suara as processes on one machine: infra first, then the services, each watched.
+
+Used by `make run` (through `suara-dev run`) and by the end-to-end tests, so both start things the same way."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from .infra import EmbeddedInfra, default_env, spawn, stop_process
+
+log = logging.getLogger("suara.devstack")
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    module: str
+    port: int
+
+
+def default_services(*, base_port: int = 8000) -> list[ServiceSpec]:
+    """The four services and the channel sandbox, on the contract's ports (8000–8003, 8009) by default."""
+    return [
+        ServiceSpec("ticketing", "suara_ticketing", base_port),
+        ServiceSpec("ingest-wa", "suara_ingest_wa", base_port + 1),
+        ServiceSpec("ingest-social", "suara_ingest_social", base_port + 2),
+        ServiceSpec("notifier", "suara_notifier", base_port + 3),
+        ServiceSpec("sandbox", "suara_devstack.sandbox", base_port + 9),
+    ]
+
+
+@dataclass
+class Running:
+    spec: ServiceSpec
+    proc: subprocess.Popen[bytes]
+    started: float
+    restarts: int = 0
+
+
+@dataclass
+class Stack:
+    """Infra plus service processes. Output of each service goes to `<log_dir>/<name>.log` and, if `echo`
+    is given, line by line to it with the service's name in front."""
+
+    infra: EmbeddedInfra
+    services: list[ServiceSpec]
+    env: dict[str, str] = field(default_factory=dict)
+    echo: Callable[[str, str], None] | None = None
+    running: dict[str, Running] = field(default_factory=dict)
+    _stopping: bool = False
+
+    def service_env(self) -> dict[str, str]:
+        by_name = {s.name: s for s in self.services}
+        env = {**os.environ, **default_env()}
+        env.update({
+            "KAFKA_BOOTSTRAP_SERVERS": self.infra.bootstrap,
+            "MONGODB_URI": self.infra.mongodb_uri,
+            "DATA_DIR": str(self.infra.data_dir),
+        })
+        if "ticketing" in by_name:
+            env.setdefault("TICKETING_URL", f"http://127.0.0.1:{by_name['ticketing'].port}")
+        if "sandbox" in by_name:
+            sandbox = f"http://127.0.0.1:{by_name['sandbox'].port}"
+            env.setdefault("SANDBOX_URL", sandbox)
+        if "ingest-social" in by_name:
+            env.setdefault("PUBLIC_STATUS_URL", f"http://127.0.0.1:{by_name['ingest-social'].port}/status")
+        env.update(self.env)
+        return env
+
+    def start(self, *, timeout: float = 60.0) -> None:
+        """Start infra and every service; return once every service answers `/healthz`."""
+        self.infra.start()
+        try:
+            self.start_services(timeout=timeout)
+        except Exception:
+            self.infra.stop()
+            raise
+
+    def _launch(self, spec: ServiceSpec, restarts: int = 0) -> None:
+        env = {**self.service_env(), "PORT": str(spec.port)}
+        log_path = self.infra.log_dir / f"{spec.name}.log"
+        if self.echo is None:
+            proc = spawn([sys.executable, "-m", spec.module], log=log_path.open("ab"), env=env)
+        else:
+            proc = spawn([sys.executable, "-m", spec.module], log=subprocess.PIPE, env=env)
+            threading.Thread(target=self._pump, args=(spec.name, proc, log_path), daemon=True).start()
+        self.running[spec.name] = Running(spec, proc, time.monotonic(), restarts)
+
+    def _pump(self, name: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+        assert proc.stdout is not None and self.echo is not None
+        with log_path.open("ab") as sink:
+            for line in proc.stdout:
+                sink.write(line)
+                sink.flush()
+                self.echo(name, line.decode(errors="replace").rstrip())
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(self.running)
+        with httpx.Client(timeout=1.0) as client:
+            while pending:
+                for name in list(pending):
+                    run = self.running[name]
+                    if run.proc.poll() is not None:
+                        raise RuntimeError(f"{name} exited with {run.proc.returncode} while starting:\n"
+                                           f"{self.infra.log_tail(name)}")
+                    try:
+                        if client.get(f"http://127.0.0.1:{run.spec.port}/healthz").status_code == 200:
+                            pending.discard(name)
+                    except httpx.HTTPError:
+                        pass
+                if pending and time.monotonic() > deadline:
+                    raise RuntimeError(f"not healthy after {timeout:.0f}s: {', '.join(sorted(pending))}")
+                if pending:
+                    time.sleep(0.1)
+
+    def watch_once(self) -> list[str]:
+        """Restart any service that died (with backoff) and return a report line for each death."""
+        reports = []
+        for name, run in list(self.running.items()):
+            code = run.proc.poll()
+            if code is None or self._stopping:
+                continue
+            uptime = time.monotonic() - run.started
+            restarts = 0 if uptime > 60 else run.restarts + 1
+            delay = min(30.0, 0.5 * 2**restarts)
+            reports.append(f"{name} exited with code {code} after {uptime:.1f}s; restarting in {delay:.1f}s "
+                           f"(log: {self.infra.log_dir / (name + '.log')})")
+            del self.running[name]
+            threading.Timer(delay, self._relaunch, args=(run.spec, restarts)).start()
+        return reports
+
+    def _relaunch(self, spec: ServiceSpec, restarts: int) -> None:
+        if not self._stopping:
+            self._launch(spec, restarts)
+
+    def kill_service(self, name: str) -> None:
+        """Kill -9 one service (fault tests); `restart_service` brings it back."""
+        run = self.running[name]
+        run.proc.kill()
+        run.proc.wait(10)
+
+    def restart_service(self, name: str) -> None:
+        run = self.running.pop(name)
+        stop_process(run.proc)
+        self._launch(run.spec)
+        self.wait_healthy(30)
+
+    def start_services(self, *, timeout: float = 60.0) -> None:
+        """Start every service against infra that is already up."""
+        try:
+            for spec in self.services:
+                self._launch(spec)
+            self.wait_healthy(timeout)
+        except Exception:
+            self.stop_services()
+            raise
+
+    def stop(self) -> None:
+        """Stop the services first (they commit and close), then the database and broker."""
+        self.stop_services()
+        self.infra.stop()
+
+    def stop_services(self) -> None:
+        self._stopping = True
+        runs = list(self.running.values())
+        for run in runs:
+            if run.proc.poll() is None:
+                run.proc.terminate()
+        for run in runs:
+            stop_process(run.proc, timeout=15)
+        self.running.clear()

@@ -1,0 +1,76 @@
+"""Pytest fixtures: the real embedded broker and database, and the whole stack as processes.
+
+Loaded as a plugin by the root conftest.py; every test suite in the repo can ask for these."""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from suara_shared import db
+from suara_shared.settings import ServiceSettings
+
+from .infra import EmbeddedInfra, default_env, free_port, port_open
+from .stack import Stack, default_services
+
+ARTIFACTS = Path(os.environ.get("SUARA_TEST_ARTIFACTS", "test-artifacts")).resolve()
+
+
+def _free_base() -> int:
+    """A base port with base..base+9 all free, for one stack's services."""
+    for _ in range(200):
+        base = random.randrange(20000, 40000, 10)
+        if not any(port_open(base + i) for i in range(10)):
+            return base
+    raise RuntimeError("no free block of ports")
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[EmbeddedInfra]:
+    """The embedded broker and database, on free ports, with data in a temporary folder, for the session."""
+    tmp = Path(tempfile.mkdtemp(prefix="suara-test-"))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    emb = EmbeddedInfra(data_dir=tmp / "data", log_dir=ARTIFACTS / "logs", broker_port=free_port(),
+                        db_port=free_port())
+    emb.start()
+    yield emb
+    emb.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(infra: EmbeddedInfra) -> ServiceSettings:
+    """Settings pointing at the test infra, as a service would read them."""
+    env = {**default_env(), "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap, "MONGODB_URI": infra.mongodb_uri}
+    return ServiceSettings.model_validate({k.lower(): v for k, v in env.items()})
+
+
+@pytest.fixture
+async def database(infra: EmbeddedInfra) -> AsyncIterator[db.Database]:
+    """A fresh, empty database on the embedded server for one test."""
+    name = f"t{random.getrandbits(48):x}"
+    client, _ = db.connect(infra.mongodb_uri)
+    database = client[name]
+    yield database
+    await client.drop_database(name)
+    await db.close(client)
+
+
+@pytest.fixture(scope="session")
+def stack(infra: EmbeddedInfra) -> Iterator[Stack]:
+    """Every service and the sandbox as real processes on free ports, against the session's infra."""
+    base = _free_base()
+    st = Stack(infra=infra, services=default_services(base_port=base))
+    st.start_services(timeout=60)
+    yield st
+    st.stop_services()
+
+
+def url(st: Stack, service: str, path: str = "") -> str:
+    """Base URL of one service of a running stack."""
+    port = next(s.port for s in st.services if s.name == service)
+    return f"http://127.0.0.1:{port}{path}"

@@ -1,0 +1,1 @@
+"""Suara ingest-wa service."""

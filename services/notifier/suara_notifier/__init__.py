@@ -1,0 +1,1 @@
+"""Suara notifier service."""

@@ -1,0 +1,1 @@
+"""Suara's common package: event contracts, settings, Kafka and MongoDB plumbing, health, metrics and logs."""

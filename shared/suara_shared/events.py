@@ -1,0 +1,218 @@
+"""The event contracts that travel between Suara's services over Kafka."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """Return a fresh random identifier (hex UUID4)."""
+    return uuid.uuid4().hex
+
+
+class Channel(StrEnum):
+    WHATSAPP = "whatsapp"
+    FACEBOOK = "facebook"
+    INSTAGRAM = "instagram"
+    X = "x"
+    WEB = "web"
+
+
+class MessageKind(StrEnum):
+    TEXT = "text"
+    IMAGE = "image"
+    AUDIO = "audio"
+    VIDEO = "video"
+    DOCUMENT = "document"
+    STICKER = "sticker"
+    LOCATION = "location"
+    CONTACTS = "contacts"
+    INTERACTIVE = "interactive"
+    BUTTON = "button"
+    REACTION = "reaction"
+    COMMENT = "comment"
+    MENTION = "mention"
+    POSTBACK = "postback"
+    UNSUPPORTED = "unsupported"
+
+
+class DeliveryState(StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+
+
+#: A status never moves backwards: read beats delivered beats sent beats queued. Failed is final too.
+DELIVERY_RANK: dict[DeliveryState, int] = {
+    DeliveryState.QUEUED: 0,
+    DeliveryState.SENT: 1,
+    DeliveryState.DELIVERED: 2,
+    DeliveryState.READ: 3,
+    DeliveryState.FAILED: 4,
+}
+
+
+class Event(BaseModel):
+    """Base of every event: versioned, strict about unknown versions, tolerant of added fields."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class Sender(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    channel_user_id: str = Field(min_length=1, max_length=256)
+    display_name: str | None = Field(default=None, max_length=256)
+    phone: str | None = Field(default=None, description="E.164, normalized")
+    email: str | None = Field(default=None, max_length=320)
+
+
+class Attachment(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: MessageKind
+    media_id: str | None = None
+    url: str | None = None
+    mime_type: str | None = None
+    sha256: str | None = None
+    caption: str | None = None
+    filename: str | None = None
+    size: int | None = None
+
+
+class Location(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    latitude: float | None = None
+    longitude: float | None = None
+    name: str | None = None
+    address: str | None = None
+    kecamatan: str | None = None
+    desa: str | None = None
+
+
+class ReplyContext(BaseModel):
+    """Where a message sits on the platform: what it answers, which comment or post it belongs to."""
+
+    model_config = ConfigDict(frozen=True)
+
+    in_reply_to: str | None = None
+    comment_id: str | None = None
+    post_id: str | None = None
+    parent_id: str | None = None
+
+
+class InboundMessage(Event):
+    """A citizen's message, normalized from any channel."""
+
+    event_id: str = Field(default_factory=new_id)
+    channel: Channel
+    platform_message_id: str = Field(min_length=1, max_length=512)
+    conversation_key: str = Field(min_length=1, max_length=512, description="thread key within the channel")
+    sender: Sender
+    kind: MessageKind = MessageKind.TEXT
+    text: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    location: Location | None = None
+    reply_context: ReplyContext | None = None
+    received_at: datetime = Field(default_factory=utcnow)
+    metadata: dict[str, Any] = Field(default_factory=dict, description="channel extras, e.g. web form flags")
+    raw: dict[str, Any] | None = None
+
+    @property
+    def dedup_key(self) -> str:
+        """The natural key of this message: the same platform message is one message, however often it comes."""
+        return f"in:{self.channel}:{self.platform_message_id}"
+
+    @property
+    def partition_key(self) -> bytes:
+        """Kafka key: one conversation's messages keep their order."""
+        return f"{self.channel}:{self.conversation_key}".encode()
+
+
+class ReplyPurpose(StrEnum):
+    ACKNOWLEDGEMENT = "acknowledgement"
+    STATUS = "status"
+    AGENT_REPLY = "agent_reply"
+
+
+class OutboundReply(Event):
+    """A message Suara sends to a citizen, on the channel the ticket came from."""
+
+    outbound_id: str = Field(default_factory=new_id)
+    ticket_reference: str | None = None
+    channel: Channel
+    conversation_key: str
+    recipient: str = Field(description="the citizen's id on the channel")
+    text: str = Field(min_length=1)
+    purpose: ReplyPurpose = ReplyPurpose.AGENT_REPLY
+    reply_to: str | None = Field(default=None, description="platform id of the message this answers")
+    reply_context: ReplyContext | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def partition_key(self) -> bytes:
+        return f"{self.channel}:{self.conversation_key}".encode()
+
+
+class DeliveryError(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    title: str | None = None
+    detail: str | None = None
+
+
+class DeliveryStatus(Event):
+    """What became of an outbound message: sent, delivered, read or failed."""
+
+    channel: Channel
+    outbound_id: str | None = None
+    platform_message_id: str | None = None
+    status: DeliveryState
+    error: DeliveryError | None = None
+    occurred_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def partition_key(self) -> bytes:
+        return (self.outbound_id or self.platform_message_id or "").encode()
+
+
+class TicketEventType(StrEnum):
+    CREATED = "created"
+    MESSAGE_ADDED = "message_added"
+    REPLY_QUEUED = "reply_queued"
+    NOTE_ADDED = "note_added"
+    UPDATED = "updated"
+    DELIVERY_UPDATED = "delivery_updated"
+
+
+class TicketEvent(Event):
+    """Something that happened to a ticket, for the audit trail and for anyone who listens."""
+
+    event_id: str = Field(default_factory=new_id)
+    reference: str
+    type: TicketEventType
+    actor: str = "system"
+    at: datetime = Field(default_factory=utcnow)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def partition_key(self) -> bytes:
+        return self.reference.encode()

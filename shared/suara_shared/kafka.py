@@ -1,0 +1,320 @@
+"""Kafka plumbing: a publisher that answers only once the broker has the message, and a consumer loop that
+commits offset+1 only after processing, sends poison messages to the dead-letter topic and stops cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+
+from . import db, topics
+from .events import Event, utcnow
+from .metrics import CONSUMER_LAG, DLQ_MESSAGES, KAFKA_CONSUMED, KAFKA_PUBLISHED, PROCESSING_SECONDS
+from .settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Event)
+
+
+class BrokerUnavailable(Exception):
+    """The broker did not take the messages in time; the caller must not claim they were accepted."""
+
+
+class PermanentError(Exception):
+    """Processing this message can never succeed; it goes to the dead-letter topic."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Return True for failures of infrastructure (broker, database) rather than of the message."""
+    return isinstance(exc, KafkaError | BrokerUnavailable | asyncio.TimeoutError | OSError) or db.is_unavailable(exc)
+
+
+def backoff(attempt: int, *, base: float = 0.2, cap: float = 15.0) -> float:
+    """Exponential backoff with full jitter."""
+    return float(random.uniform(0, min(cap, base * 2**attempt)))
+
+
+class Publisher:
+    """Publishes events with `acks=all`; `publish_many` returns only when the broker acknowledged every one."""
+
+    def __init__(self, settings: ServiceSettings, *, timeout: float = 5.0) -> None:
+        self._settings = settings
+        self._timeout = timeout
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Connect to the broker; raises BrokerUnavailable if it cannot be reached now."""
+        async with self._lock:
+            if self._producer is not None:
+                return
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._settings.kafka_bootstrap_servers,
+                client_id=self._settings.kafka_client_id,
+                acks="all",
+                enable_idempotence=self._settings.kafka_enable_idempotence,
+                linger_ms=2,
+                request_timeout_ms=int(self._timeout * 1000),
+                retry_backoff_ms=100,
+            )
+            try:
+                await producer.start()
+            except KafkaError as exc:
+                await producer.stop()
+                raise BrokerUnavailable(str(exc)) from exc
+            self._producer = producer
+
+    async def stop(self) -> None:
+        async with self._lock:
+            if self._producer is not None:
+                await self._producer.stop()
+                self._producer = None
+
+    async def ready(self) -> bool:
+        """Return True when the broker answers a metadata request."""
+        try:
+            await self.start()
+            assert self._producer is not None
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout=2.0)
+        except (BrokerUnavailable, KafkaError, TimeoutError):
+            return False
+        return True
+
+    async def publish(self, topic: str, event: Event, *, key: bytes | None = None) -> None:
+        await self.publish_many([(topic, event, key)])
+
+    async def publish_many(self, items: Sequence[tuple[str, Event, bytes | None]]) -> None:
+        """Send every event and wait for the broker's acknowledgement of all of them."""
+        await self.send_raw([(topic, key, event.model_dump_json().encode(), ()) for topic, event, key in items])
+
+    async def send_raw(
+        self, items: Sequence[tuple[str, bytes | None, bytes, Iterable[tuple[str, bytes]]]]
+    ) -> None:
+        """Send already-encoded records (topic, key, value, headers) and wait for all acknowledgements."""
+        if not items:
+            return
+        try:
+            await self.start()
+            assert self._producer is not None
+            producer = self._producer
+
+            async def _send_all() -> None:
+                futures = [
+                    await producer.send(topic, value, key=key, headers=list(headers))
+                    for topic, key, value, headers in items
+                ]
+                await asyncio.gather(*futures)
+
+            await asyncio.wait_for(_send_all(), timeout=self._timeout)
+        except (KafkaError, TimeoutError, BrokerUnavailable) as exc:
+            for topic, *_ in items:
+                KAFKA_PUBLISHED.labels(topic, "error").inc()
+            raise BrokerUnavailable(f"broker did not acknowledge {len(items)} message(s): {exc!r}") from exc
+        for topic, *_ in items:
+            KAFKA_PUBLISHED.labels(topic, "ok").inc()
+
+
+Handler = Callable[[Any, ConsumerRecord[bytes, bytes]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route(Generic[E]):
+    """What a consumer does with one topic: parse into `model`, then call `handler`."""
+
+    model: type[E]
+    handler: Callable[[E, ConsumerRecord[bytes, bytes]], Awaitable[None]]
+
+
+class ConsumerLoop:
+    """Consumes topics with manual commits: offset+1 is committed only after the message was processed.
+
+    Failures of infrastructure (database or broker away) are waited out: the message is retried, never skipped.
+    A message that cannot be parsed, or whose processing keeps failing, goes to the dead-letter topic with its
+    origin in the headers, and the loop moves on, so one poison message never blocks the partition.
+    """
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        group_id: str,
+        routes: dict[str, Route[Any]],
+        publisher: Publisher,
+        max_attempts: int = 3,
+        max_records: int = 200,
+    ) -> None:
+        self._settings = settings
+        self._group_id = group_id
+        self._routes = routes
+        self._publisher = publisher
+        self._max_attempts = max_attempts
+        self._max_records = max_records
+        self._stopping = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._positions: dict[TopicPartition, int] = {}
+        self.running = False
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in hand, commit, and return."""
+        self._stopping.set()
+
+    async def _connect(self) -> AIOKafkaConsumer:
+        attempt = 0
+        while not self._stopping.is_set():
+            consumer = AIOKafkaConsumer(
+                *self._routes,
+                bootstrap_servers=self._settings.kafka_bootstrap_servers,
+                client_id=self._settings.kafka_client_id,
+                group_id=self._group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                isolation_level="read_committed",
+                max_poll_interval_ms=600_000,
+            )
+            try:
+                await consumer.start()
+                return consumer
+            except KafkaError as exc:
+                await consumer.stop()
+                delay = backoff(attempt, cap=5.0)
+                attempt += 1
+                log.warning("broker not reachable for consumer; retrying", extra={"error": repr(exc),
+                                                                                   "retry_in_s": round(delay, 2)})
+                await self._sleep(delay)
+        raise asyncio.CancelledError
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    async def run(self) -> None:
+        """Consume until `stop()` is called."""
+        try:
+            consumer = self._consumer = await self._connect()
+        except asyncio.CancelledError:
+            return
+        self.running = True
+        log.info("consumer started", extra={"group": self._group_id, "topics": ",".join(self._routes)})
+        try:
+            while not self._stopping.is_set():
+                batches = await consumer.getmany(timeout_ms=300, max_records=self._max_records)
+                for tp, records in batches.items():
+                    done = await self._process_partition(records)
+                    if done is not None:
+                        await self._commit(consumer, tp, done.offset + 1)
+                    if self._stopping.is_set():
+                        break
+                self._record_lag(consumer)
+        finally:
+            self.running = False
+            await consumer.stop()
+            log.info("consumer stopped", extra={"group": self._group_id})
+
+    async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+        attempt = 0
+        while True:
+            try:
+                await consumer.commit({tp: offset})
+                return
+            except KafkaError as exc:
+                # A lost commit only means redelivery, which the handlers absorb; keep trying a while.
+                if attempt >= 5 or self._stopping.is_set():
+                    log.warning("commit failed; messages will be redelivered", extra={"error": repr(exc)})
+                    return
+                await self._sleep(backoff(attempt))
+                attempt += 1
+
+    def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            done = self._positions.get(tp)
+            if high is not None and done is not None:
+                CONSUMER_LAG.labels(self._group_id, tp.topic, str(tp.partition)).set(max(0, high - done))
+
+    async def _process_partition(
+        self, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> ConsumerRecord[bytes, bytes] | None:
+        """Process records in order; return the last one fully dealt with (processed or dead-lettered)."""
+        last: ConsumerRecord[bytes, bytes] | None = None
+        for record in records:
+            if self._stopping.is_set():
+                break
+            if not await self._process(record):
+                break
+            last = record
+            self._positions[TopicPartition(record.topic, record.partition)] = record.offset + 1
+        return last
+
+    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """Return True once the record is done with; False if the loop is stopping before that."""
+        route = self._routes[record.topic]
+        try:
+            event = route.model.model_validate_json(record.value or b"")
+        except ValidationError as exc:
+            await self._dead_letter(record, "invalid_event", exc.errors(include_input=False).__repr__())
+            return True
+        attempt = 0
+        started = time.perf_counter()
+        while True:
+            try:
+                await route.handler(event, record)
+                KAFKA_CONSUMED.labels(record.topic, "ok").inc()
+                PROCESSING_SECONDS.labels(record.topic).observe(time.perf_counter() - started)
+                return True
+            except PermanentError as exc:
+                await self._dead_letter(record, "permanent_error", str(exc))
+                return True
+            except Exception as exc:  # noqa: BLE001 - classified below
+                attempt += 1
+                if is_transient(exc):
+                    KAFKA_CONSUMED.labels(record.topic, "retry").inc()
+                    delay = backoff(attempt)
+                    log.warning("dependency unavailable; will retry the message", extra={
+                        "topic": record.topic, "partition": record.partition, "offset": record.offset,
+                        "error": type(exc).__name__, "retry_in_s": round(delay, 2)})
+                elif attempt >= self._max_attempts:
+                    log.exception("message failed %d times; dead-lettered", attempt, extra={
+                        "topic": record.topic, "partition": record.partition, "offset": record.offset})
+                    await self._dead_letter(record, "handler_error", f"{type(exc).__name__}: {exc}")
+                    return True
+                else:
+                    delay = backoff(attempt, cap=2.0)
+                if self._stopping.is_set():
+                    return False
+                await self._sleep(delay)
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str, detail: str) -> None:
+        headers = [
+            ("x-origin-topic", record.topic.encode()),
+            ("x-origin-partition", str(record.partition).encode()),
+            ("x-origin-offset", str(record.offset).encode()),
+            ("x-origin-group", self._group_id.encode()),
+            ("x-error-reason", reason.encode()),
+            ("x-error-detail", detail[:1000].encode()),
+            ("x-failed-at", utcnow().isoformat().encode()),
+            *[(k, v) for k, v in (record.headers or ()) if not k.startswith("x-origin")],
+        ]
+        attempt = 0
+        while True:
+            try:
+                await self._publisher.send_raw([(topics.DEAD_LETTER, record.key, record.value or b"", headers)])
+                break
+            except BrokerUnavailable:
+                # The record cannot be committed before it is safely in the dead-letter topic.
+                attempt += 1
+                await asyncio.sleep(backoff(attempt))
+        DLQ_MESSAGES.labels(record.topic).inc()
+        KAFKA_CONSUMED.labels(record.topic, "dead_lettered").inc()
+        log.error("message dead-lettered", extra={"topic": record.topic, "partition": record.partition,
+                                                  "offset": record.offset, "reason": reason})

@@ -1,0 +1,75 @@
+"""Structured JSON logs that never carry a phone number, a NIK or a citizen's message text in clear."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from lokal import mask_pii
+
+#: Fields whose values are the citizen's words or identity: never logged, only their length.
+REDACTED_FIELDS = frozenset({
+    "text", "body", "message_text", "caption", "raw", "phone", "email", "display_name", "name", "address",
+})
+
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+def mask(text: str) -> str:
+    """Mask phone numbers, NIKs and other personal data inside free text (lokal-id's Samaran, partial mode)."""
+    if not any(ch.isdigit() for ch in text) and "@" not in text:
+        return text  # nothing Samaran's number and e-mail detectors could find; names never reach logs
+    return mask_pii(text, mode="partial", types=("NIK", "PHONE", "EMAIL", "NPWP", "KK")).text
+
+
+def _clean(key: str, value: Any) -> Any:
+    if key in REDACTED_FIELDS and value is not None:
+        return f"[redacted {len(str(value))} chars]"
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    return mask(str(value))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, service, logger, message and any `extra=` fields, masked."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "logger": record.name,
+            "msg": mask(record.getMessage()),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                entry[key] = _clean(key, value)
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["exc_type"] = record.exc_info[0].__name__
+            entry["exc"] = mask("".join(traceback.format_exception(*record.exc_info))[-4000:])
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    """Send every logger, uvicorn's and the libraries' included, through one masked JSON handler on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    for noisy in ("aiokafka", "kafka", "pymongo"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
