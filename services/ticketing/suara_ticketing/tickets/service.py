@@ -1,0 +1,442 @@
+"""The ticket domain: threading inbound messages, references, acknowledgements, replies, delivery statuses.
+
+Ticketing is the only writer of tickets. Every write is idempotent on a natural key held by a unique `_id`
+(`in:<channel>:<platform id>` for inbound messages, `out:<outbound id>` for outbound ones), so a message
+delivered twice, or reprocessed after a crash, changes nothing the second time. Outbound messages and ticket
+events are stored first and marked published only after the broker took them (a transactional outbox): a crash
+in between means they are published again, never lost."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from suara_shared import db, topics
+from suara_shared.events import (
+    DELIVERY_RANK,
+    DeliveryState,
+    DeliveryStatus,
+    Event,
+    InboundMessage,
+    OutboundReply,
+    ReplyPurpose,
+    TicketEvent,
+    TicketEventType,
+    new_id,
+    utcnow,
+)
+from suara_shared.kafka import BrokerUnavailable, Publisher
+
+from .. import texts
+from .models import TicketStatus
+
+log = logging.getLogger(__name__)
+
+WIB = ZoneInfo("Asia/Jakarta")
+STATUS_QUERY = re.compile(r"^\s*(?:cek|status)\s+([A-Za-z]{2,10}-\d{4}-\d{6})\s*[.!?]?\s*$", re.IGNORECASE)
+#: A ticket in one of these takes the conversation's next message; a closed one does not.
+THREADABLE = [s.value for s in TicketStatus if s is not TicketStatus.CLOSED]
+
+
+class NotFound(Exception):
+    """No such ticket."""
+
+
+def _stable_id(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+def encode_cursor(created_at: datetime, reference: str) -> str:
+    raw = orjson.dumps([created_at.astimezone(UTC).isoformat(), reference])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Raise ValueError for anything that is not a cursor we made."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, reference = orjson.loads(raw)
+        return datetime.fromisoformat(created), str(reference)
+    except Exception as exc:
+        raise ValueError("invalid cursor") from exc
+
+
+class TicketService:
+    """Every read and write of tickets, their messages, notes and events."""
+
+    def __init__(self, *, database: db.Database, publisher: Publisher, prefix: str, status_url: str) -> None:
+        self.db = database
+        self.tickets = database["tickets"]
+        self.messages = database["messages"]
+        self.notes = database["notes"]
+        self.events = database["ticket_events"]
+        self.counters = database["counters"]
+        self.orphans = database["delivery_orphans"]
+        self.publisher = publisher
+        self.prefix = prefix
+        self.status_url = status_url.rstrip("/")
+
+    async def ensure_indexes(self) -> None:
+        """Create the indexes the queries and the idempotency rely on (idempotent)."""
+        await self.tickets.create_index([("channel", 1), ("conversation_key", 1), ("status", 1)])
+        await self.tickets.create_index([("created_at", -1), ("_id", -1)])
+        await self.tickets.create_index([("status", 1), ("created_at", -1)])
+        await self.tickets.create_index([("submission_id", 1)], sparse=True)
+        await self.messages.create_index([("ticket", 1), ("created_at", 1)])
+        await self.messages.create_index([("channel", 1), ("channel_message_id", 1)])
+        await self.messages.create_index([("published", 1), ("created_at", 1)])
+        await self.events.create_index([("reference", 1), ("at", 1)])
+        await self.events.create_index([("published", 1), ("at", 1)])
+        await self.notes.create_index([("ticket", 1), ("created_at", 1)])
+
+    # --- inbound -------------------------------------------------------------------------------------------
+
+    async def handle_inbound(self, event: InboundMessage) -> None:
+        """Store a citizen's message on its ticket (opening one if needed) and queue the acknowledgement."""
+        key = event.dedup_key
+        existing = await self.messages.find_one({"_id": key}, {"ticket": 1})
+        if existing is not None:
+            # Redelivered: the message is stored; make sure what it caused went out too.
+            await self._flush(existing.get("ticket"), cause=key)
+            return
+        query = STATUS_QUERY.match(event.text or "") if event.kind == "text" else None
+        if query:
+            await self._answer_status_query(event, query.group(1).upper())
+            return
+        ticket = await self._thread(event)
+        await self._insert_inbound(event, ticket=ticket["_id"])
+        await self._add_event(ticket["_id"], TicketEventType.MESSAGE_ADDED, data={"message_id": key})
+        await self._flush(ticket["_id"], cause=key)
+
+    async def _thread(self, event: InboundMessage) -> dict[str, Any]:
+        """The conversation's ticket that is not closed, reopened if it was resolved; else a new ticket."""
+        now = utcnow()
+        found = await self.tickets.find_one(
+            {"channel": event.channel.value, "conversation_key": event.conversation_key,
+             "status": {"$in": THREADABLE}},
+            sort=[("created_at", -1)],
+        )
+        if found is not None:
+            changes: dict[str, Any] = {"updated_at": now, "last_inbound_at": now}
+            if found["status"] in (TicketStatus.PENDING, TicketStatus.RESOLVED):
+                changes["status"] = TicketStatus.OPEN.value
+            await self.tickets.update_one({"_id": found["_id"]}, {"$set": changes, "$inc": {"message_count": 1}})
+            if "status" in changes:
+                await self._add_event(found["_id"], TicketEventType.UPDATED, actor="citizen",
+                                      data={"status": [found["status"], changes["status"]]})
+            return found
+        reference = await self._next_reference(now)
+        meta = event.metadata
+        anonymous = bool(meta.get("anonymous"))
+        sender = event.sender
+        doc = {
+            "_id": reference,
+            "reference": reference,
+            "status": TicketStatus.NEW.value,
+            "channel": event.channel.value,
+            "conversation_key": event.conversation_key,
+            "citizen": {
+                "channel_user_id": sender.channel_user_id,
+                "display_name": None if anonymous else sender.display_name,
+                "phone": None if anonymous else sender.phone,
+                "email": None if anonymous else sender.email,
+            },
+            "anonymous": anonymous,
+            "summary": (event.text or "")[:280] or None,
+            "category": None,
+            "department": None,
+            "priority": "normal",
+            "assignee": None,
+            "kecamatan": meta.get("kecamatan") or (event.location.kecamatan if event.location else None),
+            "desa": meta.get("desa") or (event.location.desa if event.location else None),
+            "submission_id": meta.get("submission_id"),
+            "acknowledged": False,
+            "message_count": 1,
+            "created_at": now,
+            "updated_at": now,
+            "last_inbound_at": now,
+        }
+        await self.tickets.insert_one(doc)
+        await self._add_event(reference, TicketEventType.CREATED, data={"channel": event.channel.value})
+        log.info("ticket opened", extra={"reference": reference, "channel": event.channel.value})
+        return doc
+
+    async def _next_reference(self, now: datetime) -> str:
+        year = now.astimezone(WIB).year
+        counter = await self.counters.find_one_and_update(
+            {"_id": f"ticket:{self.prefix}:{year}"}, {"$inc": {"seq": 1}},
+            upsert=True, return_document=db.ReturnDocument.AFTER,
+        )
+        return f"{self.prefix}-{year}-{int(counter['seq']):06d}"
+
+    async def _insert_inbound(self, event: InboundMessage, *, ticket: str | None, **extra: Any) -> None:
+        doc = {
+            "_id": event.dedup_key,
+            "ticket": ticket,
+            "direction": "inbound",
+            "channel": event.channel.value,
+            "channel_message_id": event.platform_message_id,
+            "conversation_key": event.conversation_key,
+            "kind": event.kind.value,
+            "text": event.text,
+            "sender": event.sender.model_dump(),
+            "attachments": [a.model_dump(exclude_none=True) for a in event.attachments],
+            "location": event.location.model_dump(exclude_none=True) if event.location else None,
+            "reply_context": event.reply_context.model_dump(exclude_none=True) if event.reply_context else None,
+            "raw": event.raw,
+            "created_at": event.received_at,
+            "stored_at": utcnow(),
+            **extra,
+        }
+        try:
+            await self.messages.insert_one(doc)
+        except db.DuplicateKeyError:
+            pass  # a concurrent redelivery stored it first: same message, nothing to add
+
+    async def _answer_status_query(self, event: InboundMessage, reference: str) -> None:
+        """`cek <reference>`: answer with the ticket's status on the channel asked from; open no ticket."""
+        ticket = await self.tickets.find_one({"_id": reference})
+        if ticket is None:
+            text = texts.status_not_found(reference)
+        else:
+            text = texts.status_answer(reference=reference, status=ticket["status"],
+                                       updated_at=ticket["updated_at"], department=ticket.get("department"))
+        await self._insert_inbound(event, ticket=None, status_query=reference)
+        await self._queue_outbound(
+            outbound_id=_stable_id("status", event.dedup_key), ticket=None, channel=event.channel.value,
+            conversation_key=event.conversation_key, recipient=event.sender.channel_user_id, text=text,
+            purpose=ReplyPurpose.STATUS, reply_to=event.platform_message_id, cause=event.dedup_key,
+        )
+        await self._flush(None, cause=event.dedup_key)
+
+    async def _flush(self, reference: str | None, *, cause: str) -> None:
+        """Queue the acknowledgement if the ticket has none yet, then publish whatever is still unpublished."""
+        if reference is not None:
+            ticket = await self.tickets.find_one({"_id": reference})
+            if ticket is not None and not ticket.get("acknowledged"):
+                await self._queue_outbound(
+                    outbound_id=_stable_id("ack", reference), ticket=reference, channel=ticket["channel"],
+                    conversation_key=ticket["conversation_key"],
+                    recipient=ticket["citizen"]["channel_user_id"],
+                    text=texts.acknowledgement(reference=reference, status_url=self.status_url),
+                    purpose=ReplyPurpose.ACKNOWLEDGEMENT, reply_to=cause.split(":", 2)[-1], cause=cause,
+                )
+                await self.tickets.update_one({"_id": reference}, {"$set": {"acknowledged": True}})
+            await self.publish_pending({"ticket": reference})
+        else:
+            await self.publish_pending({"cause": cause})
+
+    async def _queue_outbound(self, *, outbound_id: str, ticket: str | None, channel: str, conversation_key: str,
+                              recipient: str, text: str, purpose: ReplyPurpose, reply_to: str | None,
+                              cause: str | None, author: str = "system") -> str:
+        doc = {
+            "_id": f"out:{outbound_id}",
+            "outbound_id": outbound_id,
+            "ticket": ticket,
+            "direction": "outbound",
+            "channel": channel,
+            "channel_message_id": None,
+            "conversation_key": conversation_key,
+            "recipient": recipient,
+            "kind": "text",
+            "text": text,
+            "purpose": purpose.value,
+            "reply_to": reply_to,
+            "cause": cause,
+            "author": author,
+            "delivery_status": DeliveryState.QUEUED.value,
+            "delivery_rank": DELIVERY_RANK[DeliveryState.QUEUED],
+            "delivery_error": None,
+            "published": False,
+            "created_at": utcnow(),
+        }
+        try:
+            await self.messages.insert_one(doc)
+        except db.DuplicateKeyError:
+            pass
+        return outbound_id
+
+    async def publish_pending(self, match: dict[str, Any], *, older_than: timedelta | None = None) -> int:
+        """Hand unpublished outbound messages and ticket events matching `match` to the broker."""
+        query: dict[str, Any] = {"published": False, "direction": "outbound", **match}
+        if older_than is not None:
+            query["created_at"] = {"$lt": utcnow() - older_than}
+        pending = await self.messages.find(query).sort("created_at", 1).to_list(500)
+        items: list[tuple[str, Event, bytes | None]] = []
+        for doc in pending:
+            reply = OutboundReply(
+                outbound_id=doc["outbound_id"], ticket_reference=doc.get("ticket"), channel=doc["channel"],
+                conversation_key=doc["conversation_key"], recipient=doc["recipient"], text=doc["text"],
+                purpose=doc["purpose"], reply_to=doc.get("reply_to"), created_at=doc["created_at"],
+            )
+            items.append((topics.OUTBOUND, reply, reply.partition_key))
+        event_query: dict[str, Any] = {"published": False}
+        if "ticket" in match:
+            event_query["reference"] = match["ticket"]
+        elif older_than is None:
+            event_query = {}
+        if older_than is not None:
+            event_query["at"] = {"$lt": utcnow() - older_than}
+        events = await self.events.find(event_query).sort("at", 1).to_list(500) if event_query else []
+        for doc in events:
+            te = TicketEvent(event_id=doc["_id"], reference=doc["reference"], type=doc["type"], actor=doc["actor"],
+                             at=doc["at"], data=doc.get("data") or {})
+            items.append((topics.TICKET_EVENTS, te, te.partition_key))
+        if not items:
+            return 0
+        await self.publisher.publish_many(items)
+        if pending:
+            await self.messages.update_many({"_id": {"$in": [d["_id"] for d in pending]}},
+                                            {"$set": {"published": True}})
+        if events:
+            await self.events.update_many({"_id": {"$in": [d["_id"] for d in events]}},
+                                          {"$set": {"published": True}})
+        return len(items)
+
+    async def _add_event(self, reference: str, type_: TicketEventType, *, actor: str = "system",
+                         data: dict[str, Any] | None = None) -> None:
+        await self.events.insert_one({"_id": new_id(), "reference": reference, "type": type_.value,
+                                      "actor": actor, "at": utcnow(), "data": data or {}, "published": False})
+
+    # --- delivery statuses ---------------------------------------------------------------------------------
+
+    async def record_delivery(self, status: DeliveryStatus) -> None:
+        """Record a delivery status on its outbound message; a status never moves backwards."""
+        if status.outbound_id:
+            match: dict[str, Any] = {"_id": f"out:{status.outbound_id}"}
+        elif status.platform_message_id:
+            match = {"channel": status.channel.value, "channel_message_id": status.platform_message_id,
+                     "direction": "outbound"}
+        else:
+            return
+        rank = DELIVERY_RANK[status.status]
+        changes: dict[str, Any] = {"delivery_status": status.status.value, "delivery_rank": rank,
+                                   "delivery_updated_at": status.occurred_at}
+        if status.error is not None:
+            changes["delivery_error"] = status.error.model_dump()
+        if status.platform_message_id:
+            changes["channel_message_id"] = status.platform_message_id
+        result = await self.messages.find_one_and_update(
+            {**match, "delivery_rank": {"$lt": rank}}, {"$set": changes},
+            projection={"ticket": 1, "channel": 1}, return_document=db.ReturnDocument.AFTER,
+        )
+        if result is None:
+            known = await self.messages.find_one(match, {"_id": 1})
+            if known is None and status.platform_message_id and not status.outbound_id:
+                # The platform's status came before we learnt its message id: keep it until we do.
+                await self.orphans.update_one(
+                    {"_id": f"{status.channel.value}:{status.platform_message_id}:{status.status.value}"},
+                    {"$set": status.model_dump(mode="json")}, upsert=True)
+            return
+        if status.platform_message_id and status.outbound_id:
+            await self._adopt_orphans(status.channel.value, status.platform_message_id)
+        if result.get("ticket"):
+            await self.tickets.update_one({"_id": result["ticket"]}, {"$set": {"updated_at": utcnow()}})
+
+    async def _adopt_orphans(self, channel: str, platform_message_id: str) -> None:
+        orphans = await self.orphans.find({"channel": channel, "platform_message_id": platform_message_id}
+                                          ).to_list(10)
+        for doc in orphans:
+            await self.orphans.delete_one({"_id": doc["_id"]})
+            doc.pop("_id", None)
+            await self.record_delivery(DeliveryStatus.model_validate(doc))
+
+    # --- the response team's actions -----------------------------------------------------------------------
+
+    async def get(self, reference: str) -> dict[str, Any]:
+        ticket = await self.tickets.find_one({"_id": reference})
+        if ticket is None:
+            raise NotFound(reference)
+        ticket["messages"] = await self.messages.find(
+            {"ticket": reference}, {"raw": 0}).sort([("created_at", 1), ("_id", 1)]).to_list(None)
+        ticket["notes"] = await self.notes.find({"ticket": reference}).sort("created_at", 1).to_list(None)
+        return ticket
+
+    async def list(self, *, filters: dict[str, str], q: str | None, limit: int,
+                   cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first, stable across pages (created_at, then reference, both descending)."""
+        query: dict[str, Any] = {key: value for key, value in filters.items()}
+        clauses: list[dict[str, Any]] = []
+        if q:
+            pattern = {"$regex": re.escape(q.strip()), "$options": "i"}
+            clauses.append({"$or": [{"_id": pattern}, {"summary": pattern}, {"citizen.display_name": pattern}]})
+        if cursor:
+            created, reference = decode_cursor(cursor)
+            clauses.append({"$or": [{"created_at": {"$lt": created}},
+                                    {"created_at": created, "_id": {"$lt": reference}}]})
+        if clauses:
+            query["$and"] = clauses
+        docs = await self.tickets.find(query).sort([("created_at", -1), ("_id", -1)]).limit(limit + 1
+                                                                                          ).to_list(None)
+        next_cursor = None
+        if len(docs) > limit:
+            docs = docs[:limit]
+            next_cursor = encode_cursor(docs[-1]["created_at"], docs[-1]["_id"])
+        return docs, next_cursor
+
+    async def update(self, reference: str, changes: dict[str, Any], *, actor: str) -> dict[str, Any]:
+        ticket = await self.tickets.find_one({"_id": reference})
+        if ticket is None:
+            raise NotFound(reference)
+        diff = {k: [ticket.get(k), v] for k, v in changes.items() if ticket.get(k) != v}
+        if diff:
+            await self.tickets.update_one({"_id": reference}, {"$set": {**changes, "updated_at": utcnow()}})
+            await self._add_event(reference, TicketEventType.UPDATED, actor=actor, data=diff)
+            await self._publish_quietly({"ticket": reference})
+        return await self.get(reference)
+
+    async def reply(self, reference: str, text: str, *, actor: str) -> str:
+        """Queue an agent's reply on the ticket's channel; it is stored before anything is sent."""
+        ticket = await self.tickets.find_one({"_id": reference})
+        if ticket is None:
+            raise NotFound(reference)
+        outbound_id = await self._queue_outbound(
+            outbound_id=new_id(), ticket=reference, channel=ticket["channel"],
+            conversation_key=ticket["conversation_key"], recipient=ticket["citizen"]["channel_user_id"],
+            text=text, purpose=ReplyPurpose.AGENT_REPLY, reply_to=None, cause=None, author=actor,
+        )
+        changes: dict[str, Any] = {"updated_at": utcnow()}
+        if ticket["status"] == TicketStatus.NEW:
+            changes["status"] = TicketStatus.OPEN.value
+        await self.tickets.update_one({"_id": reference}, {"$set": changes, "$inc": {"message_count": 1}})
+        await self._add_event(reference, TicketEventType.REPLY_QUEUED, actor=actor,
+                              data={"outbound_id": outbound_id})
+        await self._publish_quietly({"ticket": reference})
+        return outbound_id
+
+    async def add_note(self, reference: str, text: str, *, actor: str) -> dict[str, Any]:
+        if await self.tickets.find_one({"_id": reference}, {"_id": 1}) is None:
+            raise NotFound(reference)
+        note = {"_id": new_id(), "ticket": reference, "text": text, "author": actor, "created_at": utcnow()}
+        await self.notes.insert_one(note)
+        await self.tickets.update_one({"_id": reference}, {"$set": {"updated_at": utcnow()}})
+        await self._add_event(reference, TicketEventType.NOTE_ADDED, actor=actor, data={"note_id": note["_id"]})
+        await self._publish_quietly({"ticket": reference})
+        return note
+
+    async def _publish_quietly(self, match: dict[str, Any]) -> None:
+        """Publish now if the broker is there; otherwise the outbox relay does it shortly."""
+        try:
+            await self.publish_pending(match)
+        except BrokerUnavailable:
+            log.warning("broker unavailable; the outbox relay will publish later", extra=match)
+
+    async def public_status(self, key: str) -> dict[str, Any]:
+        """A ticket's public view by reference or by web submission id."""
+        ticket = await self.tickets.find_one({"_id": key.upper()}) or await self.tickets.find_one(
+            {"submission_id": key})
+        if ticket is None:
+            raise NotFound(key)
+        replies = await self.messages.find(
+            {"ticket": ticket["_id"], "direction": "outbound"},
+            {"text": 1, "purpose": 1, "created_at": 1, "delivery_status": 1, "outbound_id": 1},
+        ).sort("created_at", 1).to_list(None)
+        return {**ticket, "replies": replies}
+

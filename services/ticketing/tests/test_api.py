@@ -1,0 +1,120 @@
+"""The ticket API as the response team uses it: auth, filters, paging, updates, replies, notes, errors."""
+
+from __future__ import annotations
+
+from suara_shared.events import Channel, new_id
+
+from .conftest import App, outbound_for, web_message
+
+
+async def _open(app: App, count: int) -> list[str]:
+    for i in range(count):
+        await app.service.handle_inbound(web_message(f"Pengaduan nomor {i}: lampu jalan mati di Sluke"))
+    return [t["reference"] for t in (await app.client.get("/api/v1/tickets?limit=100")).json()["items"]]
+
+
+async def test_no_or_wrong_token_is_401_as_json(app: App) -> None:
+    for headers in ({"Authorization": ""}, {"Authorization": "Bearer wrong"}):
+        response = await app.client.get("/api/v1/tickets", headers=headers)
+        assert response.status_code == 401
+        assert response.json()["error_code"] == "unauthorized"
+
+
+async def test_pages_follow_the_cursor_newest_first_without_gaps_or_repeats(app: App) -> None:
+    refs = await _open(app, 7)
+    assert refs == sorted(refs, reverse=True)  # newest first
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        page = (await app.client.get("/api/v1/tickets", params=params)).json()
+        seen += [t["reference"] for t in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == refs
+
+
+async def test_filters_and_search(app: App) -> None:
+    refs = await _open(app, 3)
+    await app.service.handle_inbound(web_message("Air PDAM tidak mengalir tiga hari", name="Bambang"))
+    water = (await app.client.get("/api/v1/tickets", params={"q": "pdam"})).json()["items"]
+    assert [t["summary"] for t in water] == ["Air PDAM tidak mengalir tiga hari"]
+    assert len((await app.client.get("/api/v1/tickets", params={"q": "bambang"})).json()["items"]) == 1
+    # Regex metacharacters are searched for literally.
+    assert (await app.client.get("/api/v1/tickets", params={"q": ".*"})).json()["items"] == []
+
+    await app.client.patch(f"/api/v1/tickets/{refs[0]}", json={"status": "open", "department": "Dishub",
+                                                               "assignee": "ani"})
+    opened = (await app.client.get("/api/v1/tickets", params={"status": "open"})).json()["items"]
+    assert [t["reference"] for t in opened] == [refs[0]]
+    assert len((await app.client.get("/api/v1/tickets", params={"department": "Dishub"})).json()["items"]) == 1
+    assert len((await app.client.get("/api/v1/tickets", params={"assignee": "ani"})).json()["items"]) == 1
+    assert (await app.client.get("/api/v1/tickets", params={"channel": "x"})).json()["items"] == []
+    assert len((await app.client.get("/api/v1/tickets", params={"channel": "web"})).json()["items"]) == 4
+
+
+async def test_bad_parameters_are_422_never_database_operators(app: App) -> None:
+    await _open(app, 1)
+    for params in ({"status": "bogus"}, {"limit": 0}, {"limit": 1000}, {"cursor": "not-a-cursor"},
+                   {"status[$ne]": "x", "department": '{"$ne": null}'}):
+        response = await app.client.get("/api/v1/tickets", params=params)
+        if "department" in params:
+            # A JSON-looking value is only a string: it matches no department, and is not an operator.
+            assert response.status_code == 200 and response.json()["items"] == []
+        else:
+            assert response.status_code == 422, params
+            assert response.json()["error_code"] == "validation_error"
+    patch = await app.client.patch("/api/v1/tickets/RMB-2026-000001", json={"status": {"$ne": "closed"}})
+    assert patch.status_code == 422
+    assert (await app.client.patch("/api/v1/tickets/RMB-2026-000001", json={"owner": "x"})).status_code == 422
+
+
+async def test_unknown_ticket_is_404_as_json(app: App) -> None:
+    response = await app.client.get("/api/v1/tickets/RMB-2026-999999")
+    assert response.status_code == 404 and response.json()["error_code"] == "ticket_not_found"
+    assert (await app.client.get("/api/v1/tickets/not-a-reference")).status_code == 422
+    assert (await app.client.post("/api/v1/tickets/RMB-2026-999999/replies", json={"text": "x"})).status_code == 404
+
+
+async def test_reply_is_queued_on_the_tickets_channel_and_notes_stay_internal(app: App) -> None:
+    msg = web_message()
+    await app.service.handle_inbound(msg)
+    reference = (await app.client.get("/api/v1/tickets")).json()["items"][0]["reference"]
+
+    note = await app.client.post(f"/api/v1/tickets/{reference}/notes", json={"text": "Koordinasi dengan DPUPR"})
+    assert note.status_code == 201 and note.json()["author"] == "admin"
+    reply = await app.client.post(f"/api/v1/tickets/{reference}/replies",
+                                  json={"text": "Petugas akan datang besok pagi."})
+    assert reply.status_code == 202 and reply.json()["delivery_status"] == "queued"
+    assert (await app.client.post(f"/api/v1/tickets/{reference}/replies", json={"text": "   "})).status_code == 422
+
+    full = (await app.client.get(f"/api/v1/tickets/{reference}")).json()
+    assert full["status"] == "open"  # an agent's answer means someone is working on it
+    assert [n["text"] for n in full["notes"]] == ["Koordinasi dengan DPUPR"]
+    assert all("Koordinasi" not in (m["text"] or "") for m in full["messages"])
+
+    sent = await outbound_for(app.settings, lambda r: r.recipient == msg.sender.channel_user_id, expect=2)
+    assert [r.purpose for r in sent] == ["acknowledgement", "agent_reply"]
+    assert sent[1].text == "Petugas akan datang besok pagi." and sent[1].channel == Channel.WEB
+    assert all("Koordinasi" not in r.text for r in sent)
+
+
+async def test_public_status_shows_replies_but_no_identity_or_complaint(app: App) -> None:
+    msg = web_message()
+    await app.service.handle_inbound(msg)
+    reference = (await app.client.get("/api/v1/tickets")).json()["items"][0]["reference"]
+    await app.client.post(f"/api/v1/tickets/{reference}/replies", json={"text": "Sudah kami teruskan ke DPUPR"})
+
+    anonymous = app.client.headers.copy()
+    del anonymous["Authorization"]
+    for key in (reference, msg.conversation_key):
+        response = await app.client.get(f"/api/v1/public/status/{key}", headers=anonymous)
+        assert response.status_code == 200
+        body = response.json()
+        assert body["reference"] == reference and body["status_label"] == "Sedang diproses"
+        assert [r["purpose"] for r in body["replies"]] == ["acknowledgement", "agent_reply"]
+        dumped = response.text
+        assert "Siti" not in dumped and "6281234567890" not in dumped and "Tireman rusak" not in dumped
+    missing = await app.client.get(f"/api/v1/public/status/{new_id()}", headers=anonymous)
+    assert missing.status_code == 404 and missing.json()["error_code"] == "not_found"
