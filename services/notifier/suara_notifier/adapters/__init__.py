@@ -1,0 +1,74 @@
+"""The registry of outbound channel adapters: one factory per channel, one map from channel to adapter."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+
+from suara_shared.events import Channel
+
+from ..config import Settings
+from .base import ChannelAdapter, PermanentSendError, SendError, SendResult, TransientSendError
+from .web import WebAdapter
+
+__all__ = [
+    "FACTORIES",
+    "AdapterRegistry",
+    "ChannelAdapter",
+    "PermanentSendError",
+    "SendError",
+    "SendResult",
+    "TransientSendError",
+]
+
+log = logging.getLogger(__name__)
+
+#: Builds a channel's adapter from the settings, or returns None when the channel cannot send yet
+#: (no credentials and no sandbox); replies on such a channel end failed with `channel_not_configured`.
+AdapterFactory = Callable[[Settings], ChannelAdapter | None]
+
+#: Every channel Suara can send on. Adding a channel is one module under adapters/ and one line here.
+FACTORIES: Mapping[Channel, AdapterFactory] = {
+    Channel.WEB: lambda _settings: WebAdapter(),
+}
+
+
+class AdapterRegistry:
+    """The adapters that can send right now, found by channel."""
+
+    def __init__(self, adapters: Iterable[ChannelAdapter]) -> None:
+        self._by_channel: dict[Channel, ChannelAdapter] = {}
+        for adapter in adapters:
+            if adapter.channel in self._by_channel:
+                raise ValueError(f"two adapters for channel {adapter.channel}")
+            self._by_channel[adapter.channel] = adapter
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AdapterRegistry:
+        """Build every adapter whose channel is configured; say which channels cannot send."""
+        built = {channel: factory(settings) for channel, factory in FACTORIES.items()}
+        registry = cls(adapter for adapter in built.values() if adapter is not None)
+        missing = sorted(str(c) for c in Channel if c not in registry.channels)
+        log.info(
+            "outbound adapters ready",
+            extra={"channels": ",".join(sorted(map(str, registry.channels))), "not_configured": ",".join(missing)},
+        )
+        return registry
+
+    @property
+    def channels(self) -> frozenset[Channel]:
+        return frozenset(self._by_channel)
+
+    def get(self, channel: Channel) -> ChannelAdapter | None:
+        """The channel's adapter, or None when the channel is not configured."""
+        return self._by_channel.get(channel)
+
+    async def aclose(self) -> None:
+        """Close every adapter; one failing to close does not keep the others open."""
+        results = await asyncio.gather(*(a.aclose() for a in self._by_channel.values()), return_exceptions=True)
+        for adapter, result in zip(self._by_channel.values(), results, strict=True):
+            if isinstance(result, Exception):
+                log.warning(
+                    "adapter did not close cleanly", extra={"channel": str(adapter.channel), "error": repr(result)}
+                )

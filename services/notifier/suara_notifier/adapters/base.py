@@ -1,0 +1,61 @@
+"""The one interface every outbound channel adapter implements, and the errors it may raise."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from suara_shared.events import Channel, DeliveryState, OutboundReply
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What the platform answered when it took a message."""
+
+    #: The platform's id of the sent message; delivery webhooks refer to it later.
+    platform_message_id: str | None
+    #: Usually SENT ("accepted"): the platform reports delivered and read on its own later.
+    status: DeliveryState = DeliveryState.SENT
+
+
+class SendError(Exception):
+    """The platform did not take the message."""
+
+    def __init__(self, code: str, detail: str | None = None, *, title: str | None = None) -> None:
+        super().__init__(f"{code}: {title or detail or 'send failed'}")
+        self.code = code
+        self.title = title
+        self.detail = detail
+
+
+class TransientSendError(SendError):
+    """Worth trying again later: a 5xx, a timeout, a rate limit.
+
+    `retry_after` carries the platform's own hint (e.g. X's rate-limit reset), in seconds."""
+
+    def __init__(
+        self, code: str, detail: str | None = None, *, title: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(code, detail, title=title)
+        self.retry_after = retry_after
+
+
+class PermanentSendError(SendError):
+    """Will never succeed as it is, e.g. WhatsApp 131047 outside the 24-hour window: the reply ends failed."""
+
+    def __init__(self, code: str, title: str | None = None, detail: str | None = None) -> None:
+        super().__init__(code, detail, title=title)
+
+
+class ChannelAdapter(ABC):
+    """Sends replies on one channel. Raise TransientSendError or PermanentSendError; never swallow errors."""
+
+    channel: Channel
+
+    @abstractmethod
+    async def send(self, reply: OutboundReply) -> SendResult:
+        """Hand the reply to the platform and return what it answered."""
+
+    async def aclose(self) -> None:
+        """Release what the adapter holds (HTTP clients); called once at shutdown."""
+        return None

@@ -1,0 +1,151 @@
+"""Sending one reply through its channel's adapter: retries on transient errors, failures with the platform's
+code, each ending in one status on the delivery topic of the real embedded broker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from suara_notifier.adapters import AdapterRegistry, PermanentSendError, SendResult, TransientSendError
+from suara_notifier.adapters.fake import ScriptedAdapter
+from suara_notifier.config import Settings
+from suara_notifier.delivery import Notifier, RetryPolicy
+from suara_shared.events import Channel, DeliveryState, DeliveryStatus, Event, OutboundReply
+from suara_shared.kafka import BrokerUnavailable, Publisher
+
+StatusReader = Callable[..., Awaitable[dict[str, list[DeliveryStatus]]]]
+
+
+@pytest.fixture
+async def publisher(notifier_settings: Settings) -> AsyncIterator[Publisher]:
+    pub = Publisher(notifier_settings)
+    yield pub
+    await pub.stop()
+
+
+def _notifier(settings: Settings, publisher: Publisher, adapter: ScriptedAdapter) -> Notifier:
+    return Notifier(adapters=AdapterRegistry([adapter]), publisher=publisher, retry=RetryPolicy.from_settings(settings))
+
+
+def _reply(channel: Channel = Channel.FACEBOOK) -> OutboundReply:
+    return OutboundReply(
+        channel=channel,
+        conversation_key="psid-1",
+        recipient="psid-1",
+        text="Laporan Anda RMB-2025-000001 sudah kami terima.",
+        ticket_reference="RMB-2025-000001",
+    )
+
+
+async def test_transient_errors_are_retried_until_the_platform_takes_the_reply(
+    notifier_settings: Settings, publisher: Publisher, read_statuses: StatusReader
+) -> None:
+    adapter = ScriptedAdapter(
+        Channel.FACEBOOK,
+        [
+            TransientSendError("http_503", "service unavailable"),
+            TransientSendError("4", "rate limited", retry_after=0.01),
+            SendResult(platform_message_id="m_ok", status=DeliveryState.SENT),
+        ],
+    )
+    reply = _reply()
+
+    await _notifier(notifier_settings, publisher, adapter).handle(reply)
+
+    statuses = (await read_statuses([reply.outbound_id]))[reply.outbound_id]
+    assert [(s.status, s.platform_message_id, s.error) for s in statuses] == [(DeliveryState.SENT, "m_ok", None)]
+    assert adapter.sent == [reply.outbound_id] * 3
+
+
+async def test_permanent_error_fails_the_reply_with_the_platform_code(
+    notifier_settings: Settings, publisher: Publisher, read_statuses: StatusReader
+) -> None:
+    adapter = ScriptedAdapter(
+        Channel.WHATSAPP,
+        [
+            PermanentSendError("131047", "Re-engagement message", "more than 24 hours since the last message"),
+        ],
+    )
+    reply = _reply(Channel.WHATSAPP)
+
+    await _notifier(notifier_settings, publisher, adapter).handle(reply)
+
+    [status] = (await read_statuses([reply.outbound_id]))[reply.outbound_id]
+    assert status.status == DeliveryState.FAILED
+    assert status.channel == Channel.WHATSAPP
+    assert status.error is not None
+    assert (status.error.code, status.error.title) == ("131047", "Re-engagement message")
+    assert adapter.sent == [reply.outbound_id], "a permanent error is not retried"
+
+
+async def test_transient_errors_that_never_stop_end_in_failed_after_bounded_attempts(
+    notifier_settings: Settings, publisher: Publisher, read_statuses: StatusReader
+) -> None:
+    adapter = ScriptedAdapter(Channel.X, [TransientSendError("http_500", "internal error")])
+    reply = _reply(Channel.X)
+
+    await _notifier(notifier_settings, publisher, adapter).handle(reply)
+
+    [status] = (await read_statuses([reply.outbound_id]))[reply.outbound_id]
+    assert status.status == DeliveryState.FAILED
+    assert status.error is not None and status.error.code == "http_500"
+    assert len(adapter.sent) == notifier_settings.send_max_attempts
+
+
+async def test_an_adapter_bug_ends_in_a_failed_status_not_in_silence(
+    notifier_settings: Settings, publisher: Publisher, read_statuses: StatusReader
+) -> None:
+    adapter = ScriptedAdapter(Channel.INSTAGRAM, [KeyError("recipient")])
+    reply = _reply(Channel.INSTAGRAM)
+
+    await _notifier(notifier_settings, publisher, adapter).handle(reply)
+
+    [status] = (await read_statuses([reply.outbound_id]))[reply.outbound_id]
+    assert status.status == DeliveryState.FAILED
+    assert status.error is not None and status.error.code == "adapter_error"
+
+
+async def test_a_redelivered_reply_is_not_sent_again(
+    notifier_settings: Settings, publisher: Publisher, read_statuses: StatusReader
+) -> None:
+    adapter = ScriptedAdapter(Channel.FACEBOOK, [SendResult(platform_message_id="m_once")])
+    notifier = _notifier(notifier_settings, publisher, adapter)
+    reply = _reply()
+
+    await notifier.handle(reply)
+    await notifier.handle(reply)
+
+    assert adapter.sent == [reply.outbound_id]
+    assert len((await read_statuses([reply.outbound_id]))[reply.outbound_id]) == 1
+
+
+class _BrokerAwayOnce(Publisher):
+    """A publisher whose first publish fails as when the broker is away."""
+
+    failures = 1
+
+    async def publish(self, topic: str, event: Event, *, key: bytes | None = None) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise BrokerUnavailable("broker did not acknowledge")
+        await super().publish(topic, event, key=key)
+
+
+async def test_a_reply_sent_while_the_broker_was_away_is_not_sent_again_on_retry(
+    notifier_settings: Settings, read_statuses: StatusReader
+) -> None:
+    adapter = ScriptedAdapter(Channel.FACEBOOK, [SendResult(platform_message_id="m_kept")])
+    publisher = _BrokerAwayOnce(notifier_settings)
+    notifier = _notifier(notifier_settings, publisher, adapter)
+    reply = _reply()
+    try:
+        with pytest.raises(BrokerUnavailable):  # the consumer retries the message after this
+            await notifier.handle(reply)
+        await notifier.handle(reply)
+    finally:
+        await publisher.stop()
+
+    assert adapter.sent == [reply.outbound_id]
+    [status] = (await read_statuses([reply.outbound_id]))[reply.outbound_id]
+    assert status.platform_message_id == "m_kept"
