@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from urllib.parse import urlsplit
 
 from .infra import EmbeddedInfra
 from .stack import Stack, default_services
@@ -33,9 +34,13 @@ def _echo_factory() -> tuple[object, threading.Lock]:
 
 def run(args: argparse.Namespace) -> int:
     data_dir = Path(os.environ.get("DATA_DIR", "var")).resolve()
-    infra = EmbeddedInfra(data_dir=data_dir, log_dir=data_dir / "logs")
+    broker = urlsplit("//" + os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092").split(",")[0])
+    database = urlsplit(os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/suara"))
+    infra = EmbeddedInfra(data_dir=data_dir, log_dir=data_dir / "logs", broker_port=broker.port or 9092,
+                          db_port=database.port or 27017)
     echo, _ = _echo_factory()
-    stack = Stack(infra=infra, services=default_services(), echo=echo)  # type: ignore[arg-type]
+    services = default_services(base_port=int(os.environ.get("SUARA_BASE_PORT", "8000")))
+    stack = Stack(infra=infra, services=services, echo=echo)  # type: ignore[arg-type]
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -47,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"suara: starting the embedded broker and database (data in {data_dir})…", flush=True)
     try:
         stack.start(timeout=args.timeout)
-    except Exception as exc:  # noqa: BLE001 - report and exit non-zero
+    except Exception as exc:
         print(f"suara: could not start: {exc}", file=sys.stderr, flush=True)
         return 1
     env = stack.service_env()

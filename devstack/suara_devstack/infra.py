@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import signal
 import socket
@@ -50,7 +49,7 @@ def spawn(argv: list[str], *, log: IO[bytes] | int | None, env: dict[str, str] |
     """Start a child in its own process group (so a terminal's Ctrl-C reaches only us) that dies with us."""
     return subprocess.Popen(  # noqa: S603 - argv built by us
         argv, stdout=log, stderr=subprocess.STDOUT if log is not None else None, stdin=subprocess.DEVNULL,
-        env=env, cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509
+        env=env, cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent,
     )
 
 
@@ -174,9 +173,9 @@ class EmbeddedInfra:
                 stop_process(proc)
 
 
-async def create_topics(bootstrap: str, *, timeout: float = 30.0) -> None:
+async def create_topics(bootstrap: str, *, within: float = 30.0) -> None:
     """Create every Suara topic that does not exist yet (idempotent)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
         try:

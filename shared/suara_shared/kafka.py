@@ -4,6 +4,7 @@ commits offset+1 only after processing, sends poison messages to the dead-letter
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -193,10 +194,8 @@ class ConsumerLoop:
         raise asyncio.CancelledError
 
     async def _sleep(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
 
     async def run(self) -> None:
         """Consume until `stop()` is called."""
@@ -275,7 +274,7 @@ class ConsumerLoop:
             except PermanentError as exc:
                 await self._dead_letter(record, "permanent_error", str(exc))
                 return True
-            except Exception as exc:  # noqa: BLE001 - classified below
+            except Exception as exc:
                 attempt += 1
                 if is_transient(exc):
                     KAFKA_CONSUMED.labels(record.topic, "retry").inc()

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 log = logging.getLogger(__name__)
 
 #: Values that `make run` uses for development. A service in production refuses to start with any of them.
-DEV_SECRET_PREFIX = "dev-only-"
+DEV_SECRET_PREFIX = "dev-only-"  # noqa: S105 - the marker of placeholders, not a secret
 
 
 class ServiceSettings(BaseSettings):

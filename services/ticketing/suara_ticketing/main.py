@@ -78,10 +78,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
 
     async def database_ready() -> bool:
-        return await db.ping(app.state.tickets.db)
+        service: TicketService = app.state.tickets
+        return await db.ping(service.db)
 
     async def broker_ready() -> bool:
-        return await app.state.tickets.publisher.ready()
+        service: TicketService = app.state.tickets
+        return await service.publisher.ready()
 
     checks = {"database": database_ready, "broker": broker_ready}
     if "consumer" in settings.roles:

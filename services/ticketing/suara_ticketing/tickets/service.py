@@ -9,6 +9,7 @@ in between means they are published again, never lost."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 import re
@@ -174,6 +175,7 @@ class TicketService:
             {"_id": f"ticket:{self.prefix}:{year}"}, {"$inc": {"seq": 1}},
             upsert=True, return_document=db.ReturnDocument.AFTER,
         )
+        assert counter is not None  # upsert always returns the document
         return f"{self.prefix}-{year}-{int(counter['seq']):06d}"
 
     async def _insert_inbound(self, event: InboundMessage, *, ticket: str | None, **extra: Any) -> None:
@@ -195,10 +197,8 @@ class TicketService:
             "stored_at": utcnow(),
             **extra,
         }
-        try:
+        with contextlib.suppress(db.DuplicateKeyError):  # a concurrent redelivery stored it first
             await self.messages.insert_one(doc)
-        except db.DuplicateKeyError:
-            pass  # a concurrent redelivery stored it first: same message, nothing to add
 
     async def _answer_status_query(self, event: InboundMessage, reference: str) -> None:
         """`cek <reference>`: answer with the ticket's status on the channel asked from; open no ticket."""
@@ -257,10 +257,8 @@ class TicketService:
             "published": False,
             "created_at": utcnow(),
         }
-        try:
+        with contextlib.suppress(db.DuplicateKeyError):  # queued before, by an earlier delivery of its cause
             await self.messages.insert_one(doc)
-        except db.DuplicateKeyError:
-            pass
         return outbound_id
 
     async def publish_pending(self, match: dict[str, Any], *, older_than: timedelta | None = None) -> int:

@@ -1,0 +1,109 @@
+"""The web channel end to end, through the real broker, database and service processes: a citizen files a
+complaint, sees the acknowledgement with the reference, an agent answers through the API, the citizen sees it."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from suara_devstack.stack import Stack
+from suara_devstack.testing import url
+from suara_shared import topics
+from suara_shared.events import Channel, InboundMessage, Sender, new_id
+from suara_shared.kafka import Publisher
+from suara_shared.settings import ServiceSettings
+
+from .helpers import eventually
+
+pytestmark = pytest.mark.e2e
+TOKEN = {"Authorization": "Bearer dev-only-admin-token"}
+
+
+async def test_complaint_to_acknowledgement_to_agent_reply_on_the_status_page(stack: Stack) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        filed = await http.post(url(stack, "ingest-social", "/api/v1/web/complaints"), json={
+            "text": "Lampu penerangan jalan di depan Balai Desa Tireman mati sejak seminggu.",
+            "name": "Dewi Lestari", "phone": "0812-3456-7890", "kecamatan": "Rembang", "desa": "Tireman",
+        })
+        assert filed.status_code == 202, filed.text
+        submission = filed.json()["id"]
+        assert filed.json()["status_url"].endswith(f"/status/{submission}")
+
+        async def listed() -> dict | None:
+            items = (await http.get(url(stack, "ticketing", "/api/v1/tickets"), headers=TOKEN,
+                                    params={"q": "Balai Desa Tireman"})).json()["items"]
+            return items[0] if items else None
+
+        ticket = await eventually(listed, what="the complaint listed as a ticket")
+        reference = ticket["reference"]
+        assert re.fullmatch(r"RMB-\d{4}-\d{6}", reference)
+        assert ticket["channel"] == "web" and ticket["citizen"]["phone"] == "+6281234567890"
+
+        async def status_page(path: str, needle: str) -> str | None:
+            page = await http.get(url(stack, "ingest-social", path))
+            return page.text if page.status_code == 200 and needle in page.text else None
+
+        # The page reached from the submission id names the reference in the acknowledgement.
+        page = await eventually(lambda: status_page(f"/status/{submission}", f"cek {reference}"),
+                                what="the acknowledgement on the status page")
+        assert reference in page
+
+        async def ack_delivered() -> bool:
+            body = (await http.get(url(stack, "ingest-social", f"/api/v1/web/status/{reference}"))).json()
+            return bool(body["replies"]) and body["replies"][0]["delivery_status"] == "delivered"
+
+        await eventually(ack_delivered, what="the acknowledgement delivered")
+
+        reply = await http.post(url(stack, "ticketing", f"/api/v1/tickets/{reference}/replies"), headers=TOKEN,
+                                json={"text": "Petugas Dinas Perhubungan akan memperbaiki lampu besok."})
+        assert reply.status_code == 202
+        await eventually(lambda: status_page(f"/status/{reference}", "akan memperbaiki lampu besok"),
+                         what="the agent's reply on the status page")
+
+        async def reply_delivered() -> bool:
+            full = (await http.get(url(stack, "ticketing", f"/api/v1/tickets/{reference}"), headers=TOKEN)).json()
+            answer = next(m for m in full["messages"] if m["id"] == reply.json()["id"])
+            return answer["delivery_status"] == "delivered"
+
+        await eventually(reply_delivered, what="the reply recorded as delivered on the ticket")
+
+
+async def test_same_inbound_message_published_twice_is_one_message_on_one_ticket(stack: Stack) -> None:
+    settings = ServiceSettings(kafka_bootstrap_servers=stack.infra.bootstrap, kafka_enable_idempotence=False)
+    conversation = new_id()
+    tag = conversation[:8]
+
+    def message(platform_id: str, text: str) -> InboundMessage:
+        return InboundMessage(channel=Channel.WEB, platform_message_id=platform_id, conversation_key=conversation,
+                              sender=Sender(channel_user_id=conversation), text=text,
+                              metadata={"submission_id": conversation})
+
+    original = message(conversation, f"Saluran air tersumbat di Pasar Kragan kode {tag}")
+    # Same key, same partition: once the barrier is on the ticket, both copies before it were processed.
+    barrier = message(new_id(), "Tambahan foto menyusul")
+    publisher = Publisher(settings)
+    try:
+        for event in (original, original, barrier):
+            await publisher.publish(topics.INBOUND, event, key=event.partition_key)
+    finally:
+        await publisher.stop()
+
+    async with httpx.AsyncClient(timeout=10) as http:
+        async def ticket_with_barrier() -> dict | None:
+            items = (await http.get(url(stack, "ticketing", "/api/v1/tickets"), headers=TOKEN,
+                                    params={"q": tag})).json()["items"]
+            if not items:
+                return None
+            full = (await http.get(url(stack, "ticketing", f"/api/v1/tickets/{items[0]['reference']}"),
+                                   headers=TOKEN)).json()
+            texts = [m["text"] for m in full["messages"] if m["direction"] == "inbound"]
+            return {"count": len(items), "ticket": full} if barrier.text in texts else None
+
+        seen = await eventually(ticket_with_barrier, what="both messages on the ticket")
+        assert seen["count"] == 1
+        inbound = [m["text"] for m in seen["ticket"]["messages"] if m["direction"] == "inbound"]
+        assert inbound == [original.text, barrier.text]
+        acks = [m for m in seen["ticket"]["messages"] if m["purpose"] == "acknowledgement"]
+        assert len(acks) == 1
