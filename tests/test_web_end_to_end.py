@@ -9,13 +9,12 @@ import httpx
 import pytest
 
 from suara_devstack.stack import Stack
-from suara_devstack.testing import url
+from suara_devstack.testing import eventually, url
 from suara_shared import topics
 from suara_shared.events import Channel, InboundMessage, Sender, new_id
 from suara_shared.kafka import Publisher
 from suara_shared.settings import ServiceSettings
 
-from .helpers import eventually
 
 pytestmark = pytest.mark.e2e
 TOKEN = {"Authorization": "Bearer dev-only-admin-token"}

@@ -95,9 +95,18 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="start everything in the foreground")
     run_parser.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for readiness")
+    measure_parser = sub.add_parser("measure", help="tickets per second stored by a running stack's consumer")
+    measure_parser.add_argument("--messages", type=int, default=1000)
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args)
+    if args.command == "measure":
+        import asyncio
+
+        from .measure import measure
+
+        print(asyncio.run(measure(args.messages)))
+        return 0
     return 2
 
 

@@ -4,11 +4,13 @@ Loaded as a plugin by the root conftest.py; every test suite in the repo can ask
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -18,6 +20,7 @@ from suara_shared.settings import ServiceSettings
 from .infra import EmbeddedInfra, default_env, free_port, port_open
 from .stack import Stack, default_services
 
+T = TypeVar("T")
 ARTIFACTS = Path(os.environ.get("SUARA_TEST_ARTIFACTS", "test-artifacts")).resolve()
 
 
@@ -74,3 +77,16 @@ def url(st: Stack, service: str, path: str = "") -> str:
     """Base URL of one service of a running stack."""
     port = next(s.port for s in st.services if s.name == service)
     return f"http://127.0.0.1:{port}{path}"
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], *, within: float = 20.0,
+                     what: str = "the expected outcome") -> T:
+    """Poll `probe` until it returns something truthy; fail naming `what` if it never does within the bound."""
+    deadline = asyncio.get_running_loop().time() + within
+    last: T | None = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"never saw {what} within {within:.0f}s (last: {last!r})")

@@ -1,0 +1,1 @@
+"""The web channel: the citizen form, its JSON twin, and the public status page."""

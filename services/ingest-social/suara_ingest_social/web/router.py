@@ -1,0 +1,175 @@
+"""The web channel's routes: the citizen form, its JSON twin, and the public status page."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import httpx
+from fastapi import APIRouter, Depends, Request, status
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from suara_shared.http import ApiError
+from suara_shared.kafka import Publisher
+
+from ..config import Settings
+from . import pages
+from .models import WebComplaintAccepted, WebComplaintCreate
+from .service import ComplaintNotAccepted, submit_complaint
+from .status import (
+    StatusAnswer,
+    StatusNotFound,
+    TicketingUnavailable,
+    fetch_status,
+    is_submission_id,
+    is_valid_key,
+    normalize_key,
+)
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+FORM_FIELDS = ("text", "name", "phone", "email", "kecamatan", "desa", "anonymous")
+
+#: The pages carry no script and load nothing from elsewhere; the policy makes any injected markup inert.
+_HTML_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    # What a citizen typed, and a complaint's status, must not linger in shared caches or go stale.
+    "Cache-Control": "no-store",
+}
+
+
+def get_publisher(request: Request) -> Publisher:
+    publisher: Publisher = request.app.state.publisher
+    return publisher
+
+
+def get_ticketing(request: Request) -> httpx.AsyncClient:
+    client: httpx.AsyncClient = request.app.state.ticketing
+    return client
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+PublisherDep = Annotated[Publisher, Depends(get_publisher)]
+TicketingDep = Annotated[httpx.AsyncClient, Depends(get_ticketing)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def html(body: str, status_code: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status_code, headers={**_HTML_HEADERS, **(headers or {})})
+
+
+def status_url(request: Request, settings: Settings, submission_id: str) -> str:
+    """Where the citizen follows the complaint: the configured public base, else this request's host."""
+    if settings.public_status_url:
+        return f"{settings.public_status_url.rstrip('/')}/{submission_id}"
+    return str(request.url_for("status_page", key=submission_id))
+
+
+@router.post(
+    "/api/v1/web/complaints",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=WebComplaintAccepted,
+    tags=["web"],
+    responses={413: {"description": "body over 1 MiB"}, 503: {"description": "broker unavailable; retry"}},
+)
+async def create_complaint(
+    complaint: WebComplaintCreate, request: Request, publisher: PublisherDep, settings: SettingsDep
+) -> WebComplaintAccepted:
+    """Accept a complaint; 202 only once the broker has it, 503 (retry) when it does not."""
+    submission_id = await submit_complaint(publisher=publisher, complaint=complaint)
+    return WebComplaintAccepted(id=submission_id, status_url=status_url(request, settings, submission_id))
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def form() -> HTMLResponse:
+    return html(pages.form_page())
+
+
+def _form_errors(exc: ValidationError) -> dict[str, str]:
+    """One Indonesian message per refused field, the first pydantic found."""
+    errors: dict[str, str] = {}
+    for err in exc.errors(include_input=False):
+        field = str(err["loc"][0]) if err["loc"] else "text"
+        errors.setdefault(field, pages.field_message(field, err["type"]))
+    return errors
+
+
+@router.post("/lapor", response_class=HTMLResponse, include_in_schema=False)
+async def submit_form(request: Request, publisher: PublisherDep) -> Response:
+    """The form's POST: 303 to the status page, or the form again with the citizen's input and what to fix."""
+    form_data = await request.form()
+    values = {field: value for field in FORM_FIELDS if isinstance(value := form_data.get(field), str)}
+    try:
+        complaint = WebComplaintCreate.model_validate(values)
+    except ValidationError as exc:
+        return html(pages.form_page(values=values, errors=_form_errors(exc)), status.HTTP_422_UNPROCESSABLE_CONTENT)
+    try:
+        submission_id = await submit_complaint(publisher=publisher, complaint=complaint)
+    except ComplaintNotAccepted:
+        return html(
+            pages.form_page(values=values, notice=pages.BROKER_TROUBLE),
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "10"},
+        )
+    return RedirectResponse(f"/status/{submission_id}", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/status", response_class=HTMLResponse, include_in_schema=False)
+async def status_lookup(ref: str | None = None) -> Response:
+    """The lookup form; with `?ref=` it sends the citizen on to that complaint's page."""
+    if ref is None or not ref.strip():
+        return html(pages.lookup_page())
+    key = normalize_key(ref)
+    if not is_valid_key(key):
+        return html(pages.not_found_page(ref.strip()), status.HTTP_404_NOT_FOUND)
+    return RedirectResponse(f"/status/{quote(key, safe='')}", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/status/{key}", response_class=HTMLResponse, name="status_page", include_in_schema=False)
+async def status_page(key: str, ticketing: TicketingDep) -> HTMLResponse:
+    """A complaint's status and replies; a fresh submission waits here until ticketing has recorded it."""
+    key = normalize_key(key)
+    try:
+        answer = await fetch_status(client=ticketing, key=key)
+    except StatusNotFound:
+        if is_submission_id(key):
+            return html(pages.pending_page(key))
+        return html(pages.not_found_page(key), status.HTTP_404_NOT_FOUND)
+    except TicketingUnavailable:
+        return html(pages.unavailable_page(key), status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "10"})
+    return html(pages.status_page(answer.status))
+
+
+@router.get(
+    "/api/v1/web/status/{key}",
+    tags=["web"],
+    responses={
+        404: {"description": "no such complaint (yet)"},
+        503: {"description": "ticketing unavailable"},
+    },
+)
+async def status_json(key: str, ticketing: TicketingDep) -> JSONResponse:
+    """Ticketing's public status of a complaint, as it sent it."""
+    key = normalize_key(key)
+    try:
+        answer: StatusAnswer = await fetch_status(client=ticketing, key=key)
+    except StatusNotFound as exc:
+        message = f"no complaint with reference {key}"
+        if is_submission_id(key):
+            message = f"submission {key} is not recorded yet (it may take a few seconds); try again"
+        raise ApiError(404, "not_found", message) from exc
+    except TicketingUnavailable as exc:
+        raise ApiError(503, "ticketing_unavailable", "the status cannot be read right now; try again") from exc
+    body: dict[str, Any] = answer.raw
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
