@@ -27,3 +27,12 @@ HTTP_REQUESTS = Counter(
 DEPENDENCY_UP = Gauge(
     "suara_dependency_up", "1 when the dependency answered the last readiness check", ["dependency"],
 )
+# Shared by every ingest service (one metric, a `channel` label): defined here so it is registered only once.
+WEBHOOK_REQUESTS = Counter(
+    "suara_webhook_requests_total", "Webhook requests answered, by channel and outcome",
+    ["channel", "outcome"],
+)
+WEBHOOK_EVENTS = Counter(
+    "suara_webhook_events_total", "Events from webhooks acknowledged by the broker, by channel and kind",
+    ["channel", "kind"],
+)
