@@ -21,9 +21,10 @@ TOKEN = {"Authorization": "Bearer dev-only-admin-token"}
 
 
 async def test_complaint_to_acknowledgement_to_agent_reply_on_the_status_page(stack: Stack) -> None:
+    tag = new_id()[:8]
     async with httpx.AsyncClient(timeout=10) as http:
         filed = await http.post(url(stack, "ingest-social", "/api/v1/web/complaints"), json={
-            "text": "Lampu penerangan jalan di depan Balai Desa Tireman mati sejak seminggu.",
+            "text": f"Lampu penerangan jalan di depan Balai Desa Tireman mati sejak seminggu ({tag}).",
             "name": "Dewi Lestari", "phone": "0812-3456-7890", "kecamatan": "Rembang", "desa": "Tireman",
         })
         assert filed.status_code == 202, filed.text
@@ -32,7 +33,7 @@ async def test_complaint_to_acknowledgement_to_agent_reply_on_the_status_page(st
 
         async def listed() -> dict | None:
             items = (await http.get(url(stack, "ticketing", "/api/v1/tickets"), headers=TOKEN,
-                                    params={"q": "Balai Desa Tireman"})).json()["items"]
+                                    params={"q": tag})).json()["items"]
             return items[0] if items else None
 
         ticket = await eventually(listed, what="the complaint listed as a ticket")

@@ -33,13 +33,17 @@ def _free_base() -> int:
     raise RuntimeError("no free block of ports")
 
 
+def _infra(name: str) -> EmbeddedInfra:
+    tmp = Path(tempfile.mkdtemp(prefix=f"suara-{name}-"))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return EmbeddedInfra(data_dir=tmp / "data", log_dir=ARTIFACTS / "logs" / name, broker_port=free_port(),
+                         db_port=free_port())
+
+
 @pytest.fixture(scope="session")
 def infra() -> Iterator[EmbeddedInfra]:
     """The embedded broker and database, on free ports, with data in a temporary folder, for the session."""
-    tmp = Path(tempfile.mkdtemp(prefix="suara-test-"))
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    emb = EmbeddedInfra(data_dir=tmp / "data", log_dir=ARTIFACTS / "logs", broker_port=free_port(),
-                        db_port=free_port())
+    emb = _infra("integration")
     emb.start()
     yield emb
     emb.stop()
@@ -64,13 +68,13 @@ async def database(infra: EmbeddedInfra) -> AsyncIterator[db.Database]:
 
 
 @pytest.fixture(scope="session")
-def stack(infra: EmbeddedInfra) -> Iterator[Stack]:
-    """Every service and the sandbox as real processes on free ports, against the session's infra."""
-    base = _free_base()
-    st = Stack(infra=infra, services=default_services(base_port=base))
-    st.start_services(timeout=60)
+def stack() -> Iterator[Stack]:
+    """Every service and the sandbox as real processes on free ports, with a broker and database of their own
+    (so that what the integration tests left in the shared topics does not reach them)."""
+    st = Stack(infra=_infra("stack"), services=default_services(base_port=_free_base()))
+    st.start(timeout=60)
     yield st
-    st.stop_services()
+    st.stop()
 
 
 def url(st: Stack, service: str, path: str = "") -> str:

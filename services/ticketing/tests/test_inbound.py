@@ -54,7 +54,7 @@ async def test_later_messages_join_the_open_ticket_of_their_conversation(app: Ap
     await app.service.handle_inbound(web_message("Sampah menumpuk di pasar Lasem"))
     items = (await app.client.get("/api/v1/tickets")).json()["items"]
     assert len(items) == 2
-    threaded = next(t for t in items if t["message_count"] == 2)
+    threaded = next(t for t in items if t["message_count"] == 3)  # two inbound, one acknowledgement
     full = (await app.client.get(f"/api/v1/tickets/{threaded['reference']}")).json()
     texts = [m["text"] for m in full["messages"] if m["direction"] == "inbound"]
     assert texts == ["Jalan di Desa Tireman rusak parah, mohon segera diperbaiki", "Tambahan: lubangnya makin besar"]

@@ -90,7 +90,7 @@ class TicketService:
         await self.tickets.create_index([("created_at", -1), ("_id", -1)])
         await self.tickets.create_index([("status", 1), ("created_at", -1)])
         await self.tickets.create_index([("submission_id", 1)], sparse=True)
-        await self.messages.create_index([("ticket", 1), ("created_at", 1)])
+        await self.messages.create_index([("ticket", 1), ("seq", 1)])
         await self.messages.create_index([("channel", 1), ("channel_message_id", 1)])
         await self.messages.create_index([("published", 1), ("created_at", 1)])
         await self.events.create_index([("reference", 1), ("at", 1)])
@@ -112,7 +112,7 @@ class TicketService:
             await self._answer_status_query(event, query.group(1).upper())
             return
         ticket = await self._thread(event)
-        await self._insert_inbound(event, ticket=ticket["_id"])
+        await self._insert_inbound(event, ticket=ticket["_id"], seq=ticket["message_count"])
         await self._add_event(ticket["_id"], TicketEventType.MESSAGE_ADDED, data={"message_id": key})
         await self._flush(ticket["_id"], cause=key)
 
@@ -128,11 +128,13 @@ class TicketService:
             changes: dict[str, Any] = {"updated_at": now, "last_inbound_at": now}
             if found["status"] in (TicketStatus.PENDING, TicketStatus.RESOLVED):
                 changes["status"] = TicketStatus.OPEN.value
-            await self.tickets.update_one({"_id": found["_id"]}, {"$set": changes, "$inc": {"message_count": 1}})
+            updated = await self.tickets.find_one_and_update(
+                {"_id": found["_id"]}, {"$set": changes, "$inc": {"message_count": 1}},
+                return_document=db.ReturnDocument.AFTER)
             if "status" in changes:
                 await self._add_event(found["_id"], TicketEventType.UPDATED, actor="citizen",
                                       data={"status": [found["status"], changes["status"]]})
-            return found
+            return updated or found
         reference = await self._next_reference(now)
         meta = event.metadata
         anonymous = bool(meta.get("anonymous"))
@@ -236,8 +238,18 @@ class TicketService:
     async def _queue_outbound(self, *, outbound_id: str, ticket: str | None, channel: str, conversation_key: str,
                               recipient: str, text: str, purpose: ReplyPurpose, reply_to: str | None,
                               cause: str | None, author: str = "system") -> str:
+        if await self.messages.find_one({"_id": f"out:{outbound_id}"}, {"_id": 1}) is not None:
+            return outbound_id  # queued before, by an earlier delivery of its cause
+        seq = None
+        if ticket is not None:
+            # The conversation's order is the order Suara stored it in, whatever the clocks say.
+            numbered = await self.tickets.find_one_and_update(
+                {"_id": ticket}, {"$inc": {"message_count": 1}}, projection={"message_count": 1},
+                return_document=db.ReturnDocument.AFTER)
+            seq = numbered["message_count"] if numbered else None
         doc = {
             "_id": f"out:{outbound_id}",
+            "seq": seq,
             "outbound_id": outbound_id,
             "ticket": ticket,
             "direction": "outbound",
@@ -257,7 +269,7 @@ class TicketService:
             "published": False,
             "created_at": utcnow(),
         }
-        with contextlib.suppress(db.DuplicateKeyError):  # queued before, by an earlier delivery of its cause
+        with contextlib.suppress(db.DuplicateKeyError):  # a concurrent delivery of the same cause
             await self.messages.insert_one(doc)
         return outbound_id
 
@@ -353,7 +365,7 @@ class TicketService:
         if ticket is None:
             raise NotFound(reference)
         ticket["messages"] = await self.messages.find(
-            {"ticket": reference}, {"raw": 0}).sort([("created_at", 1), ("_id", 1)]).to_list(None)
+            {"ticket": reference}, {"raw": 0}).sort([("seq", 1), ("created_at", 1)]).to_list(None)
         ticket["notes"] = await self.notes.find({"ticket": reference}).sort("created_at", 1).to_list(None)
         return ticket
 
@@ -403,7 +415,7 @@ class TicketService:
         changes: dict[str, Any] = {"updated_at": utcnow()}
         if ticket["status"] == TicketStatus.NEW:
             changes["status"] = TicketStatus.OPEN.value
-        await self.tickets.update_one({"_id": reference}, {"$set": changes, "$inc": {"message_count": 1}})
+        await self.tickets.update_one({"_id": reference}, {"$set": changes})
         await self._add_event(reference, TicketEventType.REPLY_QUEUED, actor=actor,
                               data={"outbound_id": outbound_id})
         await self._publish_quietly({"ticket": reference})
