@@ -15,7 +15,6 @@ from suara_shared.events import Channel, InboundMessage, Sender, new_id
 from suara_shared.kafka import Publisher
 from suara_shared.settings import ServiceSettings
 
-
 pytestmark = pytest.mark.e2e
 TOKEN = {"Authorization": "Bearer dev-only-admin-token"}
 
@@ -23,17 +22,24 @@ TOKEN = {"Authorization": "Bearer dev-only-admin-token"}
 async def test_complaint_to_acknowledgement_to_agent_reply_on_the_status_page(stack: Stack) -> None:
     tag = new_id()[:8]
     async with httpx.AsyncClient(timeout=10) as http:
-        filed = await http.post(url(stack, "ingest-social", "/api/v1/web/complaints"), json={
-            "text": f"Lampu penerangan jalan di depan Balai Desa Tireman mati sejak seminggu ({tag}).",
-            "name": "Dewi Lestari", "phone": "0812-3456-7890", "kecamatan": "Rembang", "desa": "Tireman",
-        })
+        filed = await http.post(
+            url(stack, "ingest-social", "/api/v1/web/complaints"),
+            json={
+                "text": f"Lampu penerangan jalan di depan Balai Desa Tireman mati sejak seminggu ({tag}).",
+                "name": "Dewi Lestari",
+                "phone": "0812-3456-7890",
+                "kecamatan": "Rembang",
+                "desa": "Tireman",
+            },
+        )
         assert filed.status_code == 202, filed.text
         submission = filed.json()["id"]
         assert filed.json()["status_url"].endswith(f"/status/{submission}")
 
         async def listed() -> dict | None:
-            items = (await http.get(url(stack, "ticketing", "/api/v1/tickets"), headers=TOKEN,
-                                    params={"q": tag})).json()["items"]
+            items = (
+                await http.get(url(stack, "ticketing", "/api/v1/tickets"), headers=TOKEN, params={"q": tag})
+            ).json()["items"]
             return items[0] if items else None
 
         ticket = await eventually(listed, what="the complaint listed as a ticket")
@@ -46,8 +52,10 @@ async def test_complaint_to_acknowledgement_to_agent_reply_on_the_status_page(st
             return page.text if page.status_code == 200 and needle in page.text else None
 
         # The page reached from the submission id names the reference in the acknowledgement.
-        page = await eventually(lambda: status_page(f"/status/{submission}", f"cek {reference}"),
-                                what="the acknowledgement on the status page")
+        page = await eventually(
+            lambda: status_page(f"/status/{submission}", f"cek {reference}"),
+            what="the acknowledgement on the status page",
+        )
         assert reference in page
 
         async def ack_delivered() -> bool:
@@ -56,11 +64,16 @@ async def test_complaint_to_acknowledgement_to_agent_reply_on_the_status_page(st
 
         await eventually(ack_delivered, what="the acknowledgement delivered")
 
-        reply = await http.post(url(stack, "ticketing", f"/api/v1/tickets/{reference}/replies"), headers=TOKEN,
-                                json={"text": "Petugas Dinas Perhubungan akan memperbaiki lampu besok."})
+        reply = await http.post(
+            url(stack, "ticketing", f"/api/v1/tickets/{reference}/replies"),
+            headers=TOKEN,
+            json={"text": "Petugas Dinas Perhubungan akan memperbaiki lampu besok."},
+        )
         assert reply.status_code == 202
-        await eventually(lambda: status_page(f"/status/{reference}", "akan memperbaiki lampu besok"),
-                         what="the agent's reply on the status page")
+        await eventually(
+            lambda: status_page(f"/status/{reference}", "akan memperbaiki lampu besok"),
+            what="the agent's reply on the status page",
+        )
 
         async def reply_delivered() -> bool:
             full = (await http.get(url(stack, "ticketing", f"/api/v1/tickets/{reference}"), headers=TOKEN)).json()
@@ -76,9 +89,14 @@ async def test_same_inbound_message_published_twice_is_one_message_on_one_ticket
     tag = conversation[:8]
 
     def message(platform_id: str, text: str) -> InboundMessage:
-        return InboundMessage(channel=Channel.WEB, platform_message_id=platform_id, conversation_key=conversation,
-                              sender=Sender(channel_user_id=conversation), text=text,
-                              metadata={"submission_id": conversation})
+        return InboundMessage(
+            channel=Channel.WEB,
+            platform_message_id=platform_id,
+            conversation_key=conversation,
+            sender=Sender(channel_user_id=conversation),
+            text=text,
+            metadata={"submission_id": conversation},
+        )
 
     original = message(conversation, f"Saluran air tersumbat di Pasar Kragan kode {tag}")
     # Same key, same partition: once the barrier is on the ticket, both copies before it were processed.
@@ -91,13 +109,16 @@ async def test_same_inbound_message_published_twice_is_one_message_on_one_ticket
         await publisher.stop()
 
     async with httpx.AsyncClient(timeout=10) as http:
+
         async def ticket_with_barrier() -> dict | None:
-            items = (await http.get(url(stack, "ticketing", "/api/v1/tickets"), headers=TOKEN,
-                                    params={"q": tag})).json()["items"]
+            items = (
+                await http.get(url(stack, "ticketing", "/api/v1/tickets"), headers=TOKEN, params={"q": tag})
+            ).json()["items"]
             if not items:
                 return None
-            full = (await http.get(url(stack, "ticketing", f"/api/v1/tickets/{items[0]['reference']}"),
-                                   headers=TOKEN)).json()
+            full = (
+                await http.get(url(stack, "ticketing", f"/api/v1/tickets/{items[0]['reference']}"), headers=TOKEN)
+            ).json()
             texts = [m["text"] for m in full["messages"] if m["direction"] == "inbound"]
             return {"count": len(items), "ticket": full} if barrier.text in texts else None
 

@@ -36,8 +36,9 @@ def run(args: argparse.Namespace) -> int:
     data_dir = Path(os.environ.get("DATA_DIR", "var")).resolve()
     broker = urlsplit("//" + os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092").split(",")[0])
     database = urlsplit(os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/suara"))
-    infra = EmbeddedInfra(data_dir=data_dir, log_dir=data_dir / "logs", broker_port=broker.port or 9092,
-                          db_port=database.port or 27017)
+    infra = EmbeddedInfra(
+        data_dir=data_dir, log_dir=data_dir / "logs", broker_port=broker.port or 9092, db_port=database.port or 27017
+    )
     echo, _ = _echo_factory()
     services = default_services(base_port=int(os.environ.get("SUARA_BASE_PORT", "8000")))
     stack = Stack(infra=infra, services=services, echo=echo)  # type: ignore[arg-type]

@@ -44,12 +44,19 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def spawn(argv: list[str], *, log: IO[bytes] | int | None, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: list[str], *, log: IO[bytes] | int | None, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
     """Start a child in its own process group (so a terminal's Ctrl-C reaches only us) that dies with us."""
     return subprocess.Popen(  # noqa: S603 - argv built by us
-        argv, stdout=log, stderr=subprocess.STDOUT if log is not None else None, stdin=subprocess.DEVNULL,
-        env=env, cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent,
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT if log is not None else None,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
 
 
@@ -107,13 +114,31 @@ class EmbeddedInfra:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         url = f"tcp://127.0.0.1:{self.broker_port}"
         self.procs["broker"] = spawn(
-            [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/", "--silent"],
+            [
+                broker_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+                "--silent",
+            ],
             log=(self.log_dir / "broker.log").open("ab"),
         )
         self.procs["database"] = spawn(
-            [database_binary(), "--host", "127.0.0.1", "--port", str(self.db_port),
-             "--storage-path", str(self.data_dir / "db"), "--log-level", "WARNING"],
+            [
+                database_binary(),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.db_port),
+                "--storage-path",
+                str(self.data_dir / "db"),
+                "--log-level",
+                "WARNING",
+            ],
             log=(self.log_dir / "database.log").open("ab"),
         )
         try:
@@ -131,7 +156,7 @@ class EmbeddedInfra:
                 proc = self.procs[name]
                 if proc.poll() is not None:
                     raise RuntimeError(f"embedded {name} exited with {proc.returncode}:\n{self.log_tail(name)}")
-                if (self._broker_ready() if name == "broker" else self._db_ready()):
+                if self._broker_ready() if name == "broker" else self._db_ready():
                     pending.discard(name)
             if pending and time.monotonic() > deadline:
                 raise RuntimeError(f"embedded {', '.join(sorted(pending))} not ready in {timeout:.0f}s")
@@ -181,8 +206,11 @@ async def create_topics(bootstrap: str, *, within: float = 30.0) -> None:
         try:
             await admin.start()
             existing = set(await admin.list_topics())
-            missing = [NewTopic(t.name, t.partitions, 1, topic_configs={"retention.ms": str(t.retention_ms)})
-                       for t in ALL_TOPICS if t.name not in existing]
+            missing = [
+                NewTopic(t.name, t.partitions, 1, topic_configs={"retention.ms": str(t.retention_ms)})
+                for t in ALL_TOPICS
+                if t.name not in existing
+            ]
             if missing:
                 with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics(missing)
@@ -210,6 +238,3 @@ def default_env() -> dict[str, str]:
 
 def python() -> str:
     return sys.executable
-
-
-

@@ -18,10 +18,14 @@ async def measure(count: int) -> dict[str, float]:
     settings = ServiceSettings(kafka_enable_idempotence=False)
     run = new_id()[:10]
     messages = [
-        InboundMessage(channel=Channel.WEB, platform_message_id=f"{run}-{i}", conversation_key=f"{run}-{i}",
-                       sender=Sender(channel_user_id=f"{run}-{i}"),
-                       text=f"Pengukuran {run}: jalan berlubang nomor {i} di Kecamatan Lasem",
-                       metadata={"submission_id": f"{run}-{i}"})
+        InboundMessage(
+            channel=Channel.WEB,
+            platform_message_id=f"{run}-{i}",
+            conversation_key=f"{run}-{i}",
+            sender=Sender(channel_user_id=f"{run}-{i}"),
+            text=f"Pengukuran {run}: jalan berlubang nomor {i} di Kecamatan Lasem",
+            metadata={"submission_id": f"{run}-{i}"},
+        )
         for i in range(count)
     ]
     client, database = db.connect(settings.mongodb_uri)
@@ -30,7 +34,7 @@ async def measure(count: int) -> dict[str, float]:
         started = time.perf_counter()
         batch: list[tuple[str, Event, bytes | None]] = [(topics.INBOUND, m, m.partition_key) for m in messages]
         for i in range(0, count, 500):
-            await publisher.publish_many(batch[i:i + 500])
+            await publisher.publish_many(batch[i : i + 500])
         published = time.perf_counter() - started
         query = {"submission_id": {"$regex": f"^{run}-"}}
         while (stored := await database["tickets"].count_documents(query)) < count:
@@ -41,5 +45,9 @@ async def measure(count: int) -> dict[str, float]:
     finally:
         await publisher.stop()
         await db.close(client)
-    return {"messages": count, "publish_s": round(published, 2), "stored_s": round(elapsed, 2),
-            "tickets_per_s": round(count / elapsed, 1)}
+    return {
+        "messages": count,
+        "publish_s": round(published, 2),
+        "stored_s": round(elapsed, 2),
+        "tickets_per_s": round(count / elapsed, 1),
+    }

@@ -62,11 +62,13 @@ class Stack:
     def service_env(self) -> dict[str, str]:
         by_name = {s.name: s for s in self.services}
         env = {**os.environ, **default_env()}
-        env.update({
-            "KAFKA_BOOTSTRAP_SERVERS": self.infra.bootstrap,
-            "MONGODB_URI": self.infra.mongodb_uri,
-            "DATA_DIR": str(self.infra.data_dir),
-        })
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": self.infra.bootstrap,
+                "MONGODB_URI": self.infra.mongodb_uri,
+                "DATA_DIR": str(self.infra.data_dir),
+            }
+        )
         if "ticketing" in by_name:
             env.setdefault("TICKETING_URL", f"http://127.0.0.1:{by_name['ticketing'].port}")
         if "sandbox" in by_name:
@@ -112,8 +114,9 @@ class Stack:
                 for name in list(pending):
                     run = self.running[name]
                     if run.proc.poll() is not None:
-                        raise RuntimeError(f"{name} exited with {run.proc.returncode} while starting:\n"
-                                           f"{self.infra.log_tail(name)}")
+                        raise RuntimeError(
+                            f"{name} exited with {run.proc.returncode} while starting:\n{self.infra.log_tail(name)}"
+                        )
                     try:
                         if client.get(f"http://127.0.0.1:{run.spec.port}/healthz").status_code == 200:
                             pending.discard(name)
@@ -134,8 +137,10 @@ class Stack:
             uptime = time.monotonic() - run.started
             restarts = 0 if uptime > 60 else run.restarts + 1
             delay = min(30.0, 0.5 * 2**restarts)
-            reports.append(f"{name} exited with code {code} after {uptime:.1f}s; restarting in {delay:.1f}s "
-                           f"(log: {self.infra.log_dir / (name + '.log')})")
+            reports.append(
+                f"{name} exited with code {code} after {uptime:.1f}s; restarting in {delay:.1f}s "
+                f"(log: {self.infra.log_dir / (name + '.log')})"
+            )
             del self.running[name]
             threading.Timer(delay, self._relaunch, args=(run.spec, restarts)).start()
         return reports

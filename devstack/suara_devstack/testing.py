@@ -36,8 +36,9 @@ def _free_base() -> int:
 def _infra(name: str) -> EmbeddedInfra:
     tmp = Path(tempfile.mkdtemp(prefix=f"suara-{name}-"))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    return EmbeddedInfra(data_dir=tmp / "data", log_dir=ARTIFACTS / "logs" / name, broker_port=free_port(),
-                         db_port=free_port())
+    return EmbeddedInfra(
+        data_dir=tmp / "data", log_dir=ARTIFACTS / "logs" / name, broker_port=free_port(), db_port=free_port()
+    )
 
 
 @pytest.fixture(scope="session")
@@ -83,8 +84,9 @@ def url(st: Stack, service: str, path: str = "") -> str:
     return f"http://127.0.0.1:{port}{path}"
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], *, within: float = 20.0,
-                     what: str = "the expected outcome") -> T:
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, within: float = 20.0, what: str = "the expected outcome"
+) -> T:
     """Poll `probe` until it returns something truthy; fail naming `what` if it never does within the bound."""
     deadline = asyncio.get_running_loop().time() + within
     last: T | None = None

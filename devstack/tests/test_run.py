@@ -19,10 +19,21 @@ from suara_devstack.testing import _free_base
 
 
 def _start(data_dir: Path, broker: int, db: int, base: int) -> subprocess.Popen[str]:
-    env = {**os.environ, "DATA_DIR": str(data_dir), "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{broker}",
-           "MONGODB_URI": f"mongodb://127.0.0.1:{db}/suara", "SUARA_BASE_PORT": str(base)}
-    return subprocess.Popen([sys.executable, "-m", "suara_devstack.cli", "run"], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "DATA_DIR": str(data_dir),
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{broker}",
+        "MONGODB_URI": f"mongodb://127.0.0.1:{db}/suara",
+        "SUARA_BASE_PORT": str(base),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "suara_devstack.cli", "run"],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _wait_up(proc: subprocess.Popen[str]) -> str:

@@ -45,8 +45,7 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
 
 def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     """Turn pydantic's errors into `[{field, message}]`, without echoing the rejected input back."""
-    return [{"field": _field(err.get("loc", ())), "message": str(err.get("msg", "invalid"))}
-            for err in exc.errors()]
+    return [{"field": _field(err.get("loc", ())), "message": str(err.get("msg", "invalid"))} for err in exc.errors()]
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -67,10 +66,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-                413: "payload_too_large"}.get(exc.status_code, f"http_{exc.status_code}")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        code = {
+            401: "unauthorized",
+            403: "forbidden",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+        }.get(exc.status_code, f"http_{exc.status_code}")
+        return JSONResponse(
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -102,8 +107,9 @@ def ops_router(checks: Mapping[str, ReadinessCheck]) -> APIRouter:
         for name, ok in state.items():
             DEPENDENCY_UP.labels(name).set(1 if ok else 0)
         ready = all(state.values())
-        return JSONResponse({"status": "ready" if ready else "not_ready", "checks": state},
-                            status_code=200 if ready else 503)
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "checks": state}, status_code=200 if ready else 503
+        )
 
     @router.get("/metrics")
     async def metrics() -> Response:
@@ -115,5 +121,12 @@ def ops_router(checks: Mapping[str, ReadinessCheck]) -> APIRouter:
 def serve(app: FastAPI | str, settings: ServiceSettings, *, service: str, port: int) -> None:
     """Run the app with uvicorn, logging as JSON; SIGINT and SIGTERM stop it through the lifespan."""
     configure_logging(service, settings.log_level)
-    uvicorn.run(app, host=settings.service_host, port=port, log_config=None, access_log=False,
-                timeout_graceful_shutdown=10, factory=isinstance(app, str))
+    uvicorn.run(
+        app,
+        host=settings.service_host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        factory=isinstance(app, str),
+    )

@@ -97,9 +97,7 @@ class Publisher:
         """Send every event and wait for the broker's acknowledgement of all of them."""
         await self.send_raw([(topic, key, event.model_dump_json().encode(), ()) for topic, event, key in items])
 
-    async def send_raw(
-        self, items: Sequence[tuple[str, bytes | None, bytes, Iterable[tuple[str, bytes]]]]
-    ) -> None:
+    async def send_raw(self, items: Sequence[tuple[str, bytes | None, bytes, Iterable[tuple[str, bytes]]]]) -> None:
         """Send already-encoded records (topic, key, value, headers) and wait for all acknowledgements."""
         if not items:
             return
@@ -188,8 +186,10 @@ class ConsumerLoop:
                 await consumer.stop()
                 delay = backoff(attempt, cap=5.0)
                 attempt += 1
-                log.warning("broker not reachable for consumer; retrying", extra={"error": repr(exc),
-                                                                                   "retry_in_s": round(delay, 2)})
+                log.warning(
+                    "broker not reachable for consumer; retrying",
+                    extra={"error": repr(exc), "retry_in_s": round(delay, 2)},
+                )
                 await self._sleep(delay)
         raise asyncio.CancelledError
 
@@ -279,12 +279,22 @@ class ConsumerLoop:
                 if is_transient(exc):
                     KAFKA_CONSUMED.labels(record.topic, "retry").inc()
                     delay = backoff(attempt)
-                    log.warning("dependency unavailable; will retry the message", extra={
-                        "topic": record.topic, "partition": record.partition, "offset": record.offset,
-                        "error": type(exc).__name__, "retry_in_s": round(delay, 2)})
+                    log.warning(
+                        "dependency unavailable; will retry the message",
+                        extra={
+                            "topic": record.topic,
+                            "partition": record.partition,
+                            "offset": record.offset,
+                            "error": type(exc).__name__,
+                            "retry_in_s": round(delay, 2),
+                        },
+                    )
                 elif attempt >= self._max_attempts:
-                    log.exception("message failed %d times; dead-lettered", attempt, extra={
-                        "topic": record.topic, "partition": record.partition, "offset": record.offset})
+                    log.exception(
+                        "message failed %d times; dead-lettered",
+                        attempt,
+                        extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
+                    )
                     await self._dead_letter(record, "handler_error", f"{type(exc).__name__}: {exc}")
                     return True
                 else:
@@ -315,5 +325,7 @@ class ConsumerLoop:
                 await asyncio.sleep(backoff(attempt))
         DLQ_MESSAGES.labels(record.topic).inc()
         KAFKA_CONSUMED.labels(record.topic, "dead_lettered").inc()
-        log.error("message dead-lettered", extra={"topic": record.topic, "partition": record.partition,
-                                                  "offset": record.offset, "reason": reason})
+        log.error(
+            "message dead-lettered",
+            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset, "reason": reason},
+        )

@@ -12,9 +12,20 @@ import orjson
 from lokal import mask_pii
 
 #: Fields whose values are the citizen's words or identity: never logged, only their length.
-REDACTED_FIELDS = frozenset({
-    "text", "body", "message_text", "caption", "raw", "phone", "email", "display_name", "name", "address",
-})
+REDACTED_FIELDS = frozenset(
+    {
+        "text",
+        "body",
+        "message_text",
+        "caption",
+        "raw",
+        "phone",
+        "email",
+        "display_name",
+        "name",
+        "address",
+    }
+)
 
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 

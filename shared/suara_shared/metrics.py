@@ -5,34 +5,49 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 KAFKA_PUBLISHED = Counter(
-    "suara_kafka_published_messages_total", "Messages handed to the broker, by topic and outcome",
+    "suara_kafka_published_messages_total",
+    "Messages handed to the broker, by topic and outcome",
     ["topic", "outcome"],
 )
 KAFKA_CONSUMED = Counter(
-    "suara_kafka_consumed_messages_total", "Messages consumed, by topic and outcome", ["topic", "outcome"],
+    "suara_kafka_consumed_messages_total",
+    "Messages consumed, by topic and outcome",
+    ["topic", "outcome"],
 )
 DLQ_MESSAGES = Counter(
-    "suara_dlq_messages_total", "Messages sent to the dead-letter topic, by origin topic", ["topic"],
+    "suara_dlq_messages_total",
+    "Messages sent to the dead-letter topic, by origin topic",
+    ["topic"],
 )
 CONSUMER_LAG = Gauge(
-    "suara_kafka_consumer_lag_messages", "Messages behind the end of the partition", ["group", "topic", "partition"],
+    "suara_kafka_consumer_lag_messages",
+    "Messages behind the end of the partition",
+    ["group", "topic", "partition"],
 )
 PROCESSING_SECONDS = Histogram(
-    "suara_kafka_processing_seconds", "Time to process one consumed message", ["topic"],
+    "suara_kafka_processing_seconds",
+    "Time to process one consumed message",
+    ["topic"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 HTTP_REQUESTS = Counter(
-    "suara_http_requests_total", "HTTP requests answered, by route and status class", ["route", "status"],
+    "suara_http_requests_total",
+    "HTTP requests answered, by route and status class",
+    ["route", "status"],
 )
 DEPENDENCY_UP = Gauge(
-    "suara_dependency_up", "1 when the dependency answered the last readiness check", ["dependency"],
+    "suara_dependency_up",
+    "1 when the dependency answered the last readiness check",
+    ["dependency"],
 )
 # Shared by every ingest service (one metric, a `channel` label): defined here so it is registered only once.
 WEBHOOK_REQUESTS = Counter(
-    "suara_webhook_requests_total", "Webhook requests answered, by channel and outcome",
+    "suara_webhook_requests_total",
+    "Webhook requests answered, by channel and outcome",
     ["channel", "outcome"],
 )
 WEBHOOK_EVENTS = Counter(
-    "suara_webhook_events_total", "Events from webhooks acknowledged by the broker, by channel and kind",
+    "suara_webhook_events_total",
+    "Events from webhooks acknowledged by the broker, by channel and kind",
     ["channel", "kind"],
 )

@@ -45,6 +45,7 @@ class ServiceSettings(BaseSettings):
                     raise ValueError(
                         f"{name.upper()} holds a placeholder; set a real secret before starting in production"
                     )
-                log.warning("setting %s uses a development placeholder; never run it like this in production",
-                            name.upper())
+                log.warning(
+                    "setting %s uses a development placeholder; never run it like this in production", name.upper()
+                )
         return self

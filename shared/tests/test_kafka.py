@@ -14,8 +14,13 @@ from suara_shared.settings import ServiceSettings
 
 
 def _message(n: int, conversation: str = "c1") -> InboundMessage:
-    return InboundMessage(channel=Channel.WEB, platform_message_id=f"kafka-test-{n}", conversation_key=conversation,
-                          sender=Sender(channel_user_id="u1"), text=f"pesan nomor {n}")
+    return InboundMessage(
+        channel=Channel.WEB,
+        platform_message_id=f"kafka-test-{n}",
+        conversation_key=conversation,
+        sender=Sender(channel_user_id="u1"),
+        text=f"pesan nomor {n}",
+    )
 
 
 async def test_consumer_processes_in_order_and_dead_letters_poison(settings: ServiceSettings) -> None:
@@ -32,8 +37,9 @@ async def test_consumer_processes_in_order_and_dead_letters_poison(settings: Ser
             if event.platform_message_id.startswith("kafka-test-"):
                 seen.append(event.platform_message_id)
 
-        loop = ConsumerLoop(settings, group_id=group, routes={topics.INBOUND: Route(InboundMessage, handle)},
-                            publisher=publisher)
+        loop = ConsumerLoop(
+            settings, group_id=group, routes={topics.INBOUND: Route(InboundMessage, handle)}, publisher=publisher
+        )
         task = asyncio.create_task(loop.run())
         for _ in range(200):
             if len(seen) >= 4:
@@ -43,8 +49,12 @@ async def test_consumer_processes_in_order_and_dead_letters_poison(settings: Ser
         await asyncio.wait_for(task, 10)
         assert seen[-4:] == [f"kafka-test-{i}" for i in range(4)]
 
-        dlq = AIOKafkaConsumer(topics.DEAD_LETTER, bootstrap_servers=settings.kafka_bootstrap_servers,
-                               auto_offset_reset="earliest", group_id=None)
+        dlq = AIOKafkaConsumer(
+            topics.DEAD_LETTER,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            auto_offset_reset="earliest",
+            group_id=None,
+        )
         await dlq.start()
         try:
             batches = await dlq.getmany(timeout_ms=3000)

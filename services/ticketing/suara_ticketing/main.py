@@ -44,8 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client, database = db.connect(settings.mongodb_uri)
         publisher = Publisher(settings)
-        service = TicketService(database=database, publisher=publisher, prefix=settings.ticket_prefix,
-                                status_url=settings.public_status_url)
+        service = TicketService(
+            database=database, publisher=publisher, prefix=settings.ticket_prefix, status_url=settings.public_status_url
+        )
         app.state.settings = settings
         app.state.tickets = service
         tasks: list[asyncio.Task[None]] = []
@@ -55,10 +56,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(*db.MongoUnavailable):
                 await service.ensure_indexes()
             if "consumer" in settings.roles:
-                loop = ConsumerLoop(settings, group_id="suara-ticketing", publisher=publisher, routes={
-                    topics.INBOUND: Route(InboundMessage, lambda e, _r: service.handle_inbound(e)),
-                    topics.DELIVERY: Route(DeliveryStatus, lambda e, _r: service.record_delivery(e)),
-                })
+                loop = ConsumerLoop(
+                    settings,
+                    group_id="suara-ticketing",
+                    publisher=publisher,
+                    routes={
+                        topics.INBOUND: Route(InboundMessage, lambda e, _r: service.handle_inbound(e)),
+                        topics.DELIVERY: Route(DeliveryStatus, lambda e, _r: service.record_delivery(e)),
+                    },
+                )
                 app.state.consumer = loop
                 tasks.append(asyncio.create_task(_indexes_then(service, loop)))
                 tasks.append(asyncio.create_task(_relay(service, settings.outbox_retry_seconds, stop)))
@@ -73,8 +79,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await publisher.stop()
             await db.close(client)
 
-    app = FastAPI(title="Suara ticketing", version="0.1.0", lifespan=lifespan,
-                  description="The response team's ticket API. Authenticate with `Authorization: Bearer <token>`.")
+    app = FastAPI(
+        title="Suara ticketing",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="The response team's ticket API. Authenticate with `Authorization: Bearer <token>`.",
+    )
     install_error_handlers(app)
 
     async def database_ready() -> bool:
@@ -87,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     checks = {"database": database_ready, "broker": broker_ready}
     if "consumer" in settings.roles:
+
         async def consumer_ready() -> bool:
             return bool(app.state.consumer.running)
 

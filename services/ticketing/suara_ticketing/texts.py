@@ -30,10 +30,7 @@ def acknowledgement(*, reference: str, status_url: str) -> str:
 
 def status_answer(*, reference: str, status: str, updated_at: datetime, department: str | None) -> str:
     where = f" di {department}" if department else ""
-    return (
-        f"Status laporan {reference}: {STATUS_LABELS.get(status, status)}{where} "
-        f"(diperbarui {wib(updated_at)})."
-    )
+    return f"Status laporan {reference}: {STATUS_LABELS.get(status, status)}{where} (diperbarui {wib(updated_at)})."
 
 
 def status_not_found(reference: str) -> str:

@@ -29,36 +29,49 @@ class App:
 @pytest.fixture
 async def app(infra: EmbeddedInfra, database: db.Database) -> AsyncIterator[App]:
     settings = Settings(
-        kafka_bootstrap_servers=infra.bootstrap, kafka_enable_idempotence=False,
+        kafka_bootstrap_servers=infra.bootstrap,
+        kafka_enable_idempotence=False,
         mongodb_uri=f"mongodb://127.0.0.1:{infra.db_port}/{database.name}",
-        admin_api_token=TOKEN, ticketing_roles="api", ticket_prefix="RMB",
+        admin_api_token=TOKEN,
+        ticketing_roles="api",
+        ticket_prefix="RMB",
     )
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ticketing",
-                                     headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://ticketing", headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as client:
             yield App(client, application.state.tickets, settings)
 
 
-def web_message(text: str = "Jalan di Desa Tireman rusak parah, mohon segera diperbaiki", *,
-                conversation: str | None = None, message_id: str | None = None,
-                name: str | None = "Siti Aminah") -> InboundMessage:
+def web_message(
+    text: str = "Jalan di Desa Tireman rusak parah, mohon segera diperbaiki",
+    *,
+    conversation: str | None = None,
+    message_id: str | None = None,
+    name: str | None = "Siti Aminah",
+) -> InboundMessage:
     conversation = conversation or new_id()
     return InboundMessage(
-        channel=Channel.WEB, platform_message_id=message_id or new_id(), conversation_key=conversation,
-        sender=Sender(channel_user_id=conversation, display_name=name, phone="+6281234567890"), text=text,
+        channel=Channel.WEB,
+        platform_message_id=message_id or new_id(),
+        conversation_key=conversation,
+        sender=Sender(channel_user_id=conversation, display_name=name, phone="+6281234567890"),
+        text=text,
         metadata={"submission_id": conversation, "kecamatan": "Rembang", "desa": "Tireman"},
     )
 
 
-async def outbound_for(settings: Settings, predicate: object, *, expect: int = 1,
-                       timeout_ms: int = 3000) -> list[OutboundReply]:
+async def outbound_for(
+    settings: Settings, predicate: object, *, expect: int = 1, timeout_ms: int = 3000
+) -> list[OutboundReply]:
     """Read the outbound topic from the start and return the replies matching `predicate`."""
     from suara_shared import topics
 
-    consumer = AIOKafkaConsumer(topics.OUTBOUND, bootstrap_servers=settings.kafka_bootstrap_servers,
-                                group_id=None, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        topics.OUTBOUND, bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None, auto_offset_reset="earliest"
+    )
     await consumer.start()
     found: list[OutboundReply] = []
     try:

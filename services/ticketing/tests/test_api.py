@@ -44,8 +44,9 @@ async def test_filters_and_search(app: App) -> None:
     # Regex metacharacters are searched for literally.
     assert (await app.client.get("/api/v1/tickets", params={"q": ".*"})).json()["items"] == []
 
-    await app.client.patch(f"/api/v1/tickets/{refs[0]}", json={"status": "open", "department": "Dishub",
-                                                               "assignee": "ani"})
+    await app.client.patch(
+        f"/api/v1/tickets/{refs[0]}", json={"status": "open", "department": "Dishub", "assignee": "ani"}
+    )
     opened = (await app.client.get("/api/v1/tickets", params={"status": "open"})).json()["items"]
     assert [t["reference"] for t in opened] == [refs[0]]
     assert len((await app.client.get("/api/v1/tickets", params={"department": "Dishub"})).json()["items"]) == 1
@@ -56,8 +57,13 @@ async def test_filters_and_search(app: App) -> None:
 
 async def test_bad_parameters_are_422_never_database_operators(app: App) -> None:
     await _open(app, 1)
-    for params in ({"status": "bogus"}, {"limit": 0}, {"limit": 1000}, {"cursor": "not-a-cursor"},
-                   {"status[$ne]": "x", "department": '{"$ne": null}'}):
+    for params in (
+        {"status": "bogus"},
+        {"limit": 0},
+        {"limit": 1000},
+        {"cursor": "not-a-cursor"},
+        {"status[$ne]": "x", "department": '{"$ne": null}'},
+    ):
         response = await app.client.get("/api/v1/tickets", params=params)
         if "department" in params:
             # A JSON-looking value is only a string: it matches no department, and is not an operator.
@@ -84,8 +90,9 @@ async def test_reply_is_queued_on_the_tickets_channel_and_notes_stay_internal(ap
 
     note = await app.client.post(f"/api/v1/tickets/{reference}/notes", json={"text": "Koordinasi dengan DPUPR"})
     assert note.status_code == 201 and note.json()["author"] == "admin"
-    reply = await app.client.post(f"/api/v1/tickets/{reference}/replies",
-                                  json={"text": "Petugas akan datang besok pagi."})
+    reply = await app.client.post(
+        f"/api/v1/tickets/{reference}/replies", json={"text": "Petugas akan datang besok pagi."}
+    )
     assert reply.status_code == 202 and reply.json()["delivery_status"] == "queued"
     assert (await app.client.post(f"/api/v1/tickets/{reference}/replies", json={"text": "   "})).status_code == 422
 

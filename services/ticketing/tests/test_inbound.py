@@ -76,13 +76,21 @@ async def test_status_query_is_answered_with_the_status_and_opens_no_ticket(app:
     await app.client.patch(f"/api/v1/tickets/{reference}", json={"status": "open", "department": "DPUPR"})
 
     asker = f"62812{new_id()[:8]}"
-    query = InboundMessage(channel=Channel.WHATSAPP, platform_message_id=f"wamid.{new_id()}",
-                           conversation_key=asker, sender=Sender(channel_user_id=asker),
-                           text=f"  CEK {reference.lower()} ")
+    query = InboundMessage(
+        channel=Channel.WHATSAPP,
+        platform_message_id=f"wamid.{new_id()}",
+        conversation_key=asker,
+        sender=Sender(channel_user_id=asker),
+        text=f"  CEK {reference.lower()} ",
+    )
     await app.service.handle_inbound(query)
-    unknown = InboundMessage(channel=Channel.WHATSAPP, platform_message_id=f"wamid.{new_id()}",
-                             conversation_key=asker, sender=Sender(channel_user_id=asker),
-                             text="status RMB-2020-999999")
+    unknown = InboundMessage(
+        channel=Channel.WHATSAPP,
+        platform_message_id=f"wamid.{new_id()}",
+        conversation_key=asker,
+        sender=Sender(channel_user_id=asker),
+        text="status RMB-2020-999999",
+    )
     await app.service.handle_inbound(unknown)
 
     assert len((await app.client.get("/api/v1/tickets")).json()["items"]) == 1
@@ -96,11 +104,14 @@ async def test_status_query_is_answered_with_the_status_and_opens_no_ticket(app:
 async def test_delivery_status_never_moves_backwards(app: App) -> None:
     await app.service.handle_inbound(web_message())
     reference = (await app.client.get("/api/v1/tickets")).json()["items"][0]["reference"]
-    accepted = (await app.client.post(f"/api/v1/tickets/{reference}/replies", json={"text": "Segera kami cek"}))
+    accepted = await app.client.post(f"/api/v1/tickets/{reference}/replies", json={"text": "Segera kami cek"})
     outbound_id = accepted.json()["id"]
     for state in (DeliveryState.READ, DeliveryState.SENT, DeliveryState.DELIVERED):
-        await app.service.record_delivery(DeliveryStatus(channel=Channel.WEB, outbound_id=outbound_id,
-                                                         platform_message_id=f"p-{outbound_id}", status=state))
+        await app.service.record_delivery(
+            DeliveryStatus(
+                channel=Channel.WEB, outbound_id=outbound_id, platform_message_id=f"p-{outbound_id}", status=state
+            )
+        )
     full = (await app.client.get(f"/api/v1/tickets/{reference}")).json()
     reply = next(m for m in full["messages"] if m["id"] == outbound_id)
     assert reply["delivery_status"] == "read"
@@ -113,9 +124,13 @@ async def test_platform_status_before_our_send_result_is_kept_and_applied(app: A
     outbound_id = (await app.client.post(f"/api/v1/tickets/{reference}/replies", json={"text": "Baik"})).json()["id"]
     platform_id = f"wamid.{new_id()}"
     # The platform's "delivered" webhook overtakes the notifier's own "sent" report.
-    await app.service.record_delivery(DeliveryStatus(channel=Channel.WEB, platform_message_id=platform_id,
-                                                     status=DeliveryState.DELIVERED))
-    await app.service.record_delivery(DeliveryStatus(channel=Channel.WEB, outbound_id=outbound_id,
-                                                     platform_message_id=platform_id, status=DeliveryState.SENT))
+    await app.service.record_delivery(
+        DeliveryStatus(channel=Channel.WEB, platform_message_id=platform_id, status=DeliveryState.DELIVERED)
+    )
+    await app.service.record_delivery(
+        DeliveryStatus(
+            channel=Channel.WEB, outbound_id=outbound_id, platform_message_id=platform_id, status=DeliveryState.SENT
+        )
+    )
     full = (await app.client.get(f"/api/v1/tickets/{reference}")).json()
     assert next(m for m in full["messages"] if m["id"] == outbound_id)["delivery_status"] == "delivered"

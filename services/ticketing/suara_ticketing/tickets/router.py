@@ -66,15 +66,19 @@ async def list_tickets(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:
     """Tickets, newest first, filtered; follow `next_cursor` for the next page."""
-    filters = {k: v for k, v in {"status": status_, "channel": channel, "department": department,
-                                 "assignee": assignee}.items() if v is not None}
+    filters = {
+        k: v
+        for k, v in {"status": status_, "channel": channel, "department": department, "assignee": assignee}.items()
+        if v is not None
+    }
     if cursor is not None:
         try:
             decode_cursor(cursor)
         except ValueError as exc:
             raise ApiError(422, "validation_error", "cursor: not a cursor from this API") from exc
-    docs, next_cursor = await _service(request).list(filters={k: str(v) for k, v in filters.items()}, q=q,
-                                                     limit=limit, cursor=cursor)
+    docs, next_cursor = await _service(request).list(
+        filters={k: str(v) for k, v in filters.items()}, q=q, limit=limit, cursor=cursor
+    )
     return {"items": [_ticket(d) for d in docs], "next_cursor": next_cursor}
 
 
@@ -88,8 +92,7 @@ async def get_ticket(request: Request, _: Actor, reference: Reference) -> dict[s
 
 
 @router.patch("/tickets/{reference}", response_model=TicketRead, tags=["tickets"])
-async def update_ticket(request: Request, actor: Actor, reference: Reference, body: TicketUpdate
-                        ) -> dict[str, Any]:
+async def update_ticket(request: Request, actor: Actor, reference: Reference, body: TicketUpdate) -> dict[str, Any]:
     """Change status, assignee, department, category or priority."""
     changes = body.model_dump(exclude_unset=True)
     if any(v is None for k, v in changes.items() if k in ("status", "priority")):
@@ -100,8 +103,9 @@ async def update_ticket(request: Request, actor: Actor, reference: Reference, bo
         raise _not_found(reference) from None
 
 
-@router.post("/tickets/{reference}/replies", response_model=ReplyAccepted, status_code=status.HTTP_202_ACCEPTED,
-             tags=["tickets"])
+@router.post(
+    "/tickets/{reference}/replies", response_model=ReplyAccepted, status_code=status.HTTP_202_ACCEPTED, tags=["tickets"]
+)
 async def reply(request: Request, actor: Actor, reference: Reference, body: ReplyCreate) -> ReplyAccepted:
     """Queue a reply to the citizen; it leaves on the channel the ticket came from."""
     text = body.text.strip()
@@ -114,8 +118,9 @@ async def reply(request: Request, actor: Actor, reference: Reference, body: Repl
     return ReplyAccepted(id=outbound_id)
 
 
-@router.post("/tickets/{reference}/notes", response_model=NoteRead, status_code=status.HTTP_201_CREATED,
-             tags=["tickets"])
+@router.post(
+    "/tickets/{reference}/notes", response_model=NoteRead, status_code=status.HTTP_201_CREATED, tags=["tickets"]
+)
 async def add_note(request: Request, actor: Actor, reference: Reference, body: NoteCreate) -> dict[str, Any]:
     """An internal note, never sent to the citizen."""
     text = body.text.strip()

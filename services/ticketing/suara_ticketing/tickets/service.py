@@ -120,8 +120,7 @@ class TicketService:
         """The conversation's ticket that is not closed, reopened if it was resolved; else a new ticket."""
         now = utcnow()
         found = await self.tickets.find_one(
-            {"channel": event.channel.value, "conversation_key": event.conversation_key,
-             "status": {"$in": THREADABLE}},
+            {"channel": event.channel.value, "conversation_key": event.conversation_key, "status": {"$in": THREADABLE}},
             sort=[("created_at", -1)],
         )
         if found is not None:
@@ -129,11 +128,17 @@ class TicketService:
             if found["status"] in (TicketStatus.PENDING, TicketStatus.RESOLVED):
                 changes["status"] = TicketStatus.OPEN.value
             updated = await self.tickets.find_one_and_update(
-                {"_id": found["_id"]}, {"$set": changes, "$inc": {"message_count": 1}},
-                return_document=db.ReturnDocument.AFTER)
+                {"_id": found["_id"]},
+                {"$set": changes, "$inc": {"message_count": 1}},
+                return_document=db.ReturnDocument.AFTER,
+            )
             if "status" in changes:
-                await self._add_event(found["_id"], TicketEventType.UPDATED, actor="citizen",
-                                      data={"status": [found["status"], changes["status"]]})
+                await self._add_event(
+                    found["_id"],
+                    TicketEventType.UPDATED,
+                    actor="citizen",
+                    data={"status": [found["status"], changes["status"]]},
+                )
             return updated or found
         reference = await self._next_reference(now)
         meta = event.metadata
@@ -174,8 +179,10 @@ class TicketService:
     async def _next_reference(self, now: datetime) -> str:
         year = now.astimezone(WIB).year
         counter = await self.counters.find_one_and_update(
-            {"_id": f"ticket:{self.prefix}:{year}"}, {"$inc": {"seq": 1}},
-            upsert=True, return_document=db.ReturnDocument.AFTER,
+            {"_id": f"ticket:{self.prefix}:{year}"},
+            {"$inc": {"seq": 1}},
+            upsert=True,
+            return_document=db.ReturnDocument.AFTER,
         )
         assert counter is not None  # upsert always returns the document
         return f"{self.prefix}-{year}-{int(counter['seq']):06d}"
@@ -208,13 +215,23 @@ class TicketService:
         if ticket is None:
             text = texts.status_not_found(reference)
         else:
-            text = texts.status_answer(reference=reference, status=ticket["status"],
-                                       updated_at=ticket["updated_at"], department=ticket.get("department"))
+            text = texts.status_answer(
+                reference=reference,
+                status=ticket["status"],
+                updated_at=ticket["updated_at"],
+                department=ticket.get("department"),
+            )
         await self._insert_inbound(event, ticket=None, status_query=reference)
         await self._queue_outbound(
-            outbound_id=_stable_id("status", event.dedup_key), ticket=None, channel=event.channel.value,
-            conversation_key=event.conversation_key, recipient=event.sender.channel_user_id, text=text,
-            purpose=ReplyPurpose.STATUS, reply_to=event.platform_message_id, cause=event.dedup_key,
+            outbound_id=_stable_id("status", event.dedup_key),
+            ticket=None,
+            channel=event.channel.value,
+            conversation_key=event.conversation_key,
+            recipient=event.sender.channel_user_id,
+            text=text,
+            purpose=ReplyPurpose.STATUS,
+            reply_to=event.platform_message_id,
+            cause=event.dedup_key,
         )
         await self._flush(None, cause=event.dedup_key)
 
@@ -224,28 +241,46 @@ class TicketService:
             ticket = await self.tickets.find_one({"_id": reference})
             if ticket is not None and not ticket.get("acknowledged"):
                 await self._queue_outbound(
-                    outbound_id=_stable_id("ack", reference), ticket=reference, channel=ticket["channel"],
+                    outbound_id=_stable_id("ack", reference),
+                    ticket=reference,
+                    channel=ticket["channel"],
                     conversation_key=ticket["conversation_key"],
                     recipient=ticket["citizen"]["channel_user_id"],
                     text=texts.acknowledgement(reference=reference, status_url=self.status_url),
-                    purpose=ReplyPurpose.ACKNOWLEDGEMENT, reply_to=cause.split(":", 2)[-1], cause=cause,
+                    purpose=ReplyPurpose.ACKNOWLEDGEMENT,
+                    reply_to=cause.split(":", 2)[-1],
+                    cause=cause,
                 )
                 await self.tickets.update_one({"_id": reference}, {"$set": {"acknowledged": True}})
             await self.publish_pending({"ticket": reference})
         else:
             await self.publish_pending({"cause": cause})
 
-    async def _queue_outbound(self, *, outbound_id: str, ticket: str | None, channel: str, conversation_key: str,
-                              recipient: str, text: str, purpose: ReplyPurpose, reply_to: str | None,
-                              cause: str | None, author: str = "system") -> str:
+    async def _queue_outbound(
+        self,
+        *,
+        outbound_id: str,
+        ticket: str | None,
+        channel: str,
+        conversation_key: str,
+        recipient: str,
+        text: str,
+        purpose: ReplyPurpose,
+        reply_to: str | None,
+        cause: str | None,
+        author: str = "system",
+    ) -> str:
         if await self.messages.find_one({"_id": f"out:{outbound_id}"}, {"_id": 1}) is not None:
             return outbound_id  # queued before, by an earlier delivery of its cause
         seq = None
         if ticket is not None:
             # The conversation's order is the order Suara stored it in, whatever the clocks say.
             numbered = await self.tickets.find_one_and_update(
-                {"_id": ticket}, {"$inc": {"message_count": 1}}, projection={"message_count": 1},
-                return_document=db.ReturnDocument.AFTER)
+                {"_id": ticket},
+                {"$inc": {"message_count": 1}},
+                projection={"message_count": 1},
+                return_document=db.ReturnDocument.AFTER,
+            )
             seq = numbered["message_count"] if numbered else None
         doc = {
             "_id": f"out:{outbound_id}",
@@ -282,9 +317,15 @@ class TicketService:
         items: list[tuple[str, Event, bytes | None]] = []
         for doc in pending:
             reply = OutboundReply(
-                outbound_id=doc["outbound_id"], ticket_reference=doc.get("ticket"), channel=doc["channel"],
-                conversation_key=doc["conversation_key"], recipient=doc["recipient"], text=doc["text"],
-                purpose=doc["purpose"], reply_to=doc.get("reply_to"), created_at=doc["created_at"],
+                outbound_id=doc["outbound_id"],
+                ticket_reference=doc.get("ticket"),
+                channel=doc["channel"],
+                conversation_key=doc["conversation_key"],
+                recipient=doc["recipient"],
+                text=doc["text"],
+                purpose=doc["purpose"],
+                reply_to=doc.get("reply_to"),
+                created_at=doc["created_at"],
             )
             items.append((topics.OUTBOUND, reply, reply.partition_key))
         event_query: dict[str, Any] = {"published": False}
@@ -296,24 +337,40 @@ class TicketService:
             event_query["at"] = {"$lt": utcnow() - older_than}
         events = await self.events.find(event_query).sort("at", 1).to_list(500) if event_query else []
         for doc in events:
-            te = TicketEvent(event_id=doc["_id"], reference=doc["reference"], type=doc["type"], actor=doc["actor"],
-                             at=doc["at"], data=doc.get("data") or {})
+            te = TicketEvent(
+                event_id=doc["_id"],
+                reference=doc["reference"],
+                type=doc["type"],
+                actor=doc["actor"],
+                at=doc["at"],
+                data=doc.get("data") or {},
+            )
             items.append((topics.TICKET_EVENTS, te, te.partition_key))
         if not items:
             return 0
         await self.publisher.publish_many(items)
         if pending:
-            await self.messages.update_many({"_id": {"$in": [d["_id"] for d in pending]}},
-                                            {"$set": {"published": True}})
+            await self.messages.update_many(
+                {"_id": {"$in": [d["_id"] for d in pending]}}, {"$set": {"published": True}}
+            )
         if events:
-            await self.events.update_many({"_id": {"$in": [d["_id"] for d in events]}},
-                                          {"$set": {"published": True}})
+            await self.events.update_many({"_id": {"$in": [d["_id"] for d in events]}}, {"$set": {"published": True}})
         return len(items)
 
-    async def _add_event(self, reference: str, type_: TicketEventType, *, actor: str = "system",
-                         data: dict[str, Any] | None = None) -> None:
-        await self.events.insert_one({"_id": new_id(), "reference": reference, "type": type_.value,
-                                      "actor": actor, "at": utcnow(), "data": data or {}, "published": False})
+    async def _add_event(
+        self, reference: str, type_: TicketEventType, *, actor: str = "system", data: dict[str, Any] | None = None
+    ) -> None:
+        await self.events.insert_one(
+            {
+                "_id": new_id(),
+                "reference": reference,
+                "type": type_.value,
+                "actor": actor,
+                "at": utcnow(),
+                "data": data or {},
+                "published": False,
+            }
+        )
 
     # --- delivery statuses ---------------------------------------------------------------------------------
 
@@ -322,20 +379,28 @@ class TicketService:
         if status.outbound_id:
             match: dict[str, Any] = {"_id": f"out:{status.outbound_id}"}
         elif status.platform_message_id:
-            match = {"channel": status.channel.value, "channel_message_id": status.platform_message_id,
-                     "direction": "outbound"}
+            match = {
+                "channel": status.channel.value,
+                "channel_message_id": status.platform_message_id,
+                "direction": "outbound",
+            }
         else:
             return
         rank = DELIVERY_RANK[status.status]
-        changes: dict[str, Any] = {"delivery_status": status.status.value, "delivery_rank": rank,
-                                   "delivery_updated_at": status.occurred_at}
+        changes: dict[str, Any] = {
+            "delivery_status": status.status.value,
+            "delivery_rank": rank,
+            "delivery_updated_at": status.occurred_at,
+        }
         if status.error is not None:
             changes["delivery_error"] = status.error.model_dump()
         if status.platform_message_id:
             changes["channel_message_id"] = status.platform_message_id
         result = await self.messages.find_one_and_update(
-            {**match, "delivery_rank": {"$lt": rank}}, {"$set": changes},
-            projection={"ticket": 1, "channel": 1}, return_document=db.ReturnDocument.AFTER,
+            {**match, "delivery_rank": {"$lt": rank}},
+            {"$set": changes},
+            projection={"ticket": 1, "channel": 1},
+            return_document=db.ReturnDocument.AFTER,
         )
         if result is None:
             known = await self.messages.find_one(match, {"_id": 1})
@@ -343,7 +408,9 @@ class TicketService:
                 # The platform's status came before we learnt its message id: keep it until we do.
                 await self.orphans.update_one(
                     {"_id": f"{status.channel.value}:{status.platform_message_id}:{status.status.value}"},
-                    {"$set": status.model_dump(mode="json")}, upsert=True)
+                    {"$set": status.model_dump(mode="json")},
+                    upsert=True,
+                )
             return
         if status.platform_message_id and status.outbound_id:
             await self._adopt_orphans(status.channel.value, status.platform_message_id)
@@ -351,8 +418,7 @@ class TicketService:
             await self.tickets.update_one({"_id": result["ticket"]}, {"$set": {"updated_at": utcnow()}})
 
     async def _adopt_orphans(self, channel: str, platform_message_id: str) -> None:
-        orphans = await self.orphans.find({"channel": channel, "platform_message_id": platform_message_id}
-                                          ).to_list(10)
+        orphans = await self.orphans.find({"channel": channel, "platform_message_id": platform_message_id}).to_list(10)
         for doc in orphans:
             await self.orphans.delete_one({"_id": doc["_id"]})
             doc.pop("_id", None)
@@ -364,13 +430,17 @@ class TicketService:
         ticket = await self.tickets.find_one({"_id": reference})
         if ticket is None:
             raise NotFound(reference)
-        ticket["messages"] = await self.messages.find(
-            {"ticket": reference}, {"raw": 0}).sort([("seq", 1), ("created_at", 1)]).to_list(None)
+        ticket["messages"] = (
+            await self.messages.find({"ticket": reference}, {"raw": 0})
+            .sort([("seq", 1), ("created_at", 1)])
+            .to_list(None)
+        )
         ticket["notes"] = await self.notes.find({"ticket": reference}).sort("created_at", 1).to_list(None)
         return ticket
 
-    async def list(self, *, filters: dict[str, str], q: str | None, limit: int,
-                   cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    async def list(
+        self, *, filters: dict[str, str], q: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first, stable across pages (created_at, then reference, both descending)."""
         query: dict[str, Any] = {key: value for key, value in filters.items()}
         clauses: list[dict[str, Any]] = []
@@ -379,12 +449,12 @@ class TicketService:
             clauses.append({"$or": [{"_id": pattern}, {"summary": pattern}, {"citizen.display_name": pattern}]})
         if cursor:
             created, reference = decode_cursor(cursor)
-            clauses.append({"$or": [{"created_at": {"$lt": created}},
-                                    {"created_at": created, "_id": {"$lt": reference}}]})
+            clauses.append(
+                {"$or": [{"created_at": {"$lt": created}}, {"created_at": created, "_id": {"$lt": reference}}]}
+            )
         if clauses:
             query["$and"] = clauses
-        docs = await self.tickets.find(query).sort([("created_at", -1), ("_id", -1)]).limit(limit + 1
-                                                                                          ).to_list(None)
+        docs = await self.tickets.find(query).sort([("created_at", -1), ("_id", -1)]).limit(limit + 1).to_list(None)
         next_cursor = None
         if len(docs) > limit:
             docs = docs[:limit]
@@ -408,16 +478,22 @@ class TicketService:
         if ticket is None:
             raise NotFound(reference)
         outbound_id = await self._queue_outbound(
-            outbound_id=new_id(), ticket=reference, channel=ticket["channel"],
-            conversation_key=ticket["conversation_key"], recipient=ticket["citizen"]["channel_user_id"],
-            text=text, purpose=ReplyPurpose.AGENT_REPLY, reply_to=None, cause=None, author=actor,
+            outbound_id=new_id(),
+            ticket=reference,
+            channel=ticket["channel"],
+            conversation_key=ticket["conversation_key"],
+            recipient=ticket["citizen"]["channel_user_id"],
+            text=text,
+            purpose=ReplyPurpose.AGENT_REPLY,
+            reply_to=None,
+            cause=None,
+            author=actor,
         )
         changes: dict[str, Any] = {"updated_at": utcnow()}
         if ticket["status"] == TicketStatus.NEW:
             changes["status"] = TicketStatus.OPEN.value
         await self.tickets.update_one({"_id": reference}, {"$set": changes})
-        await self._add_event(reference, TicketEventType.REPLY_QUEUED, actor=actor,
-                              data={"outbound_id": outbound_id})
+        await self._add_event(reference, TicketEventType.REPLY_QUEUED, actor=actor, data={"outbound_id": outbound_id})
         await self._publish_quietly({"ticket": reference})
         return outbound_id
 
@@ -441,12 +517,16 @@ class TicketService:
     async def public_status(self, key: str) -> dict[str, Any]:
         """A ticket's public view by reference or by web submission id."""
         ticket = await self.tickets.find_one({"_id": key.upper()}) or await self.tickets.find_one(
-            {"submission_id": key})
+            {"submission_id": key}
+        )
         if ticket is None:
             raise NotFound(key)
-        replies = await self.messages.find(
-            {"ticket": ticket["_id"], "direction": "outbound"},
-            {"text": 1, "purpose": 1, "created_at": 1, "delivery_status": 1, "outbound_id": 1},
-        ).sort("created_at", 1).to_list(None)
+        replies = (
+            await self.messages.find(
+                {"ticket": ticket["_id"], "direction": "outbound"},
+                {"text": 1, "purpose": 1, "created_at": 1, "delivery_status": 1, "outbound_id": 1},
+            )
+            .sort("created_at", 1)
+            .to_list(None)
+        )
         return {**ticket, "replies": replies}
-
