@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export UV_LINK_MODE := copy
 
-.PHONY: help install run test test-unit test-e2e lint fmt clean
+.PHONY: help install lock run test lint fmt clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -20,13 +20,13 @@ $(UV):
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'uv>=0.9,<1'
 
 $(VENV)/.installed: $(UV) pyproject.toml uv.lock shared/pyproject.toml services/*/pyproject.toml devstack/pyproject.toml
-	$(UV) sync --frozen --all-packages --python $(BIN)/python
+	$(UV) sync --locked --all-packages --python $(BIN)/python
 	@touch $@
 
-uv.lock: pyproject.toml shared/pyproject.toml services/*/pyproject.toml devstack/pyproject.toml | $(UV)
-	$(UV) lock --python $(BIN)/python
-
 install: $(VENV)/.installed ## Create .venv and install every package (uv workspace)
+
+lock: $(UV) ## Update uv.lock after changing a pyproject.toml
+	$(UV) lock --python $(BIN)/python
 
 run: install ## Start broker, database, the four services and the sandbox; Ctrl-C stops them all
 	@exec $(BIN)/suara-dev run

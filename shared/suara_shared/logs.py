@@ -63,7 +63,7 @@ class JsonFormatter(logging.Formatter):
             "msg": mask(record.getMessage()),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+            if key not in _STANDARD_ATTRS and key != "color_message" and not key.startswith("_"):
                 entry[key] = _clean(key, value)
         if record.exc_info and record.exc_info[0] is not None:
             entry["exc_type"] = record.exc_info[0].__name__
