@@ -57,6 +57,8 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     echo: Callable[[str, str], None] | None = None
     running: dict[str, Running] = field(default_factory=dict)
+    #: Services waiting to be restarted: (when, spec, restarts so far).
+    restarts_due: list[tuple[float, ServiceSpec, int]] = field(default_factory=list)
     _stopping: bool = False
 
     def service_env(self) -> dict[str, str]:
@@ -128,13 +130,17 @@ class Stack:
                     time.sleep(0.1)
 
     def watch_once(self) -> list[str]:
-        """Restart any service that died (with backoff) and return a report line for each death."""
+        """Report any service that died and restart it with backoff; call this regularly from the main thread.
+
+        Restarts happen here, not in a timer thread: a child's parent-death signal is bound to the thread that
+        started it, so a child started from a short-lived thread would be killed as soon as that thread ends."""
         reports = []
+        now = time.monotonic()
         for name, run in list(self.running.items()):
             code = run.proc.poll()
             if code is None or self._stopping:
                 continue
-            uptime = time.monotonic() - run.started
+            uptime = now - run.started
             restarts = 0 if uptime > 60 else run.restarts + 1
             delay = min(30.0, 0.5 * 2**restarts)
             reports.append(
@@ -142,12 +148,12 @@ class Stack:
                 f"(log: {self.infra.log_dir / (name + '.log')})"
             )
             del self.running[name]
-            threading.Timer(delay, self._relaunch, args=(run.spec, restarts)).start()
+            self.restarts_due.append((now + delay, run.spec, restarts))
+        for due in [d for d in self.restarts_due if d[0] <= now]:
+            self.restarts_due.remove(due)
+            if not self._stopping:
+                self._launch(due[1], due[2])
         return reports
-
-    def _relaunch(self, spec: ServiceSpec, restarts: int) -> None:
-        if not self._stopping:
-            self._launch(spec, restarts)
 
     def kill_service(self, name: str) -> None:
         """Kill -9 one service (fault tests); `restart_service` brings it back."""

@@ -1,0 +1,60 @@
+"""What an operator relies on: logs that never show a citizen's phone, NIK or words, and a production service
+that refuses to start with a placeholder secret."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from suara_shared.logs import JsonFormatter
+from suara_shared.settings import ServiceSettings
+
+
+def _line(msg: str, *args: object, **extra: object) -> dict[str, object]:
+    record = logging.LogRecord("suara.test", logging.INFO, __file__, 1, msg, args, None)
+    for key, value in extra.items():
+        setattr(record, key, value)
+    parsed: dict[str, object] = orjson.loads(JsonFormatter("ticketing").format(record))
+    return parsed
+
+
+def test_log_lines_mask_phone_numbers_and_niks_and_drop_message_text() -> None:
+    line = _line(
+        "citizen %s with NIK %s wrote",
+        "0812-3456-7890",
+        "3317101201900001",
+        text="Rumah saya di Jl. Kartini 5 kebanjiran",
+        reference="RMB-2026-000042",
+        phone="+6281234567890",
+    )
+    dumped = orjson.dumps(line).decode()
+    for secret in ("3456-7890", "81234567890", "3317101201900001", "Kartini"):
+        assert secret not in dumped
+    assert line["text"] == "[redacted 38 chars]"
+    assert line["reference"] == "RMB-2026-000042"  # references stay readable: they are how operators search
+    assert line["service"] == "ticketing" and line["level"] == "info"
+
+
+def test_log_lines_mask_exceptions_too() -> None:
+    try:
+        raise ValueError("bad phone 081298765432")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord("suara.test", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    line = orjson.loads(JsonFormatter("notifier").format(record))
+    assert "ValueError" in line["exc"] and "98765432" not in line["exc"]
+
+
+class _WithSecret(ServiceSettings):
+    api_token: SecretStr = SecretStr("dev-only-token")
+
+
+def test_production_refuses_placeholder_secrets_development_allows_them() -> None:
+    with pytest.raises(ValidationError, match="API_TOKEN holds a placeholder"):
+        _WithSecret(suara_env="production")
+    assert _WithSecret(suara_env="development").api_token.get_secret_value() == "dev-only-token"
+    assert _WithSecret(suara_env="production", api_token=SecretStr("s3cr3t-from-the-vault")).suara_env == "production"
