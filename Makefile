@@ -31,7 +31,7 @@ lock: $(UV) ## Update uv.lock after changing a pyproject.toml
 run: install ## Start broker, database, the four services and the sandbox; Ctrl-C stops them all
 	@exec $(BIN)/suara-dev run
 
-test: install ## Unit, integration and end-to-end tests against the real embedded broker and database
+test: install tools ## Unit, integration and end-to-end tests against the real embedded broker and database
 	$(BIN)/pytest
 
 lint: install ## ruff and mypy
@@ -44,4 +44,31 @@ fmt: install ## Format and fix what ruff can
 	$(BIN)/ruff check --fix .
 
 clean: ## Remove .venv and local data (var/)
-	rm -rf $(VENV) var test-artifacts
+	rm -rf $(VENV) $(TOOLS_VENV) var test-artifacts
+
+# --- Cluster: images and the tools that check deploy/ ---------------------------------------------------------
+.PHONY: images tools
+SERVICES := ticketing ingest-wa ingest-social notifier
+IMAGE_PREFIX ?=
+IMAGE_TAG ?= 0.1.0
+TOOLS_VENV := .venv-tools
+# checkov pins much of what it needs: it lives in its own environment, never in the workspace's lock.
+CHECKOV_VERSION := 3.3.30
+
+$(TOOLS_VENV)/.installed: $(UV)
+	$(UV) venv --quiet --allow-existing --python $(BIN)/python $(TOOLS_VENV)
+	$(UV) pip install --quiet --python $(TOOLS_VENV)/bin/python 'checkov==$(CHECKOV_VERSION)'
+	@touch $@
+
+tools: $(TOOLS_VENV)/.installed ## Tools that check deploy/: checkov (in .venv-tools) and kubectl's kustomize
+	@command -v kubectl >/dev/null 2>&1 || { echo "kubectl is needed to render deploy/ (kubectl kustomize, kustomize v5);" \
+		"this machine's image ships it; Debian's kubernetes-client (1.20) is too old for kustomize components" >&2; exit 1; }
+
+images: ## Build one image per service: IMAGE_PREFIX=registry/path/ IMAGE_TAG=0.1.0 (needs a Docker engine)
+	@command -v docker >/dev/null 2>&1 || { echo "make images: docker is not installed; nothing was built" >&2; exit 1; }
+	@timeout 20 docker info >/dev/null 2>&1 || { echo "make images: no Docker engine answers (docker info failed):" \
+		"this machine has the Docker client only. Build where an engine runs; nothing was built." >&2; exit 1; }
+	@set -e; for s in $(SERVICES); do \
+		echo "make images: $(IMAGE_PREFIX)suara-$$s:$(IMAGE_TAG)"; \
+		docker build --file services/$$s/Dockerfile --tag $(IMAGE_PREFIX)suara-$$s:$(IMAGE_TAG) .; \
+	done

@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
 from pydantic import ValidationError
 
 from . import db, topics
@@ -44,6 +45,27 @@ def backoff(attempt: int, *, base: float = 0.2, cap: float = 15.0) -> float:
     return float(random.uniform(0, min(cap, base * 2**attempt)))
 
 
+def client_options(settings: ServiceSettings) -> dict[str, Any]:
+    """The security options every producer and consumer gets: nothing for PLAINTEXT (the embedded broker),
+    TLS and SASL for a cluster such as Strimzi's."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(
+            cafile=settings.kafka_ssl_cafile,
+            certfile=settings.kafka_ssl_certfile,
+            keyfile=settings.kafka_ssl_keyfile,
+        )
+    if protocol.startswith("SASL_"):
+        password = settings.kafka_sasl_password
+        options.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism or "SCRAM-SHA-512",
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=password.get_secret_value() if password is not None else None,
+        )
+    return options
+
+
 class Publisher:
     """Publishes events with `acks=all`; `publish_many` returns only when the broker acknowledged every one."""
 
@@ -66,6 +88,7 @@ class Publisher:
                 linger_ms=2,
                 request_timeout_ms=int(self._timeout * 1000),
                 retry_backoff_ms=100,
+                **client_options(self._settings),
             )
             try:
                 await producer.start()
@@ -178,6 +201,7 @@ class ConsumerLoop:
                 auto_offset_reset="earliest",
                 isolation_level="read_committed",
                 max_poll_interval_ms=600_000,
+                **client_options(self._settings),
             )
             try:
                 await consumer.start()

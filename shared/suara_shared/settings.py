@@ -27,8 +27,29 @@ class ServiceSettings(BaseSettings):
     #: Idempotent producers need a broker that supports them: on for Apache Kafka, off for the embedded broker.
     kafka_enable_idempotence: bool = True
     kafka_client_id: str = "suara"
+    #: How the clients reach the broker. PLAINTEXT for the embedded broker; in a cluster (Strimzi) SASL_SSL with
+    #: SCRAM-SHA-512 credentials, or SSL with a client certificate (mTLS). The CA file verifies the broker.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
 
     mongodb_uri: str = "mongodb://127.0.0.1:27017/suara"
+
+    @model_validator(mode="after")
+    def _kafka_credentials(self) -> ServiceSettings:
+        # Caught here, at start, rather than as an authentication failure on every connection attempt.
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs KAFKA_SASL_USERNAME and "
+                "KAFKA_SASL_PASSWORD"
+            )
+        return self
 
     def secret_fields(self) -> dict[str, SecretStr | None]:
         """The secrets this service holds, by setting name."""
