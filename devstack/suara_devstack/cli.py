@@ -80,6 +80,7 @@ def _banner(stack: Stack, env: dict[str, str]) -> str:
         f"  WhatsApp webhook        http://127.0.0.1:{port['ingest-wa']}/webhooks/whatsapp",
         f"  Notifier (metrics)      http://127.0.0.1:{port['notifier']}/metrics",
         f"  Channel sandbox         http://127.0.0.1:{port['sandbox']}/",
+        f"  Citizen's WhatsApp      http://127.0.0.1:{port['sandbox']}/phone",
         f"  Broker (Kafka)          {stack.infra.bootstrap}",
         f"  Database (MongoDB)      {stack.infra.mongodb_uri}",
         "",

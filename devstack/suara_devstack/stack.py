@@ -20,6 +20,12 @@ from .infra import EmbeddedInfra, default_env, spawn, stop_process
 
 log = logging.getLogger("suara.devstack")
 
+#: Any of these set means real Meta credentials: then nothing is pointed at the sandbox behind the user's back.
+META_TOKENS = ("WA_ACCESS_TOKEN", "FB_PAGE_ACCESS_TOKEN", "IG_ACCESS_TOKEN")
+SANDBOX_WA_TOKEN = "dev-only-sandbox-wa-token"  # noqa: S105 - a placeholder, refused in production
+#: The business number the sandbox's WhatsApp plays (suara_devstack.sandbox.whatsapp.PHONE_NUMBER_ID).
+SANDBOX_WA_PHONE_NUMBER_ID = "106540352242922"
+
 
 @dataclass(frozen=True)
 class ServiceSpec:
@@ -76,6 +82,14 @@ class Stack:
         if "sandbox" in by_name:
             sandbox = f"http://127.0.0.1:{by_name['sandbox'].port}"
             env.setdefault("SANDBOX_URL", sandbox)
+            if not any(os.environ.get(name) for name in META_TOKENS):
+                # No platform credentials: the Graph API is the sandbox, WhatsApp sends with a development token.
+                env.setdefault("META_GRAPH_URL", sandbox)
+                env.setdefault("WA_ACCESS_TOKEN", SANDBOX_WA_TOKEN)
+                env.setdefault("WA_PHONE_NUMBER_ID", SANDBOX_WA_PHONE_NUMBER_ID)
+        if "ingest-wa" in by_name:
+            # The sandbox's phones post their signed webhooks here.
+            env.setdefault("INGEST_WA_URL", f"http://127.0.0.1:{by_name['ingest-wa'].port}")
         if "ingest-social" in by_name:
             env.setdefault("PUBLIC_STATUS_URL", f"http://127.0.0.1:{by_name['ingest-social'].port}/status")
         env.update(self.env)

@@ -5,14 +5,16 @@ Loaded as a plugin by the root conftest.py; every test suite in the repo can ask
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
+import uvicorn
 
 from suara_shared import db
 from suara_shared.settings import ServiceSettings
@@ -96,3 +98,33 @@ async def eventually(
             return last
         await asyncio.sleep(0.1)
     raise AssertionError(f"never saw {what} within {within:.0f}s (last: {last!r})")
+
+
+class _LocalServer(uvicorn.Server):
+    """uvicorn without its signal handlers: the test runner keeps Ctrl-C, and servers may stop in any order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: Any, *, within: float = 10.0) -> AsyncIterator[str]:
+    """Serve an ASGI app (the channel sandbox, a stand-in receiver) on a free local port for the block; yields
+    its base URL. Real HTTP, in the test's own event loop."""
+    port = free_port()
+    server = _LocalServer(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    deadline = asyncio.get_running_loop().time() + within
+    while not server.started:
+        if task.done() or asyncio.get_running_loop().time() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"local server on port {port} did not start")
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=within)

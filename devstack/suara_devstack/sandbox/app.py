@@ -9,17 +9,22 @@ import logging
 import re
 import secrets
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import SecretStr
 
 from suara_shared.http import ApiError, install_error_handlers, ops_router, serve
 from suara_shared.settings import ServiceSettings
+
+from . import phone
+from .whatsapp import PHONE_NUMBER_ID, WhatsAppSandbox
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +33,7 @@ MAX_CALLS = 5000
 #: Bodies are kept up to this size; a larger one is recorded cut, as text.
 MAX_RECORDED_BODY = 64 * 1024
 #: The sandbox's own paths, never recorded: its page, its API under /_sandbox/, and the ops endpoints.
-OWN_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics"})
+OWN_PATHS = frozenset({"/", "/phone", "/healthz", "/readyz", "/metrics"})
 OWN_PREFIX = "/_sandbox"
 #: The user id the sandbox's X account has (the other side of direct-message conversations).
 SANDBOX_X_USER_ID = "1700000000000000000"
@@ -43,6 +48,13 @@ class SandboxSettings(ServiceSettings):
     """The sandbox listens on PORT (8009 by default), on SERVICE_HOST (127.0.0.1)."""
 
     port: int = 8009
+    #: Where the citizens' phones post their signed WhatsApp webhooks (ingest-wa), and with which app secret.
+    ingest_wa_url: str | None = None
+    meta_app_secret: SecretStr = SecretStr("dev-only-meta-app-secret")
+    #: The business number the WhatsApp stand-in plays, named in every webhook's metadata.
+    wa_phone_number_id: str = PHONE_NUMBER_ID
+    #: Seconds between the sent, delivered and read statuses of a message the sandbox "delivers".
+    sandbox_status_delay_seconds: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,13 +213,31 @@ def _is_own(path: str) -> bool:
     return path in OWN_PATHS or path == OWN_PREFIX or path.startswith(OWN_PREFIX + "/")
 
 
-def create_app(*, capacity: int = MAX_CALLS) -> FastAPI:
-    """The sandbox: its page at `/`, its API under `/_sandbox/`, and every other path answered and recorded."""
+def create_app(*, capacity: int = MAX_CALLS, settings: SandboxSettings | None = None) -> FastAPI:
+    """The sandbox: its page at `/`, the citizen's phone at `/phone`, its API under `/_sandbox/`, and every other
+    path answered and recorded."""
+    settings = settings or SandboxSettings()
     calls = CallLog(capacity)
-    app = FastAPI(title="Suara channel sandbox", docs_url=None, redoc_url=None, openapi_url=None)
+    whatsapp = WhatsAppSandbox(
+        ingest_url=settings.ingest_wa_url,
+        app_secret=settings.meta_app_secret.get_secret_value(),
+        phone_number_id=settings.wa_phone_number_id,
+        status_delay=settings.sandbox_status_delay_seconds,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await whatsapp.aclose()
+
+    app = FastAPI(title="Suara channel sandbox", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.calls = calls
+    app.state.whatsapp = whatsapp
     install_error_handlers(app)
     app.include_router(ops_router({}))
+    app.include_router(phone.router)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
@@ -231,7 +261,7 @@ def create_app(*, capacity: int = MAX_CALLS) -> FastAPI:
         return RedirectResponse("/", status_code=303)
 
     @app.api_route("/{path:path}", methods=ALL_METHODS, include_in_schema=False)
-    async def platform(request: Request) -> JSONResponse:
+    async def platform(request: Request) -> Response:
         path = request.url.path
         if _is_own(path):
             # A sandbox path with the wrong method or a typo: say so rather than pretend to be a platform.
@@ -245,8 +275,21 @@ def create_app(*, capacity: int = MAX_CALLS) -> FastAPI:
             body = body[:MAX_RECORDED_BODY] + "…"
         elif not isinstance(body, str | None) and len(raw) > MAX_RECORDED_BODY:
             body = raw[:MAX_RECORDED_BODY].decode(errors="replace") + "…"
-        status, response = answer(request.method, path, _fields(body, raw, content_type, request.query_params))
+        fields = _fields(body, raw, content_type, request.query_params)
         authorization = request.headers.get("authorization")
+        wa = whatsapp.answer(request.method, path, fields, authorization=authorization, base_url=str(request.base_url))
+        if wa is None:
+            status, response = answer(request.method, path, fields)
+            media_type = "application/json"
+        else:
+            status, response, media_type = wa
+        if isinstance(response, bytes):
+            # A media download: the bytes go to the caller; the log keeps only what they were.
+            recorded: Any = f"<{len(response)} bytes of {media_type}>"
+            reply: Response = Response(response, status_code=status, media_type=media_type)
+        else:
+            recorded = response
+            reply = JSONResponse(response, status_code=status)
         call = calls.add(
             method=request.method,
             path=path,
@@ -256,12 +299,12 @@ def create_app(*, capacity: int = MAX_CALLS) -> FastAPI:
             content_type=content_type,
             body=body,
             status=status,
-            response=response,
+            response=recorded,
         )
         log.info(
             "platform call recorded", extra={"seq": call.seq, "method": call.method, "path": path, "status": status}
         )
-        return JSONResponse(response, status_code=status)
+        return reply
 
     return app
 
@@ -333,6 +376,8 @@ aslinya menjawab, dan dicatat di bawah ini — terbaru di atas. Halaman ini memu
 makes to a platform lands here, gets the answer the platform would give, and is listed below, newest first.
 For tests: <code>GET /_sandbox/calls?since=&lt;n&gt;</code> lists the calls as JSON,
 <code>DELETE /_sandbox/calls</code> clears them.</p>
+<p><a href="/phone">📱 Ponsel warga (WhatsApp)</a> — main peran sebagai warga: ketik pesan, kirim foto atau lokasi,
+lihat balasan dan centangnya. <span class="t">(Play the citizen on WhatsApp.)</span></p>
 </div>
 <h2>Panggilan tercatat <span class="t">(Recorded calls: {total})</span></h2>
 <form method="post" action="/_sandbox/clear"><button type="submit">Hapus semua (clear)</button></form>
@@ -344,4 +389,4 @@ For tests: <code>GET /_sandbox/calls?since=&lt;n&gt;</code> lists the calls as J
 def run() -> None:
     """Entry point of `python -m suara_devstack.sandbox`."""
     settings = SandboxSettings()
-    serve(create_app(), settings, service="sandbox", port=settings.port)
+    serve(create_app(settings=settings), settings, service="sandbox", port=settings.port)

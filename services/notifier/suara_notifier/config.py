@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 
 from suara_shared.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
-    """What the notifier needs: its port, where the channel sandbox is, and how hard to retry a send.
-
-    Platform credentials (Meta, X) arrive with the adapters that use them."""
+    """What the notifier needs: its port, where the channel sandbox is, how hard to retry a send, and each
+    channel's credentials (a channel without them cannot send: its replies fail `channel_not_configured`)."""
 
     port: int = 8003
     #: The local stand-in for the Graph and X APIs, used by adapters when no real credentials are set.
@@ -26,3 +25,30 @@ class Settings(ServiceSettings):
 
     #: How many completed outbound ids are remembered to absorb redeliveries.
     dedup_capacity: int = Field(default=50_000, ge=1)
+
+    #: Meta's Graph API (WhatsApp, Messenger, Instagram); `make run` points it at the sandbox when no token is set.
+    meta_graph_url: str = "https://graph.facebook.com"
+    meta_graph_version: str = "v23.0"
+    graph_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    #: WhatsApp Cloud API sender: the business phone number's id and a system-user token.
+    wa_phone_number_id: str | None = None
+    wa_access_token: SecretStr | None = None
+    #: The approved template sent outside the 24-hour customer-service window, its language, and what fills its
+    #: body parameters {{1}}, {{2}}…, in order: `reference` (the ticket's) and/or `text` (the reply, on one line).
+    wa_template_name: str = "suara_tanggapan_laporan"
+    wa_template_language: str = "id"
+    wa_template_parameters: str = "reference,text"
+    #: Messages per second per business phone number (Cloud API default throughput: 80).
+    wa_messages_per_second: float = Field(default=80.0, gt=0)
+    #: A window closing within this many seconds counts as closed: the send must not race its end.
+    wa_window_margin_seconds: float = Field(default=60.0, ge=0)
+
+    @field_validator("wa_template_parameters")
+    @classmethod
+    def _template_parameters(cls, value: str) -> str:
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        unknown = sorted(set(names) - {"reference", "text"})
+        if unknown:
+            raise ValueError(f"WA_TEMPLATE_PARAMETERS may name only reference and text, not {', '.join(unknown)}")
+        return ",".join(names)

@@ -7,14 +7,15 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from suara_shared import topics
-from suara_shared.events import DeliveryError, DeliveryState, DeliveryStatus, OutboundReply
+from suara_shared.events import DeliveryError, DeliveryState, DeliveryStatus, OutboundAction, OutboundReply, utcnow
 from suara_shared.kafka import Publisher, backoff
 
-from .adapters import AdapterRegistry, ChannelAdapter, PermanentSendError, TransientSendError
+from .adapters import AdapterRegistry, ChannelAdapter, PermanentSendError, SendError, TransientSendError
 from .config import Settings
-from .metrics import DELIVERY_FAILURES, REPLIES, SEND_RETRIES, SEND_SECONDS
+from .metrics import DELIVERY_FAILURES, REPLIES, REPLY_TO_PLATFORM_SECONDS, SEND_RETRIES, SEND_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,9 @@ class Notifier:
 
     async def handle(self, reply: OutboundReply, _record: object = None) -> None:
         """Consumer handler: returns only once the reply's status is on the delivery topic, so it can commit."""
+        if reply.action is OutboundAction.MARK_READ:
+            await self.mark_read(reply=reply)
+            return
         known = self._outcomes.get(reply.outbound_id)
         if known is not None and known[1]:
             REPLIES.labels(reply.channel, "duplicate").inc()
@@ -106,6 +110,8 @@ class Notifier:
         else:
             status = await self.deliver(reply=reply)
             self._outcomes.remember(status, published=False)
+            if status.status is not DeliveryState.FAILED:
+                REPLY_TO_PLATFORM_SECONDS.labels(reply.channel).observe(_seconds_since(reply.created_at))
         # A broker failure here propagates: the consumer retries this handler, which then only republishes.
         await self._publisher.publish(topics.DELIVERY, status, key=status.partition_key)
         self._outcomes.remember(status, published=True)
@@ -126,6 +132,29 @@ class Notifier:
                 ),
             )
         return await self._send_with_retries(adapter, reply)
+
+    async def mark_read(self, *, reply: OutboundReply) -> None:
+        """Best effort: a read receipt that cannot be given is logged and dropped, never retried for long (the
+        next time an agent opens the ticket asks again) and never blocks the replies behind it."""
+        adapter = self._adapters.get(reply.channel)
+        if adapter is None:
+            return
+        for attempt in (1, 2):
+            try:
+                await adapter.mark_read(reply)
+                REPLIES.labels(reply.channel, "marked_read").inc()
+                return
+            except TransientSendError as exc:
+                if attempt == 2:
+                    log.warning("read receipt not given", extra={**_receipt(reply), "error_code": exc.code})
+                    return
+                await self._pause(self._retry.delay(attempt, hint=exc.retry_after))
+            except SendError as exc:
+                log.warning("read receipt refused", extra={**_receipt(reply), "error_code": exc.code})
+                return
+            except Exception:
+                log.exception("adapter raised an unexpected error marking a message read", extra=_receipt(reply))
+                return
 
     async def _send_with_retries(self, adapter: ChannelAdapter, reply: OutboundReply) -> DeliveryStatus:
         started = time.monotonic()
@@ -178,6 +207,8 @@ class Notifier:
                 outbound_id=reply.outbound_id,
                 platform_message_id=result.platform_message_id,
                 status=result.status,
+                more_platform_message_ids=result.more_platform_message_ids,
+                template=result.template,
             )
 
     async def _pause(self, seconds: float) -> None:
@@ -200,6 +231,16 @@ def _failed(reply: OutboundReply, error: DeliveryError) -> DeliveryStatus:
     )
 
 
+def _receipt(reply: OutboundReply) -> dict[str, str | None]:
+    """What a log line says about a read-receipt request."""
+    return {
+        "outbound_id": reply.outbound_id,
+        "channel": str(reply.channel),
+        "ticket_reference": reply.ticket_reference,
+        "action": str(reply.action),
+    }
+
+
 def _ids(reply: OutboundReply) -> dict[str, str | None]:
     """What a log line may say about a reply: ids only, never the text or the recipient."""
     return {
@@ -208,3 +249,10 @@ def _ids(reply: OutboundReply) -> dict[str, str | None]:
         "ticket_reference": reply.ticket_reference,
         "purpose": str(reply.purpose),
     }
+
+
+def _seconds_since(moment: datetime) -> float:
+    """Seconds from `moment` to now; never negative, whatever the clocks of the machines involved say."""
+    if moment.tzinfo is None:  # a producer that left out the offset meant UTC, like every Suara timestamp
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (utcnow() - moment).total_seconds())

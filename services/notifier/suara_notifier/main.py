@@ -44,7 +44,7 @@ def create_app(settings: Settings, *, adapters: AdapterRegistry | None = None, g
             routes={topics.OUTBOUND: Route(OutboundReply, notifier.handle)},
             publisher=publisher,
         )
-        app.state.publisher, app.state.consumer = publisher, loop
+        app.state.publisher, app.state.consumer, app.state.adapters = publisher, loop, registry
         # No connection is made here: the consumer waits for the broker on its own, so a broker that is down
         # at start only keeps the notifier unready instead of failing it.
         task = asyncio.create_task(_supervise(loop), name="notifier-consumer")
@@ -68,9 +68,15 @@ def create_app(settings: Settings, *, adapters: AdapterRegistry | None = None, g
         loop: ConsumerLoop | None = getattr(app.state, "consumer", None)
         return loop is not None and loop.running
 
+    async def channels_can_send() -> bool:
+        registry: AdapterRegistry | None = getattr(app.state, "adapters", None)
+        return registry is not None and not registry.unhealthy()
+
     app = FastAPI(title="Suara notifier", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handlers(app)
-    app.include_router(ops_router({"broker": broker_ready, "consumer": consumer_running}))
+    app.include_router(
+        ops_router({"broker": broker_ready, "consumer": consumer_running, "channels": channels_can_send})
+    )
     return app
 
 

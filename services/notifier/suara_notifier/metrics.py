@@ -25,3 +25,9 @@ SEND_SECONDS = Histogram(
     ["channel"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+REPLY_TO_PLATFORM_SECONDS = Histogram(
+    "suara_reply_to_platform_seconds",
+    "Seconds from a reply being created (created_at) to its platform accepting it, by channel",
+    ["channel"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
+)

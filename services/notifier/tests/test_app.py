@@ -105,7 +105,7 @@ async def test_health_readiness_and_metrics(
     assert (await client.get("/healthz")).status_code == 200
     ready = await client.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"broker": True, "consumer": True}
+    assert ready.json()["checks"] == {"broker": True, "consumer": True, "channels": True}
     metrics = (await client.get("/metrics")).text
     assert 'suara_notifier_replies_total{channel="web",outcome="delivered"}' in metrics
     assert "suara_notifier_send_duration_seconds_bucket" in metrics
@@ -122,4 +122,4 @@ async def test_starts_without_a_broker_and_reports_not_ready(notifier_settings: 
         assert (await client.get("/healthz")).status_code == 200
         ready = await client.get("/readyz")
         assert ready.status_code == 503
-        assert ready.json()["checks"] == {"broker": False, "consumer": False}
+        assert ready.json()["checks"] == {"broker": False, "consumer": False, "channels": True}

@@ -11,6 +11,7 @@ from suara_shared.events import Channel
 from ..config import Settings
 from .base import ChannelAdapter, PermanentSendError, SendError, SendResult, TransientSendError
 from .web import WebAdapter
+from .whatsapp import WhatsAppAdapter
 
 __all__ = [
     "FACTORIES",
@@ -28,9 +29,18 @@ log = logging.getLogger(__name__)
 #: (no credentials and no sandbox); replies on such a channel end failed with `channel_not_configured`.
 AdapterFactory = Callable[[Settings], ChannelAdapter | None]
 
+
+def _whatsapp(settings: Settings) -> ChannelAdapter | None:
+    """Configured by WA_PHONE_NUMBER_ID and WA_ACCESS_TOKEN (`make run` sets sandbox values when they are unset)."""
+    if settings.wa_access_token is None or not settings.wa_phone_number_id:
+        return None
+    return WhatsAppAdapter.from_settings(settings)
+
+
 #: Every channel Suara can send on. Adding a channel is one module under adapters/ and one line here.
 FACTORIES: Mapping[Channel, AdapterFactory] = {
     Channel.WEB: lambda _settings: WebAdapter(),
+    Channel.WHATSAPP: _whatsapp,
 }
 
 
@@ -63,6 +73,10 @@ class AdapterRegistry:
     def get(self, channel: Channel) -> ChannelAdapter | None:
         """The channel's adapter, or None when the channel is not configured."""
         return self._by_channel.get(channel)
+
+    def unhealthy(self) -> list[Channel]:
+        """Channels whose adapter knows it cannot send (e.g. its access token was refused)."""
+        return [channel for channel, adapter in self._by_channel.items() if not adapter.healthy()]
 
     async def aclose(self) -> None:
         """Close every adapter; one failing to close does not keep the others open."""

@@ -16,6 +16,10 @@ class SendResult:
     platform_message_id: str | None
     #: Usually SENT ("accepted"): the platform reports delivered and read on its own later.
     status: DeliveryState = DeliveryState.SENT
+    #: Further ids when one reply became several platform messages (WhatsApp text over 4096 characters).
+    more_platform_message_ids: tuple[str, ...] = ()
+    #: The approved template sent instead of the text (WhatsApp, outside the 24-hour window).
+    template: str | None = None
 
 
 class SendError(Exception):
@@ -55,6 +59,14 @@ class ChannelAdapter(ABC):
     @abstractmethod
     async def send(self, reply: OutboundReply) -> SendResult:
         """Hand the reply to the platform and return what it answered."""
+
+    async def mark_read(self, reply: OutboundReply) -> None:
+        """Show the citizen's message `reply.reply_to` as read; platforms without read receipts ignore this."""
+        return None
+
+    def healthy(self) -> bool:
+        """False while the adapter knows it cannot send at all (its access token was refused): readiness is red."""
+        return True
 
     async def aclose(self) -> None:
         """Release what the adapter holds (HTTP clients); called once at shutdown."""
