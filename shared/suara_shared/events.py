@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -150,6 +150,16 @@ class ReplyPurpose(StrEnum):
     ACKNOWLEDGEMENT = "acknowledgement"
     STATUS = "status"
     AGENT_REPLY = "agent_reply"
+    RESOLUTION = "resolution"  # the ticket is resolved; asks the citizen for a 1-5 satisfaction score
+    SURVEY = "survey"  # thanks for the satisfaction score
+
+
+class OutboundAction(StrEnum):
+    """What the notifier does with an OutboundReply: send it, or only mark the citizen's message read."""
+
+    SEND = "send"
+    #: No message leaves: the citizen's message `reply_to` (and every one before it) shows as read on their phone.
+    MARK_READ = "mark_read"
 
 
 class OutboundReply(Event):
@@ -160,11 +170,24 @@ class OutboundReply(Event):
     channel: Channel
     conversation_key: str
     recipient: str = Field(description="the citizen's id on the channel")
-    text: str = Field(min_length=1)
+    #: Required to send (see `_text_to_send`); a `mark_read` request carries none.
+    text: str = ""
     purpose: ReplyPurpose = ReplyPurpose.AGENT_REPLY
     reply_to: str | None = Field(default=None, description="platform id of the message this answers")
     reply_context: ReplyContext | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    #: End of the platform's customer-service window (Meta: 24 hours after the citizen's last message), None when
+    #: unknown. Past it an adapter sends what the platform still allows (WhatsApp: the approved template).
+    window_expires_at: datetime | None = None
+    action: OutboundAction = OutboundAction.SEND
+
+    @model_validator(mode="after")
+    def _text_to_send(self) -> OutboundReply:
+        if self.action is OutboundAction.SEND and not self.text:
+            raise ValueError("text is required to send a reply")
+        if self.action is OutboundAction.MARK_READ and not self.reply_to:
+            raise ValueError("reply_to names the message to mark read")
+        return self
 
     @property
     def partition_key(self) -> bytes:
@@ -188,6 +211,11 @@ class DeliveryStatus(Event):
     status: DeliveryState
     error: DeliveryError | None = None
     occurred_at: datetime = Field(default_factory=utcnow)
+    #: Ids of the further messages the platform made of one reply (WhatsApp splits text over 4096 characters);
+    #: `platform_message_id` is the first. Their statuses count for the reply too.
+    more_platform_message_ids: tuple[str, ...] = ()
+    #: The approved template the reply went out as, when the customer-service window had closed (WhatsApp).
+    template: str | None = None
 
     @property
     def partition_key(self) -> bytes:
@@ -201,6 +229,10 @@ class TicketEventType(StrEnum):
     NOTE_ADDED = "note_added"
     UPDATED = "updated"
     DELIVERY_UPDATED = "delivery_updated"
+    DEADLINE_BREACHED = "deadline_breached"
+    DISPOSITION = "disposition"  # an agency accepted, declined ("not our authority") or extended the deadline
+    MERGED = "merged"
+    SURVEY_ANSWERED = "survey_answered"
 
 
 class TicketEvent(Event):

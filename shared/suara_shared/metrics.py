@@ -51,3 +51,18 @@ WEBHOOK_EVENTS = Counter(
     "Events from webhooks acknowledged by the broker, by channel and kind",
     ["channel", "kind"],
 )
+# Set by the notifier's channel adapters: 0 once the platform refused the access token (Meta error 190), 1 when
+# a call with it succeeded. Alerted on by the deployment; a bad token fails every reply on that channel.
+CHANNEL_TOKEN_VALID = Gauge(
+    "suara_channel_token_valid",
+    "1 while the channel's access token works, 0 after the platform refused it as invalid or expired",
+    ["channel"],
+)
+# End-to-end latency, measured from the event's own timestamp so that time spent queued in Kafka counts too.
+END_TO_END_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900)
+INBOUND_TO_TICKET_SECONDS = Histogram(
+    "suara_inbound_to_ticket_seconds",
+    "Seconds from a citizen's message reaching Suara (received_at) to it being stored on its ticket, by channel",
+    ["channel"],
+    buckets=END_TO_END_BUCKETS,
+)

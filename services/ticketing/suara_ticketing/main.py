@@ -6,16 +6,26 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from fastapi import FastAPI
 
 from suara_shared import db, topics
-from suara_shared.events import DeliveryStatus, InboundMessage
+from suara_shared.events import DeliveryStatus, InboundMessage, utcnow
 from suara_shared.http import install_error_handlers, ops_router, serve
 from suara_shared.kafka import BrokerUnavailable, ConsumerLoop, Publisher, Route
+from suara_shared.metrics import INBOUND_TO_TICKET_SECONDS
 
+from . import citizens, media, open311, window
+from .access.router import router as tokens_router
+from .access.service import TokenService
+from .canned import CannedService
+from .canned import router as canned_router
 from .config import Settings
+from .lifecycle import Policy
+from .routing import Router, load_rules
+from .stats import router as stats_router
+from .tickets import workflow
 from .tickets.router import router as tickets_router
 from .tickets.service import TicketService
 
@@ -37,18 +47,47 @@ async def _relay(service: TicketService, every: float, stop: asyncio.Event) -> N
             log.warning("outbox relay: database unavailable", extra={"error": type(exc).__name__})
 
 
+async def _sweep(service: TicketService, every: float, stop: asyncio.Event) -> None:
+    """Detect deadline breaches, close resolved tickets nobody answered, refresh the status gauge."""
+    while not stop.is_set():
+        try:
+            await workflow.sweep(service)
+        except db.PyMongoError as exc:
+            log.warning("sweep: database unavailable", extra={"error": type(exc).__name__})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    # A routing file that does not load stops the service here, naming the line at fault.
+    routing = Router(load_rules(settings.routing_rules_file or None))
+    policy = Policy(
+        reopen_window_working_days=settings.reopen_window_working_days,
+        auto_close_working_days=settings.auto_close_working_days,
+        survey_window_days=settings.survey_window_days,
+        office_hours=settings.office_window,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client, database = db.connect(settings.mongodb_uri)
         publisher = Publisher(settings)
+        access = TokenService(database=database)
         service = TicketService(
-            database=database, publisher=publisher, prefix=settings.ticket_prefix, status_url=settings.public_status_url
+            database=database,
+            publisher=publisher,
+            prefix=settings.ticket_prefix,
+            status_url=settings.public_status_url,
+            routing=routing,
+            access=access,
+            policy=policy,
         )
         app.state.settings = settings
         app.state.tickets = service
+        app.state.routing = routing
+        app.state.access = access
+        app.state.canned = CannedService(database=database)
         tasks: list[asyncio.Task[None]] = []
         stop = asyncio.Event()
         loop: ConsumerLoop | None = None
@@ -61,13 +100,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     group_id="suara-ticketing",
                     publisher=publisher,
                     routes={
-                        topics.INBOUND: Route(InboundMessage, lambda e, _r: service.handle_inbound(e)),
-                        topics.DELIVERY: Route(DeliveryStatus, lambda e, _r: service.record_delivery(e)),
+                        topics.INBOUND: Route(InboundMessage, lambda e, _r: _store_inbound(service, e)),
+                        topics.DELIVERY: Route(DeliveryStatus, lambda e, _r: window.record_delivery(service, e)),
                     },
                 )
                 app.state.consumer = loop
                 tasks.append(asyncio.create_task(_indexes_then(service, loop)))
                 tasks.append(asyncio.create_task(_relay(service, settings.outbox_retry_seconds, stop)))
+                tasks.append(asyncio.create_task(_sweep(service, settings.sweep_seconds, stop)))
             yield
         finally:
             stop.set()
@@ -105,7 +145,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops_router(checks))
     if "api" in settings.roles:
         app.include_router(tickets_router)
+        app.include_router(media.router)
+        app.include_router(citizens.router)
+        app.include_router(tokens_router)
+        app.include_router(canned_router)
+        app.include_router(stats_router)
+        open311.install(app)
     return app
+
+
+async def _store_inbound(service: TicketService, event: InboundMessage) -> None:
+    """Store one inbound message, then record the end-to-end latency since Suara received it."""
+    await service.handle_inbound(event)
+    received = event.received_at if event.received_at.tzinfo else event.received_at.replace(tzinfo=UTC)
+    elapsed = (utcnow() - received).total_seconds()
+    INBOUND_TO_TICKET_SECONDS.labels(event.channel.value).observe(max(0.0, elapsed))
 
 
 async def _indexes_then(service: TicketService, loop: ConsumerLoop) -> None:

@@ -20,11 +20,11 @@ def wib(moment: datetime) -> str:
     return moment.astimezone(WIB).strftime("%d-%m-%Y %H:%M WIB")
 
 
-def acknowledgement(*, reference: str, status_url: str) -> str:
+def acknowledgement(*, reference: str, status_url: str, extra: str = "") -> str:
     return (
         f"Terima kasih, laporan Anda sudah kami terima dengan nomor {reference}. "
-        "Tim layanan pengaduan Pemkab Rembang akan menindaklanjutinya paling lambat 3 hari kerja. "
-        f"Cek status kapan saja dengan mengirim: cek {reference} atau buka {status_url}/{reference}"
+        "Tim layanan pengaduan Pemkab Rembang akan menindaklanjutinya paling lambat 3 hari kerja."
+        f"{extra} Cek status kapan saja dengan mengirim: cek {reference} atau buka {status_url}/{reference}"
     )
 
 
@@ -35,3 +35,34 @@ def status_answer(*, reference: str, status: str, updated_at: datetime, departme
 
 def status_not_found(reference: str) -> str:
     return f"Nomor laporan {reference} tidak kami temukan. Mohon periksa kembali nomornya, misalnya RMB-2026-000123."
+
+
+def forwarded(*, forward_to: str, advice: str | None) -> str:
+    """Added to the acknowledgement when the complaint belongs to a body outside the kabupaten."""
+    return f" Laporan ini kami teruskan ke {forward_to}." + (f" {advice}" if advice else "")
+
+
+def linked(previous: str) -> str:
+    """Added to the acknowledgement of a ticket that follows up a finished one."""
+    return f" Laporan ini terhubung dengan laporan Anda sebelumnya, {previous}."
+
+
+def resolved_with_survey(*, reference: str) -> str:
+    return (
+        f"Laporan {reference} telah selesai ditindaklanjuti. Seberapa puas Anda dengan penanganannya? "
+        "Balas dengan satu angka: 1 (sangat tidak puas) sampai 5 (sangat puas). "
+        "Jika masalahnya belum selesai, balas saja pesan ini dengan penjelasan Anda."
+    )
+
+
+def survey_thanks(*, reference: str, score: int) -> str:
+    return f"Terima kasih, penilaian Anda ({score} dari 5) untuk laporan {reference} sudah kami catat."
+
+
+#: Placeholders a canned response may use, with what each becomes.
+CANNED_PLACEHOLDERS = ("reference", "name", "department", "due_date", "category", "kecamatan")
+SALUTATION = "Bapak/Ibu"
+
+
+def due_date(moment: datetime | None) -> str:
+    return moment.astimezone(WIB).strftime("%d-%m-%Y") if moment else "-"

@@ -64,9 +64,15 @@ def web_message(
 
 
 async def outbound_for(
-    settings: Settings, predicate: object, *, expect: int = 1, timeout_ms: int = 3000
+    settings: Settings,
+    predicate: object,
+    *,
+    expect: int = 1,
+    timeout_ms: int = 3000,
+    actions: tuple[str, ...] = ("send",),
 ) -> list[OutboundReply]:
-    """Read the outbound topic from the start and return the replies matching `predicate`."""
+    """Read the outbound topic from the start and return the replies matching `predicate` (messages sent by
+    default; read-receipt requests only when `actions` names them)."""
     from suara_shared import topics
 
     consumer = AIOKafkaConsumer(
@@ -80,7 +86,7 @@ async def outbound_for(
             for records in batches.values():
                 for record in records:
                     reply = OutboundReply.model_validate_json(record.value or b"")
-                    if predicate(reply):  # type: ignore[operator]
+                    if reply.action in actions and predicate(reply):  # type: ignore[operator]
                         found.append(reply)
             if len(found) >= expect and not batches:
                 break

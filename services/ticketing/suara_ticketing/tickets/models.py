@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from suara_shared.events import Channel, DeliveryState
+
+REFERENCE_PATTERN = r"^[A-Z]{2,10}-\d{4}-\d{6}$"
 
 
 class TicketStatus(StrEnum):
@@ -57,6 +59,10 @@ class MessageRead(BaseModel):
     location: dict[str, Any] | None = None
     delivery_status: DeliveryState | None = None
     delivery_error: DeliveryErrorRead | None = None
+    #: What the message answers, quotes or reacts to (`in_reply_to`: the platform id of that message).
+    reply_context: dict[str, Any] | None = None
+    #: The approved template an outbound message went out as, outside the customer-service window (WhatsApp).
+    template: str | None = None
 
 
 class NoteRead(BaseModel):
@@ -81,11 +87,99 @@ class TicketSummary(BaseModel):
     message_count: int = 0
     created_at: datetime
     updated_at: datetime
+    due_at: datetime | None = Field(default=None, description="end of the last working day to resolve it in")
+    overdue: bool = Field(default=False, description="still unresolved after due_at")
+    breached: bool = Field(default=False, description="its deadline passed before it was resolved")
+    forwarded_to: str | None = Field(default=None, description="an outside body it belongs to, e.g. PLN")
+    anonymous: bool = False
+    confidential: bool = Field(default=False, description="the citizen's identity is shown to supervisors only")
+    previous_reference: str | None = Field(default=None, description="the finished ticket this one follows")
+    merged_into: str | None = Field(default=None, description="the master ticket this report was merged into")
+    merged: list[str] = Field(default_factory=list, description="reports merged into this master ticket")
+    satisfaction: int | None = Field(default=None, ge=1, le=5, description="the citizen's 1-5 score")
+    first_response_at: datetime | None = None
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+    accepted_at: datetime | None = None
+
+
+class ExtensionRead(BaseModel):
+    working_days: int
+    reason: str | None = None
+    by: str
+    at: datetime
+
+
+class DeclineRead(BaseModel):
+    department: str | None = None
+    reason: str | None = None
+    by: str
+    at: datetime
 
 
 class TicketRead(TicketSummary):
     messages: list[MessageRead] = Field(default_factory=list)
     notes: list[NoteRead] = Field(default_factory=list)
+    extensions: list[ExtensionRead] = Field(default_factory=list)
+    declines: list[DeclineRead] = Field(default_factory=list)
+
+
+class TicketEventRead(BaseModel):
+    """One entry of a ticket's audit trail: who did what, when."""
+
+    id: str
+    type: str
+    actor: str
+    at: datetime
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class TicketEventPage(BaseModel):
+    items: list[TicketEventRead]
+
+
+class DispositionAction(StrEnum):
+    ACCEPT = "accept"
+    DECLINE = "decline"  # "not our authority": back to triage, or to the department named
+    EXTEND = "extend"
+
+
+class DispositionCreate(BaseModel):
+    """An agency's answer to a ticket routed to it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: DispositionAction
+    reason: str | None = Field(default=None, max_length=1000, description="required to decline or extend")
+    department: str | None = Field(
+        default=None, max_length=40, description="decline: the department it belongs to (none: back to triage)"
+    )
+    working_days: int | None = Field(default=None, ge=1, le=30, description="extend: how many working days")
+
+    @model_validator(mode="after")
+    def _complete(self) -> DispositionCreate:
+        if self.action is not DispositionAction.ACCEPT and not (self.reason and self.reason.strip()):
+            raise ValueError(f"reason: required to {self.action.value}")
+        if self.action is DispositionAction.EXTEND and self.working_days is None:
+            raise ValueError("working_days: required to extend")
+        if self.action is not DispositionAction.EXTEND and self.working_days is not None:
+            raise ValueError("working_days: only an extension takes working days")
+        if self.action is not DispositionAction.DECLINE and self.department is not None:
+            raise ValueError("department: only a decline names another department")
+        return self
+
+
+class MergeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    references: list[Annotated[str, StringConstraints(pattern=REFERENCE_PATTERN)]] = Field(min_length=1, max_length=50)
+
+
+class DeadlineOverview(BaseModel):
+    """What a supervisor watches: tickets past their deadline, and those due within the coming working days."""
+
+    overdue: list[TicketSummary]
+    due_soon: list[TicketSummary]
 
 
 class TicketPage(BaseModel):
@@ -101,12 +195,22 @@ class TicketUpdate(BaseModel):
     department: str | None = Field(default=None, max_length=120)
     category: str | None = Field(default=None, max_length=120)
     priority: Priority | None = None
+    confidential: bool | None = Field(default=None, description="supervisors only")
 
 
 class ReplyCreate(BaseModel):
+    """A reply: its `text`, or a canned response (`canned_id`) filled in for the ticket."""
+
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=10_000)
+    text: str | None = Field(default=None, min_length=1, max_length=10_000)
+    canned_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ReplyCreate:
+        if (self.text is None) == (self.canned_id is None):
+            raise ValueError("give either text or canned_id")
+        return self
 
 
 class ReplyAccepted(BaseModel):

@@ -1,34 +1,76 @@
-"""The ticket API of the contract: list, get, update, reply, note; and the public status of one ticket."""
+"""The ticket API: list, get, update, reply, note, audit trail, dispositions, merging, deadlines; and the public
+status of one ticket."""
 
 from __future__ import annotations
 
+import re
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field
 
 from suara_shared.events import Channel
 from suara_shared.http import ApiError
 
-from ..auth import Actor
+from .. import deadlines, places, receipts
+from ..access.models import Principal
+from ..auth import CurrentUser, Supervisor
+from ..canned import CannedService, render
+from ..lifecycle import ACTIVE, InvalidTransition
 from ..texts import STATUS_LABELS
 from .models import (
+    REFERENCE_PATTERN,
+    DeadlineOverview,
+    DispositionCreate,
+    MergeCreate,
     NoteCreate,
     NoteRead,
+    Priority,
     PublicStatus,
     ReplyAccepted,
     ReplyCreate,
+    TicketEventPage,
     TicketPage,
     TicketRead,
     TicketStatus,
     TicketSummary,
     TicketUpdate,
 )
-from .service import NotFound, TicketService, decode_cursor
+from .service import Forbidden, NotFound, TicketService, decode_cursor
+from .workflow import InvalidDisposition, InvalidMerge, TicketClosed, UnknownDepartment, disposition, merge
 
 router = APIRouter(prefix="/api/v1")
 
-Reference = Annotated[str, Path(pattern=r"^[A-Z]{2,10}-\d{4}-\d{6}$", examples=["RMB-2026-000001"])]
-Name = Annotated[str | None, Query(max_length=120)]
+Reference = Annotated[str, Path(pattern=REFERENCE_PATTERN, examples=["RMB-2026-000001"])]
+#: Plain names only: a filter value can never carry an operator or a pattern.
+DEPARTMENT_PATTERN = r"^[A-Za-z][A-Za-z0-9 ./-]{0,39}$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,119}$"
+CATEGORY_PATTERN = r"^[a-z][a-z0-9_]{1,40}$"
+HIDDEN = "(rahasia)"
+
+
+class TicketFilters(BaseModel):
+    """Filters of the ticket list; an unknown parameter, or a value that is not a plain name, is a 422."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: TicketStatus | None = None
+    channel: Channel | None = None
+    department: str | None = Field(default=None, pattern=DEPARTMENT_PATTERN)
+    triage: bool | None = Field(default=None, description="true: only tickets no department has yet")
+    assignee: str | None = Field(default=None, pattern=NAME_PATTERN)
+    category: str | None = Field(default=None, pattern=CATEGORY_PATTERN)
+    priority: Priority | None = None
+    kecamatan: str | None = Field(default=None, pattern=r"^[A-Za-z. ]{2,40}$", description="one of the 14")
+    desa: str | None = Field(default=None, pattern=r"^[A-Za-z ]{2,60}$")
+    overdue: bool | None = Field(default=None, description="true: unresolved past the deadline")
+    merged_into: str | None = Field(default=None, pattern=REFERENCE_PATTERN)
+    created_from: date | None = Field(default=None, description="first day (WIB), inclusive")
+    created_to: date | None = Field(default=None, description="last day (WIB), inclusive")
+    q: str | None = Field(default=None, max_length=200, description="words in the complaint, name or reference")
+    limit: int = Field(default=25, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=500)
 
 
 def _service(request: Request) -> TicketService:
@@ -44,8 +86,14 @@ def _message(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "id": doc.get("outbound_id") or doc["_id"]}
 
 
-def _ticket(doc: dict[str, Any]) -> dict[str, Any]:
+def _ticket(doc: dict[str, Any], user: Principal, now: datetime) -> dict[str, Any]:
     out = {**doc, "reference": doc["_id"]}
+    out["overdue"] = bool(doc.get("due_at") and doc["status"] in ACTIVE and doc["due_at"] < now)
+    satisfaction = doc.get("satisfaction")
+    out["satisfaction"] = satisfaction.get("score") if isinstance(satisfaction, dict) else None
+    out["merged"] = doc.get("merged") or []
+    if not user.sees_identity(doc):
+        out["citizen"] = {"channel_user_id": HIDDEN, "display_name": HIDDEN, "phone": None, "email": None}
     if "messages" in doc:
         out["messages"] = [_message(m) for m in doc["messages"]]
     if "notes" in doc:
@@ -53,81 +101,219 @@ def _ticket(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _filters_to_query(filters: TicketFilters, now: datetime) -> tuple[dict[str, str], dict[str, Any]]:
+    """Equalities on plain values, and the conditions built here (never from raw input)."""
+    equal: dict[str, str] = {}
+    for key in ("status", "channel", "department", "assignee", "category", "priority", "merged_into"):
+        value = getattr(filters, key)
+        if value is not None:
+            equal[key] = str(value)
+    clauses: list[dict[str, Any]] = []
+    if filters.kecamatan is not None:
+        kecamatan = places.canonical_kecamatan(filters.kecamatan)
+        if kecamatan is None:
+            raise ApiError(
+                422, "validation_error", f"kecamatan: not one of Rembang's: {', '.join(places.kecamatan_names())}"
+            )
+        equal["kecamatan"] = kecamatan
+    if filters.desa is not None:
+        clauses.append({"desa": {"$regex": f"^{re.escape(filters.desa.strip())}$", "$options": "i"}})
+    if filters.triage is not None:
+        clauses.append({"department": None} if filters.triage else {"department": {"$ne": None}})
+    active = [s.value for s in ACTIVE]
+    if filters.overdue is True:
+        clauses.append({"status": {"$in": active}, "due_at": {"$lt": now}})
+    elif filters.overdue is False:
+        clauses.append({"$or": [{"status": {"$nin": active}}, {"due_at": {"$gte": now}}, {"due_at": None}]})
+    created: dict[str, Any] = {}
+    if filters.created_from is not None:
+        created["$gte"] = datetime.combine(filters.created_from, time(0), tzinfo=deadlines.WIB)
+    if filters.created_to is not None:
+        created["$lt"] = datetime.combine(filters.created_to + timedelta(days=1), time(0), tzinfo=deadlines.WIB)
+    if created:
+        clauses.append({"created_at": created})
+    return equal, {"$and": clauses} if clauses else {}
+
+
 @router.get("/tickets", response_model=TicketPage, tags=["tickets"])
 async def list_tickets(
-    request: Request,
-    _: Actor,
-    status_: Annotated[TicketStatus | None, Query(alias="status")] = None,
-    channel: Channel | None = None,
-    department: Name = None,
-    assignee: Name = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 25,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    request: Request, user: CurrentUser, filters: Annotated[TicketFilters, Query()]
 ) -> dict[str, Any]:
-    """Tickets, newest first, filtered; follow `next_cursor` for the next page."""
-    filters = {
-        k: v
-        for k, v in {"status": status_, "channel": channel, "department": department, "assignee": assignee}.items()
-        if v is not None
-    }
-    if cursor is not None:
+    """Tickets, newest first, filtered; follow `next_cursor` for the next page. An agent of a department sees
+    that department's tickets only."""
+    if filters.cursor is not None:
         try:
-            decode_cursor(cursor)
+            decode_cursor(filters.cursor)
         except ValueError as exc:
             raise ApiError(422, "validation_error", "cursor: not a cursor from this API") from exc
-    docs, next_cursor = await _service(request).list(
-        filters={k: str(v) for k, v in filters.items()}, q=q, limit=limit, cursor=cursor
+    service = _service(request)
+    now = service.now()
+    equal, match = _filters_to_query(filters, now)
+    docs, next_cursor = await service.list(
+        filters=equal, q=filters.q, limit=filters.limit, cursor=filters.cursor, match=match, principal=user
     )
-    return {"items": [_ticket(d) for d in docs], "next_cursor": next_cursor}
+    return {"items": [_ticket(d, user, now) for d in docs], "next_cursor": next_cursor}
+
+
+@router.get("/deadlines", response_model=DeadlineOverview, tags=["tickets"])
+async def deadline_overview(
+    request: Request,
+    user: Supervisor,
+    within_working_days: Annotated[int, Query(ge=0, le=10, description="due before the end of this working day")] = 1,
+) -> dict[str, Any]:
+    """For supervisors: unresolved tickets past their deadline, and those due within the coming working days."""
+    service = _service(request)
+    now = service.now()
+    active = [s.value for s in ACTIVE]
+    horizon = deadlines.due_at(now, within_working_days)
+    overdue, _ = await service.list(
+        filters={}, q=None, limit=100, cursor=None, match={"status": {"$in": active}, "due_at": {"$lt": now}}
+    )
+    soon, _ = await service.list(
+        filters={},
+        q=None,
+        limit=100,
+        cursor=None,
+        match={"status": {"$in": active}, "due_at": {"$gte": now, "$lte": horizon}},
+    )
+    return {
+        "overdue": [_ticket(d, user, now) for d in sorted(overdue, key=lambda d: d["due_at"])],
+        "due_soon": [_ticket(d, user, now) for d in sorted(soon, key=lambda d: d["due_at"])],
+    }
 
 
 @router.get("/tickets/{reference}", response_model=TicketRead, tags=["tickets"])
-async def get_ticket(request: Request, _: Actor, reference: Reference) -> dict[str, Any]:
-    """One ticket with its whole conversation and internal notes."""
+async def get_ticket(request: Request, user: CurrentUser, reference: Reference) -> dict[str, Any]:
+    """One ticket with its whole conversation and internal notes. Opening it marks the citizen's messages read on
+    their channel (WhatsApp's blue ticks)."""
+    service = _service(request)
     try:
-        return _ticket(await _service(request).get(reference))
+        ticket = await service.get(reference, principal=user)
     except NotFound:
         raise _not_found(reference) from None
+    receipts.on_ticket_opened(request.app, service, ticket)
+    return _ticket(ticket, user, service.now())
+
+
+@router.get("/tickets/{reference}/events", response_model=TicketEventPage, tags=["tickets"])
+async def ticket_events(request: Request, user: CurrentUser, reference: Reference) -> dict[str, Any]:
+    """The audit trail, oldest first: who did what, when."""
+    try:
+        events = await _service(request).history(reference, principal=user)
+    except NotFound:
+        raise _not_found(reference) from None
+    return {"items": [{**e, "id": e["_id"]} for e in events]}
 
 
 @router.patch("/tickets/{reference}", response_model=TicketRead, tags=["tickets"])
-async def update_ticket(request: Request, actor: Actor, reference: Reference, body: TicketUpdate) -> dict[str, Any]:
-    """Change status, assignee, department, category or priority."""
+async def update_ticket(
+    request: Request, user: CurrentUser, reference: Reference, body: TicketUpdate
+) -> dict[str, Any]:
+    """Change status (following the lifecycle; 409 otherwise), assignee, department, category, priority or
+    confidentiality (supervisors)."""
     changes = body.model_dump(exclude_unset=True)
-    if any(v is None for k, v in changes.items() if k in ("status", "priority")):
-        raise ApiError(422, "validation_error", "status and priority cannot be empty")
+    if any(v is None for k, v in changes.items() if k in ("status", "priority", "confidential")):
+        raise ApiError(422, "validation_error", "status, priority and confidential cannot be empty")
+    if "confidential" in changes and not user.oversees:
+        raise ApiError(403, "forbidden", "only a supervisor changes whether a report is confidential")
+    service = _service(request)
     try:
-        return _ticket(await _service(request).update(reference, changes, actor=actor))
+        return _ticket(await service.update(reference, changes, actor=user.name, principal=user), user, service.now())
     except NotFound:
         raise _not_found(reference) from None
+    except InvalidTransition as exc:
+        raise ApiError(409, "invalid_transition", str(exc)) from None
+    except TicketClosed:
+        raise ApiError(409, "ticket_closed", f"{reference} is closed; a new message opens a new ticket") from None
+    except UnknownDepartment as exc:
+        raise ApiError(422, "validation_error", str(exc)) from None
+    except Forbidden as exc:
+        raise ApiError(403, "forbidden", str(exc)) from None
+
+
+@router.post(
+    "/tickets/{reference}/disposition", response_model=TicketRead, tags=["tickets"], status_code=status.HTTP_200_OK
+)
+async def ticket_disposition(
+    request: Request, user: CurrentUser, reference: Reference, body: DispositionCreate
+) -> dict[str, Any]:
+    """An agency's answer: `accept`; `decline` ("not our authority", with a reason: back to triage, or to the
+    `department` named); `extend` the deadline by `working_days`, with a reason."""
+    service = _service(request)
+    try:
+        doc = await disposition(
+            service,
+            reference,
+            action=body.action.value,
+            reason=body.reason.strip() if body.reason else None,
+            department=body.department,
+            working_days=body.working_days,
+            actor=user.name,
+            principal=user,
+        )
+    except NotFound:
+        raise _not_found(reference) from None
+    except InvalidDisposition as exc:
+        raise ApiError(409, "invalid_disposition", str(exc)) from None
+    except UnknownDepartment as exc:
+        raise ApiError(422, "validation_error", str(exc)) from None
+    return _ticket(doc, user, service.now())
+
+
+@router.post("/tickets/{reference}/merge", response_model=TicketRead, tags=["tickets"])
+async def merge_tickets(request: Request, user: CurrentUser, reference: Reference, body: MergeCreate) -> dict[str, Any]:
+    """Merge other reports of the same public problem into this master ticket: from now on its replies and its
+    resolution go to every reporter, each on their own channel."""
+    service = _service(request)
+    try:
+        doc = await merge(service, reference, body.references, actor=user.name, principal=user)
+    except NotFound as exc:
+        raise _not_found(str(exc)) from None
+    except InvalidMerge as exc:
+        raise ApiError(409, "invalid_merge", str(exc)) from None
+    return _ticket(doc, user, service.now())
 
 
 @router.post(
     "/tickets/{reference}/replies", response_model=ReplyAccepted, status_code=status.HTTP_202_ACCEPTED, tags=["tickets"]
 )
-async def reply(request: Request, actor: Actor, reference: Reference, body: ReplyCreate) -> ReplyAccepted:
-    """Queue a reply to the citizen; it leaves on the channel the ticket came from."""
-    text = body.text.strip()
+async def reply(request: Request, user: CurrentUser, reference: Reference, body: ReplyCreate) -> ReplyAccepted:
+    """Queue a reply to the citizen (its text, or a canned response filled in); it leaves on the channel the
+    ticket came from, and on a master ticket to every merged reporter too."""
+    service = _service(request)
+    if body.canned_id is not None:
+        canned: CannedService = request.app.state.canned
+        template = await canned.get(body.canned_id)
+        if template is None:
+            raise ApiError(404, "canned_response_not_found", f"no canned response {body.canned_id}")
+        try:
+            ticket = await service.get(reference, principal=user)
+        except NotFound:
+            raise _not_found(reference) from None
+        text = render(template["text"], ticket=ticket, routing=service.routing)
+    else:
+        text = (body.text or "").strip()
     if not text:
         raise ApiError(422, "validation_error", "text: must not be blank")
     try:
-        outbound_id = await _service(request).reply(reference, text, actor=actor)
+        outbound_id = await service.reply(reference, text, actor=user.name, principal=user)
     except NotFound:
         raise _not_found(reference) from None
+    except TicketClosed:
+        raise ApiError(409, "ticket_closed", f"{reference} is closed; a new message opens a new ticket") from None
     return ReplyAccepted(id=outbound_id)
 
 
 @router.post(
     "/tickets/{reference}/notes", response_model=NoteRead, status_code=status.HTTP_201_CREATED, tags=["tickets"]
 )
-async def add_note(request: Request, actor: Actor, reference: Reference, body: NoteCreate) -> dict[str, Any]:
+async def add_note(request: Request, user: CurrentUser, reference: Reference, body: NoteCreate) -> dict[str, Any]:
     """An internal note, never sent to the citizen."""
     text = body.text.strip()
     if not text:
         raise ApiError(422, "validation_error", "text: must not be blank")
     try:
-        note = await _service(request).add_note(reference, text, actor=actor)
+        note = await _service(request).add_note(reference, text, actor=user.name, principal=user)
     except NotFound:
         raise _not_found(reference) from None
     return {**note, "id": note["_id"]}

@@ -9,10 +9,12 @@ in between means they are published again, never lost."""
 from __future__ import annotations
 
 import base64
+import builtins
 import contextlib
 import hashlib
 import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -35,7 +37,12 @@ from suara_shared.events import (
 )
 from suara_shared.kafka import BrokerUnavailable, Publisher
 
-from .. import texts
+from .. import texts, window
+from ..access.models import Principal
+from ..access.service import TokenService
+from ..lifecycle import Policy
+from ..routing import Router, load_rules
+from . import workflow
 from .models import TicketStatus
 
 log = logging.getLogger(__name__)
@@ -47,7 +54,11 @@ THREADABLE = [s.value for s in TicketStatus if s is not TicketStatus.CLOSED]
 
 
 class NotFound(Exception):
-    """No such ticket."""
+    """No such ticket (or none the caller may see)."""
+
+
+class Forbidden(Exception):
+    """The caller's role does not allow this change."""
 
 
 def _stable_id(*parts: str) -> str:
@@ -72,8 +83,24 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 class TicketService:
     """Every read and write of tickets, their messages, notes and events."""
 
-    def __init__(self, *, database: db.Database, publisher: Publisher, prefix: str, status_url: str) -> None:
+    def __init__(
+        self,
+        *,
+        database: db.Database,
+        publisher: Publisher,
+        prefix: str,
+        status_url: str,
+        routing: Router | None = None,
+        access: TokenService | None = None,
+        policy: Policy | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.db = database
+        self.routing = routing or Router(load_rules())
+        self.access = access or TokenService(database=database)
+        self.policy = policy or Policy()
+        #: The time deadlines, windows and figures are measured with (tests move it across holidays).
+        self.now = clock
         self.tickets = database["tickets"]
         self.messages = database["messages"]
         self.notes = database["notes"]
@@ -96,6 +123,12 @@ class TicketService:
         await self.events.create_index([("reference", 1), ("at", 1)])
         await self.events.create_index([("published", 1), ("at", 1)])
         await self.notes.create_index([("ticket", 1), ("created_at", 1)])
+        await self.tickets.create_index([("department", 1), ("created_at", -1)])
+        await self.tickets.create_index([("status", 1), ("due_at", 1)])
+        await self.tickets.create_index([("merged_into", 1)], sparse=True)
+        await self.access.ensure_indexes()
+        await self.messages.create_index(window.INDEX)
+        await self.messages.create_index([("channel", 1), ("channel_message_ids", 1)], sparse=True)
 
     # --- inbound -------------------------------------------------------------------------------------------
 
@@ -111,22 +144,29 @@ class TicketService:
         if query:
             await self._answer_status_query(event, query.group(1).upper())
             return
+        if await workflow.record_survey_answer(self, event):
+            return
         ticket = await self._thread(event)
         await self._insert_inbound(event, ticket=ticket["_id"], seq=ticket["message_count"])
         await self._add_event(ticket["_id"], TicketEventType.MESSAGE_ADDED, data={"message_id": key})
         await self._flush(ticket["_id"], cause=key)
 
     async def _thread(self, event: InboundMessage) -> dict[str, Any]:
-        """The conversation's ticket that is not closed, reopened if it was resolved; else a new ticket."""
-        now = utcnow()
+        """The conversation's ticket that is not closed, reopened if it was resolved recently; else a new ticket
+        (linked to the conversation's previous one when that was finished)."""
+        now = self.now()
         found = await self.tickets.find_one(
             {"channel": event.channel.value, "conversation_key": event.conversation_key, "status": {"$in": THREADABLE}},
             sort=[("created_at", -1)],
         )
+        if found is not None and not workflow.reopenable(self, found, now):
+            # Resolved too long ago: the citizen's new message is a new matter, linked to the old one.
+            return await self._open_ticket(event, now, previous=found["_id"])
         if found is not None:
             changes: dict[str, Any] = {"updated_at": now, "last_inbound_at": now}
             if found["status"] in (TicketStatus.PENDING, TicketStatus.RESOLVED):
                 changes["status"] = TicketStatus.OPEN.value
+            changes.update(workflow.enrich_on_message(self, found, event))
             updated = await self.tickets.find_one_and_update(
                 {"_id": found["_id"]},
                 {"$set": changes, "$inc": {"message_count": 1}},
@@ -139,7 +179,16 @@ class TicketService:
                     actor="citizen",
                     data={"status": [found["status"], changes["status"]]},
                 )
+                await workflow.after_citizen_reopened(self, found, now)
             return updated or found
+        previous = await self.tickets.find_one(
+            {"channel": event.channel.value, "conversation_key": event.conversation_key},
+            {"_id": 1},
+            sort=[("created_at", -1)],
+        )
+        return await self._open_ticket(event, now, previous=previous["_id"] if previous else None)
+
+    async def _open_ticket(self, event: InboundMessage, now: datetime, *, previous: str | None) -> dict[str, Any]:
         reference = await self._next_reference(now)
         meta = event.metadata
         anonymous = bool(meta.get("anonymous"))
@@ -157,6 +206,7 @@ class TicketService:
                 "email": None if anonymous else sender.email,
             },
             "anonymous": anonymous,
+            "confidential": bool(meta.get("confidential")),
             "summary": (event.text or "")[:280] or None,
             "category": None,
             "department": None,
@@ -165,14 +215,19 @@ class TicketService:
             "kecamatan": meta.get("kecamatan") or (event.location.kecamatan if event.location else None),
             "desa": meta.get("desa") or (event.location.desa if event.location else None),
             "submission_id": meta.get("submission_id"),
+            "previous_reference": previous,
+            "source": meta.get("source"),
             "acknowledged": False,
             "message_count": 1,
             "created_at": now,
             "updated_at": now,
             "last_inbound_at": now,
         }
+        doc.update(await workflow.route_new(self, event, now))
         await self.tickets.insert_one(doc)
         await self._add_event(reference, TicketEventType.CREATED, data={"channel": event.channel.value})
+        if previous:
+            await self._add_event(previous, TicketEventType.UPDATED, actor="citizen", data={"followed_by": reference})
         log.info("ticket opened", extra={"reference": reference, "channel": event.channel.value})
         return doc
 
@@ -197,11 +252,14 @@ class TicketService:
             "conversation_key": event.conversation_key,
             "kind": event.kind.value,
             "text": event.text,
-            "sender": event.sender.model_dump(),
+            # An anonymous report keeps only what replying needs.
+            "sender": {"channel_user_id": event.sender.channel_user_id}
+            if event.metadata.get("anonymous")
+            else event.sender.model_dump(),
             "attachments": [a.model_dump(exclude_none=True) for a in event.attachments],
             "location": event.location.model_dump(exclude_none=True) if event.location else None,
             "reply_context": event.reply_context.model_dump(exclude_none=True) if event.reply_context else None,
-            "raw": event.raw,
+            "raw": None if event.metadata.get("anonymous") else event.raw,
             "created_at": event.received_at,
             "stored_at": utcnow(),
             **extra,
@@ -246,7 +304,11 @@ class TicketService:
                     channel=ticket["channel"],
                     conversation_key=ticket["conversation_key"],
                     recipient=ticket["citizen"]["channel_user_id"],
-                    text=texts.acknowledgement(reference=reference, status_url=self.status_url),
+                    text=texts.acknowledgement(
+                        reference=reference,
+                        status_url=self.status_url,
+                        extra=workflow.acknowledgement_extra(self, ticket),
+                    ),
                     purpose=ReplyPurpose.ACKNOWLEDGEMENT,
                     reply_to=cause.split(":", 2)[-1],
                     cause=cause,
@@ -304,6 +366,10 @@ class TicketService:
             "published": False,
             "created_at": utcnow(),
         }
+        # Meta's channels take free-form messages only within 24 hours of the citizen's last one.
+        doc["window_expires_at"] = await window.expires_at(
+            self.messages, channel=channel, conversation_key=conversation_key
+        )
         with contextlib.suppress(db.DuplicateKeyError):  # a concurrent delivery of the same cause
             await self.messages.insert_one(doc)
         return outbound_id
@@ -326,6 +392,7 @@ class TicketService:
                 purpose=doc["purpose"],
                 reply_to=doc.get("reply_to"),
                 created_at=doc["created_at"],
+                window_expires_at=doc.get("window_expires_at"),
             )
             items.append((topics.OUTBOUND, reply, reply.partition_key))
         event_query: dict[str, Any] = {"published": False}
@@ -379,9 +446,11 @@ class TicketService:
         if status.outbound_id:
             match: dict[str, Any] = {"_id": f"out:{status.outbound_id}"}
         elif status.platform_message_id:
+            platform_id = status.platform_message_id
             match = {
                 "channel": status.channel.value,
-                "channel_message_id": status.platform_message_id,
+                # A long WhatsApp reply is several platform messages; a status of any of them is the reply's.
+                "$or": [{"channel_message_id": platform_id}, {"channel_message_ids": platform_id}],
                 "direction": "outbound",
             }
         else:
@@ -394,11 +463,16 @@ class TicketService:
         }
         if status.error is not None:
             changes["delivery_error"] = status.error.model_dump()
-        if status.platform_message_id:
+        if status.platform_message_id and status.outbound_id:
             changes["channel_message_id"] = status.platform_message_id
+        if status.template:
+            changes["template"] = status.template
+        update: dict[str, Any] = {"$set": changes}
+        if status.more_platform_message_ids:
+            update["$addToSet"] = {"channel_message_ids": {"$each": list(status.more_platform_message_ids)}}
         result = await self.messages.find_one_and_update(
             {**match, "delivery_rank": {"$lt": rank}},
-            {"$set": changes},
+            update,
             projection={"ticket": 1, "channel": 1},
             return_document=db.ReturnDocument.AFTER,
         )
@@ -411,9 +485,13 @@ class TicketService:
                     {"$set": status.model_dump(mode="json")},
                     upsert=True,
                 )
+                # Another consumer may have recorded the send result between the lookup and the insert.
+                if await self.messages.find_one(match, {"_id": 1}) is not None:
+                    await self._adopt_orphans(status.channel.value, status.platform_message_id)
             return
         if status.platform_message_id and status.outbound_id:
-            await self._adopt_orphans(status.channel.value, status.platform_message_id)
+            for platform_id in (status.platform_message_id, *status.more_platform_message_ids):
+                await self._adopt_orphans(status.channel.value, platform_id)
         if result.get("ticket"):
             await self.tickets.update_one({"_id": result["ticket"]}, {"$set": {"updated_at": utcnow()}})
 
@@ -426,9 +504,9 @@ class TicketService:
 
     # --- the response team's actions -----------------------------------------------------------------------
 
-    async def get(self, reference: str) -> dict[str, Any]:
+    async def get(self, reference: str, *, principal: Principal | None = None) -> dict[str, Any]:
         ticket = await self.tickets.find_one({"_id": reference})
-        if ticket is None:
+        if ticket is None or (principal is not None and not principal.can_see(ticket)):
             raise NotFound(reference)
         ticket["messages"] = (
             await self.messages.find({"ticket": reference}, {"raw": 0})
@@ -439,14 +517,33 @@ class TicketService:
         return ticket
 
     async def list(
-        self, *, filters: dict[str, str], q: str | None, limit: int, cursor: str | None
+        self,
+        *,
+        filters: dict[str, str],
+        q: str | None,
+        limit: int,
+        cursor: str | None,
+        match: dict[str, Any] | None = None,
+        principal: Principal | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first, stable across pages (created_at, then reference, both descending)."""
+        """Newest first, stable across pages (created_at, then reference, both descending).
+
+        `filters` are equalities on plain values; `match` is a condition built by the API's own code (never from
+        raw input); `principal` limits the result to what the caller may see."""
         query: dict[str, Any] = {key: value for key, value in filters.items()}
-        clauses: list[dict[str, Any]] = []
-        if q:
-            pattern = {"$regex": re.escape(q.strip()), "$options": "i"}
-            clauses.append({"$or": [{"_id": pattern}, {"summary": pattern}, {"citizen.display_name": pattern}]})
+        clauses: list[dict[str, Any]] = [match] if match else []
+        if principal is not None and principal.scoped:
+            clauses.append(principal.scope())
+        if q and q.strip():
+            # No text index (the embedded database has none): an escaped, case-insensitive regex over a lower-case
+            # copy of everything the citizen wrote. Names of confidential reporters are searchable only by those
+            # who may see them.
+            needle = re.escape(" ".join(q.casefold().split()))
+            pattern = {"$regex": needle, "$options": "i"}
+            name: dict[str, Any] = {"citizen.display_name": pattern}
+            if principal is not None and not principal.oversees:
+                name["confidential"] = {"$ne": True}
+            clauses.append({"$or": [{"_id": pattern}, {"search_text": pattern}, {"summary": pattern}, name]})
         if cursor:
             created, reference = decode_cursor(cursor)
             clauses.append(
@@ -461,44 +558,64 @@ class TicketService:
             next_cursor = encode_cursor(docs[-1]["created_at"], docs[-1]["_id"])
         return docs, next_cursor
 
-    async def update(self, reference: str, changes: dict[str, Any], *, actor: str) -> dict[str, Any]:
+    async def update(
+        self, reference: str, changes: dict[str, Any], *, actor: str, principal: Principal | None = None
+    ) -> dict[str, Any]:
+        """Apply the response team's changes; status changes follow the lifecycle (InvalidTransition if not)."""
         ticket = await self.tickets.find_one({"_id": reference})
-        if ticket is None:
+        if ticket is None or (principal is not None and not principal.can_see(ticket)):
             raise NotFound(reference)
         diff = {k: [ticket.get(k), v] for k, v in changes.items() if ticket.get(k) != v}
         if diff:
-            await self.tickets.update_one({"_id": reference}, {"$set": {**changes, "updated_at": utcnow()}})
+            if principal is not None and principal.scoped and "department" in diff:
+                raise Forbidden("an agent passes a ticket to another department with a disposition, with a reason")
+            await workflow.apply_changes(self, ticket, {k: v for k, v in changes.items() if k in diff}, actor=actor)
             await self._add_event(reference, TicketEventType.UPDATED, actor=actor, data=diff)
             await self._publish_quietly({"ticket": reference})
+            for child in ticket.get("merged") or []:
+                await self._publish_quietly({"ticket": child})
         return await self.get(reference)
 
-    async def reply(self, reference: str, text: str, *, actor: str) -> str:
-        """Queue an agent's reply on the ticket's channel; it is stored before anything is sent."""
+    async def reply(self, reference: str, text: str, *, actor: str, principal: Principal | None = None) -> str:
+        """Queue an agent's reply on the ticket's channel; it is stored before anything is sent. On a master ticket
+        the reply also goes to every merged reporter, each on their own channel."""
         ticket = await self.tickets.find_one({"_id": reference})
-        if ticket is None:
+        if ticket is None or (principal is not None and not principal.can_see(ticket)):
             raise NotFound(reference)
-        outbound_id = await self._queue_outbound(
-            outbound_id=new_id(),
-            ticket=reference,
-            channel=ticket["channel"],
-            conversation_key=ticket["conversation_key"],
-            recipient=ticket["citizen"]["channel_user_id"],
-            text=text,
-            purpose=ReplyPurpose.AGENT_REPLY,
-            reply_to=None,
-            cause=None,
-            author=actor,
-        )
-        changes: dict[str, Any] = {"updated_at": utcnow()}
-        if ticket["status"] == TicketStatus.NEW:
-            changes["status"] = TicketStatus.OPEN.value
-        await self.tickets.update_one({"_id": reference}, {"$set": changes})
-        await self._add_event(reference, TicketEventType.REPLY_QUEUED, actor=actor, data={"outbound_id": outbound_id})
-        await self._publish_quietly({"ticket": reference})
+        if ticket["status"] == TicketStatus.CLOSED:
+            raise workflow.TicketClosed(reference)
+        outbound_id = new_id()
+        for target in await workflow.reporters(self, ticket):
+            queued = await self._queue_outbound(
+                outbound_id=outbound_id if target["_id"] == reference else _stable_id(outbound_id, target["_id"]),
+                ticket=target["_id"],
+                channel=target["channel"],
+                conversation_key=target["conversation_key"],
+                recipient=target["citizen"]["channel_user_id"],
+                text=text,
+                purpose=ReplyPurpose.AGENT_REPLY,
+                reply_to=None,
+                cause=None,
+                author=actor,
+            )
+            now = self.now()
+            changes: dict[str, Any] = {"updated_at": now}
+            if target["status"] == TicketStatus.NEW:
+                changes["status"] = TicketStatus.OPEN.value
+            if not target.get("first_response_at"):
+                changes["first_response_at"] = now
+            await self.tickets.update_one({"_id": target["_id"]}, {"$set": changes})
+            await self._add_event(
+                target["_id"], TicketEventType.REPLY_QUEUED, actor=actor, data={"outbound_id": queued}
+            )
+            await self._publish_quietly({"ticket": target["_id"]})
         return outbound_id
 
-    async def add_note(self, reference: str, text: str, *, actor: str) -> dict[str, Any]:
-        if await self.tickets.find_one({"_id": reference}, {"_id": 1}) is None:
+    async def add_note(
+        self, reference: str, text: str, *, actor: str, principal: Principal | None = None
+    ) -> dict[str, Any]:
+        found = await self.tickets.find_one({"_id": reference}, {"_id": 1, "department": 1})
+        if found is None or (principal is not None and not principal.can_see(found)):
             raise NotFound(reference)
         note = {"_id": new_id(), "ticket": reference, "text": text, "author": actor, "created_at": utcnow()}
         await self.notes.insert_one(note)
@@ -506,6 +623,13 @@ class TicketService:
         await self._add_event(reference, TicketEventType.NOTE_ADDED, actor=actor, data={"note_id": note["_id"]})
         await self._publish_quietly({"ticket": reference})
         return note
+
+    async def history(self, reference: str, *, principal: Principal | None = None) -> builtins.list[dict[str, Any]]:
+        """The audit trail of one ticket, oldest first: who did what, when."""
+        found = await self.tickets.find_one({"_id": reference}, {"_id": 1, "department": 1})
+        if found is None or (principal is not None and not principal.can_see(found)):
+            raise NotFound(reference)
+        return await self.events.find({"reference": reference}).sort([("at", 1), ("_id", 1)]).to_list(None)
 
     async def _publish_quietly(self, match: dict[str, Any]) -> None:
         """Publish now if the broker is there; otherwise the outbox relay does it shortly."""

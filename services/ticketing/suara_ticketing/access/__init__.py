@@ -1,0 +1,1 @@
+"""Who may do what: roles, departments, API tokens (stored hashed) and the token API."""

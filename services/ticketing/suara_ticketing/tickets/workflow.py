@@ -1,0 +1,494 @@
+"""How a ticket is worked: routing on arrival, status changes and what they send, dispositions of agencies,
+deadlines and their breaches, automatic closing, satisfaction surveys and merging of one problem's reports.
+
+These are functions of the TicketService (the only writer of tickets), kept apart so that the service's own
+module stays about messages; each takes the service as its first argument."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from suara_shared import db
+from suara_shared.events import InboundMessage, ReplyPurpose, TicketEventType
+
+from .. import deadlines, places, texts
+from ..lifecycle import ACTIVE, check
+from ..metrics import DEADLINE_BREACHES, TICKETS_BY_STATUS, TRIAGE_DEPARTMENT_LABEL
+from .models import TicketStatus
+
+if TYPE_CHECKING:
+    from ..access.models import Principal
+    from .service import TicketService
+
+log = logging.getLogger(__name__)
+
+SURVEY_SCORE = re.compile(r"^\s*([1-5])\s*(?:/\s*5)?\s*[.!]?\s*$")
+#: Everything the citizens of one ticket wrote, lower-cased, for search without a text index; bounded.
+SEARCH_TEXT_MAX = 20_000
+
+
+class TicketClosed(Exception):
+    """A closed ticket takes no more replies or changes."""
+
+
+class UnknownDepartment(ValueError):
+    """A department (or category) the routing file does not list."""
+
+
+class InvalidMerge(Exception):
+    """Tickets that cannot be merged, and why."""
+
+
+class InvalidDisposition(Exception):
+    """A disposition that does not fit the ticket, and why."""
+
+
+# --- arrival ---------------------------------------------------------------------------------------------------
+
+
+async def route_new(service: TicketService, event: InboundMessage, now: datetime) -> dict[str, Any]:
+    """Category, agency, priority, deadline, place and assignee of a new ticket."""
+    meta = event.metadata
+    hint = meta.get("category") if isinstance(meta.get("category"), str) else None
+    routing = service.routing.classify(event.text, category=hint)
+    location = event.location
+    place = places.locate(
+        text=event.text,
+        kecamatan=_str(meta.get("kecamatan")) or (location.kecamatan if location else None),
+        desa=_str(meta.get("desa")) or (location.desa if location else None),
+        latitude=location.latitude if location else None,
+        longitude=location.longitude if location else None,
+        address=" ".join(p for p in ((location.name, location.address) if location else ()) if p) or None,
+    )
+    days = service.routing.deadline_days(routing.priority, department=routing.department)
+    return {
+        "category": routing.category,
+        "department": routing.department,
+        "priority": routing.priority.value,
+        "forwarded_to": routing.forward_to,
+        "kecamatan": place.kecamatan,
+        "desa": place.desa,
+        "due_at": deadlines.due_at(now, days),
+        "breached": False,
+        "extensions": [],
+        "search_text": _search_text("", event),
+        "assignee": await round_robin(service, routing.department),
+        "geo": {"lat": location.latitude, "long": location.longitude}
+        if location and location.latitude is not None and location.longitude is not None
+        else None,
+    }
+
+
+def enrich_on_message(service: TicketService, ticket: dict[str, Any], event: InboundMessage) -> dict[str, Any]:
+    """What a later message adds: searchable text, a place if none was known, a route if none was found."""
+    changes: dict[str, Any] = {"search_text": _search_text(ticket.get("search_text") or "", event)}
+    if not ticket.get("summary") and event.text:
+        changes["summary"] = event.text[:280]
+    if not ticket.get("kecamatan"):
+        location = event.location
+        place = places.locate(
+            text=event.text,
+            latitude=location.latitude if location else None,
+            longitude=location.longitude if location else None,
+            address=" ".join(p for p in ((location.name, location.address) if location else ()) if p) or None,
+        )
+        if place.kecamatan:
+            changes.update(kecamatan=place.kecamatan, desa=place.desa)
+    if ticket.get("category") is None and ticket["status"] == TicketStatus.NEW and event.text:
+        routing = service.routing.classify(event.text)
+        if routing.category is not None:
+            changes.update(
+                category=routing.category,
+                department=routing.department,
+                priority=routing.priority.value,
+                forwarded_to=routing.forward_to,
+            )
+            changes["due_at"] = compute_due({**ticket, **changes}, service)
+    return changes
+
+
+def _search_text(existing: str, event: InboundMessage) -> str:
+    parts = [existing, event.text or ""]
+    parts += [a.caption or "" for a in event.attachments]
+    return " ".join(" ".join(parts).casefold().split())[:SEARCH_TEXT_MAX]
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def acknowledgement_extra(service: TicketService, ticket: dict[str, Any]) -> str:
+    """What the acknowledgement adds: the finished ticket this one follows, the outside body it goes to."""
+    extra = ""
+    if ticket.get("previous_reference"):
+        extra += texts.linked(ticket["previous_reference"])
+    if ticket.get("forwarded_to"):
+        rule = service.routing.rules.categories.get(ticket.get("category") or "")
+        extra += texts.forwarded(forward_to=ticket["forwarded_to"], advice=rule.forward_advice if rule else None)
+    return extra
+
+
+async def round_robin(service: TicketService, department: str | None) -> str | None:
+    """The department's next agent in turn, when the routing file asks for round robin there."""
+    if department is None:
+        return None
+    rule = service.routing.rules.departments.get(department)
+    if rule is None or not rule.round_robin:
+        return None
+    agents = await service.access.agents_of(department)
+    if not agents:
+        return None
+    counter = await service.counters.find_one_and_update(
+        {"_id": f"round-robin:{department}"},
+        {"$inc": {"seq": 1}},
+        upsert=True,
+        return_document=db.ReturnDocument.AFTER,
+    )
+    seq = int(counter["seq"]) if counter else 1
+    return str(agents[(seq - 1) % len(agents)])
+
+
+# --- reopening and surveys -------------------------------------------------------------------------------------
+
+
+def reopenable(service: TicketService, ticket: dict[str, Any], now: datetime) -> bool:
+    """Whether the citizen's next message joins this ticket (a resolved one only within the reopen window)."""
+    if ticket["status"] != TicketStatus.RESOLVED:
+        return True
+    resolved_at = ticket.get("resolved_at") or ticket["updated_at"]
+    return deadlines.elapsed_working_days(resolved_at, now) < service.policy.reopen_window_working_days
+
+
+async def after_citizen_reopened(service: TicketService, ticket: dict[str, Any], now: datetime) -> None:
+    """A reporter wrote again: the resolution is undone, and a merged report's master is reopened with it."""
+    if ticket["status"] != TicketStatus.RESOLVED:
+        return
+    await service.tickets.update_one({"_id": ticket["_id"]}, {"$unset": {"resolved_at": "", "survey_asked_at": ""}})
+    master = ticket.get("merged_into")
+    if master:
+        reopened = await service.tickets.find_one_and_update(
+            {"_id": master, "status": TicketStatus.RESOLVED.value},
+            {"$set": {"status": TicketStatus.OPEN.value, "updated_at": now}, "$unset": {"resolved_at": ""}},
+        )
+        if reopened is not None:
+            await service._add_event(
+                master,
+                TicketEventType.UPDATED,
+                actor="citizen",
+                data={"status": ["resolved", "open"], "reopened_by": ticket["_id"]},
+            )
+
+
+async def record_survey_answer(service: TicketService, event: InboundMessage) -> bool:
+    """A "1".."5" after a resolution is the citizen's satisfaction: recorded, thanked, and nothing reopened."""
+    if event.kind != "text" or not event.text:
+        return False
+    answer = SURVEY_SCORE.match(event.text)
+    if answer is None:
+        return False
+    now = service.now()
+    ticket = await service.tickets.find_one(
+        {
+            "channel": event.channel.value,
+            "conversation_key": event.conversation_key,
+            "status": {"$in": [TicketStatus.RESOLVED.value, TicketStatus.CLOSED.value]},
+            "survey_asked_at": {"$gte": now - timedelta(days=service.policy.survey_window_days)},
+            "satisfaction": None,
+        },
+        sort=[("created_at", -1)],
+    )
+    if ticket is None:
+        return False
+    score = int(answer.group(1))
+    reference = ticket["_id"]
+    numbered = await service.tickets.find_one_and_update(
+        {"_id": reference},
+        {"$set": {"satisfaction": {"score": score, "at": now}, "updated_at": now}, "$inc": {"message_count": 1}},
+        return_document=db.ReturnDocument.AFTER,
+    )
+    await service._insert_inbound(event, ticket=reference, seq=(numbered or ticket)["message_count"])
+    await service._add_event(reference, TicketEventType.SURVEY_ANSWERED, actor="citizen", data={"score": score})
+    await service._queue_outbound(
+        outbound_id=_stable("survey", event.dedup_key),
+        ticket=reference,
+        channel=ticket["channel"],
+        conversation_key=ticket["conversation_key"],
+        recipient=ticket["citizen"]["channel_user_id"],
+        text=texts.survey_thanks(reference=reference, score=score),
+        purpose=ReplyPurpose.SURVEY,
+        reply_to=event.platform_message_id,
+        cause=event.dedup_key,
+    )
+    await service.publish_pending({"ticket": reference})
+    return True
+
+
+def _stable(*parts: str) -> str:
+    from .service import _stable_id
+
+    return _stable_id(*parts)
+
+
+# --- changes by the response team -----------------------------------------------------------------------------
+
+
+def compute_due(ticket: dict[str, Any], service: TicketService) -> datetime:
+    """The deadline: the priority's working days from arrival (triage's, while no agency has it), plus extensions."""
+    days = service.routing.deadline_days(ticket.get("priority") or "normal", department=ticket.get("department"))
+    due = deadlines.due_at(ticket["created_at"], days)
+    for extension in ticket.get("extensions") or []:
+        due = deadlines.extend(due, int(extension["working_days"]))
+    return due
+
+
+def check_department(service: TicketService, department: str | None) -> None:
+    if department is not None and department not in service.routing.rules.departments:
+        known = ", ".join(service.routing.rules.departments)
+        raise UnknownDepartment(f"department: unknown; use one of: {known}")
+
+
+async def apply_changes(service: TicketService, ticket: dict[str, Any], changes: dict[str, Any], *, actor: str) -> None:
+    """Store the changed fields with what follows from them (deadline, round robin, resolution, closing)."""
+    if ticket["status"] == TicketStatus.CLOSED:
+        raise TicketClosed(ticket["_id"])
+    now = service.now()
+    sets: dict[str, Any] = {**changes, "updated_at": now}
+    unsets: dict[str, Any] = {}
+    if "status" in changes:
+        check(ticket["status"], changes["status"])
+    if changes.get("category") is not None and changes["category"] not in service.routing.rules.categories:
+        known = ", ".join(service.routing.rules.categories)
+        raise UnknownDepartment(f"category: unknown; use one of: {known}")
+    if "department" in changes:
+        check_department(service, changes["department"])
+        if "assignee" not in changes:
+            sets["assignee"] = await round_robin(service, changes["department"])
+    if "priority" in changes or "department" in changes:
+        sets["due_at"] = compute_due({**ticket, **changes}, service)
+        if sets["due_at"] > now:
+            sets["breached"] = False
+    status = changes.get("status")
+    if status == TicketStatus.RESOLVED:
+        sets.update(resolved_at=now, survey_asked_at=now, satisfaction=None)
+    elif status == TicketStatus.CLOSED:
+        sets["closed_at"] = now
+    elif status == TicketStatus.OPEN and ticket["status"] == TicketStatus.RESOLVED:
+        unsets.update(resolved_at="", survey_asked_at="")
+    update: dict[str, Any] = {"$set": sets}
+    if unsets:
+        update["$unset"] = unsets
+    await service.tickets.update_one({"_id": ticket["_id"]}, update)
+    if status in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
+        await _follow_master(service, ticket, status, actor=actor, now=now)
+    if status == TicketStatus.RESOLVED:
+        for target in await reporters(service, ticket):
+            await service._queue_outbound(
+                outbound_id=_stable("resolution", target["_id"], now.isoformat()),
+                ticket=target["_id"],
+                channel=target["channel"],
+                conversation_key=target["conversation_key"],
+                recipient=target["citizen"]["channel_user_id"],
+                text=texts.resolved_with_survey(reference=target["_id"]),
+                purpose=ReplyPurpose.RESOLUTION,
+                reply_to=None,
+                cause=None,
+                author=actor,
+            )
+
+
+async def _follow_master(
+    service: TicketService, master: dict[str, Any], status: TicketStatus, *, actor: str, now: datetime
+) -> None:
+    """Merged reports are resolved and closed with their master."""
+    for child in master.get("merged") or []:
+        sets: dict[str, Any] = {"status": status.value, "updated_at": now}
+        if status == TicketStatus.RESOLVED:
+            sets.update(resolved_at=now, survey_asked_at=now, satisfaction=None)
+        else:
+            sets["closed_at"] = now
+        before = await service.tickets.find_one_and_update(
+            {"_id": child, "status": {"$nin": [status.value, TicketStatus.CLOSED.value]}}, {"$set": sets}
+        )
+        if before is not None:
+            await service._add_event(
+                child, TicketEventType.UPDATED, actor=actor, data={"status": [before["status"], status.value]}
+            )
+
+
+async def reporters(service: TicketService, ticket: dict[str, Any]) -> list[dict[str, Any]]:
+    """Everyone to tell about a ticket: its own reporter and, on a master, the reporter of every merged one."""
+    children = ticket.get("merged") or []
+    if not children:
+        return [ticket]
+    others = await service.tickets.find(
+        {"_id": {"$in": children}, "status": {"$ne": TicketStatus.CLOSED.value}}
+    ).to_list(None)
+    return [ticket, *sorted(others, key=lambda t: t["_id"])]
+
+
+# --- dispositions ----------------------------------------------------------------------------------------------
+
+
+async def disposition(
+    service: TicketService,
+    reference: str,
+    *,
+    action: str,
+    reason: str | None,
+    department: str | None,
+    working_days: int | None,
+    actor: str,
+    principal: Principal | None,
+) -> dict[str, Any]:
+    """An agency acts on a ticket: accept it, decline it ("not our authority"), or extend its deadline."""
+    from .service import NotFound
+
+    ticket = await service.tickets.find_one({"_id": reference})
+    if ticket is None or (principal is not None and not principal.can_see(ticket)):
+        raise NotFound(reference)
+    if ticket["status"] not in ACTIVE:
+        raise InvalidDisposition(f"a {ticket['status']} ticket takes no disposition")
+    now = service.now()
+    data: dict[str, Any] = {"action": action}
+    sets: dict[str, Any] = {"updated_at": now}
+    push: dict[str, Any] = {}
+    if action == "accept":
+        if ticket.get("department") is None:
+            raise InvalidDisposition("a ticket in triage is accepted by routing it to a department first")
+        sets.update(accepted_at=now, accepted_by=actor)
+        if ticket["status"] == TicketStatus.NEW:
+            sets["status"] = TicketStatus.OPEN.value
+            data["status"] = [ticket["status"], TicketStatus.OPEN.value]
+        data["department"] = ticket.get("department")
+    elif action == "decline":
+        if department == ticket.get("department"):
+            raise InvalidDisposition("decline sends the ticket to another department or back to triage")
+        check_department(service, department)
+        sets.update(department=department, assignee=await round_robin(service, department), accepted_at=None)
+        sets["due_at"] = compute_due({**ticket, "department": department}, service)
+        push["declines"] = {"department": ticket.get("department"), "reason": reason, "by": actor, "at": now}
+        data.update(reason=reason, department=[ticket.get("department"), department])
+    elif action == "extend":
+        assert working_days is not None  # the API model requires it
+        extension = {"working_days": working_days, "reason": reason, "by": actor, "at": now}
+        sets["due_at"] = deadlines.extend(ticket.get("due_at") or compute_due(ticket, service), working_days)
+        if sets["due_at"] > now:
+            sets["breached"] = False
+        push["extensions"] = extension
+        data.update(reason=reason, working_days=working_days, due_at=[ticket.get("due_at"), sets["due_at"]])
+    update: dict[str, Any] = {"$set": sets}
+    if push:
+        update["$push"] = push
+    await service.tickets.update_one({"_id": reference}, update)
+    await service._add_event(reference, TicketEventType.DISPOSITION, actor=actor, data=data)
+    await service._publish_quietly({"ticket": reference})
+    return await service.get(reference)
+
+
+# --- merging ---------------------------------------------------------------------------------------------------
+
+
+async def merge(
+    service: TicketService, master_ref: str, children: list[str], *, actor: str, principal: Principal | None
+) -> dict[str, Any]:
+    """Join several reports of one public problem under a master: its replies and resolution reach them all."""
+    from .service import NotFound
+
+    master = await service.tickets.find_one({"_id": master_ref})
+    if master is None or (principal is not None and not principal.can_see(master)):
+        raise NotFound(master_ref)
+    if master["status"] == TicketStatus.CLOSED:
+        raise InvalidMerge(f"{master_ref} is closed")
+    if master.get("merged_into"):
+        raise InvalidMerge(f"{master_ref} is itself merged into {master['merged_into']}")
+    wanted = list(dict.fromkeys(children))
+    if master_ref in wanted:
+        raise InvalidMerge("a ticket cannot be merged into itself")
+    docs = {d["_id"]: d for d in await service.tickets.find({"_id": {"$in": wanted}}).to_list(None)}
+    for ref in wanted:
+        child = docs.get(ref)
+        if child is None or (principal is not None and not principal.can_see(child)):
+            raise NotFound(ref)
+        if child["status"] == TicketStatus.CLOSED:
+            raise InvalidMerge(f"{ref} is closed")
+        if child.get("merged_into") and child["merged_into"] != master_ref:
+            raise InvalidMerge(f"{ref} is already merged into {child['merged_into']}")
+        if child.get("merged"):
+            raise InvalidMerge(f"{ref} is itself a master of merged reports")
+    now = service.now()
+    added = [ref for ref in wanted if docs[ref].get("merged_into") != master_ref]
+    for ref in added:
+        await service.tickets.update_one(
+            {"_id": ref},
+            {
+                "$set": {
+                    "merged_into": master_ref,
+                    "department": master.get("department"),
+                    "category": master.get("category"),
+                    "updated_at": now,
+                }
+            },
+        )
+        await service._add_event(ref, TicketEventType.MERGED, actor=actor, data={"into": master_ref})
+    if added:
+        await service.tickets.update_one(
+            {"_id": master_ref}, {"$addToSet": {"merged": {"$each": added}}, "$set": {"updated_at": now}}
+        )
+        await service._add_event(master_ref, TicketEventType.MERGED, actor=actor, data={"merged": added})
+        await service._publish_quietly({"ticket": master_ref})
+    return await service.get(master_ref)
+
+
+# --- the sweep: deadlines, automatic closing, the status gauge -------------------------------------------------
+
+
+async def sweep(service: TicketService) -> dict[str, int]:
+    """Detect deadline breaches, close resolved tickets nobody answered, refresh the status gauge."""
+    now = service.now()
+    breached = closed = 0
+    overdue = service.tickets.find(
+        {"status": {"$in": [s.value for s in ACTIVE]}, "due_at": {"$lt": now}, "breached": {"$ne": True}},
+        {"department": 1, "priority": 1, "due_at": 1},
+    )
+    async for ticket in overdue:
+        marked = await service.tickets.update_one(
+            {"_id": ticket["_id"], "breached": {"$ne": True}}, {"$set": {"breached": True, "breached_at": now}}
+        )
+        if marked.modified_count != 1:
+            continue  # another replica counted it
+        breached += 1
+        department = ticket.get("department") or TRIAGE_DEPARTMENT_LABEL
+        DEADLINE_BREACHES.labels(department, ticket.get("priority") or "normal").inc()
+        await service._add_event(
+            ticket["_id"],
+            TicketEventType.DEADLINE_BREACHED,
+            data={"due_at": ticket["due_at"], "department": ticket.get("department")},
+        )
+        await service._publish_quietly({"ticket": ticket["_id"]})
+    resolved = service.tickets.find({"status": TicketStatus.RESOLVED.value}, {"resolved_at": 1, "updated_at": 1})
+    after = service.policy.auto_close_working_days
+    async for ticket in resolved:
+        since = ticket.get("resolved_at") or ticket["updated_at"]
+        if deadlines.elapsed_working_days(since, now) < after:
+            continue
+        done = await service.tickets.update_one(
+            {"_id": ticket["_id"], "status": TicketStatus.RESOLVED.value},
+            {"$set": {"status": TicketStatus.CLOSED.value, "closed_at": now, "updated_at": now}},
+        )
+        if done.modified_count != 1:
+            continue
+        closed += 1
+        await service._add_event(
+            ticket["_id"],
+            TicketEventType.UPDATED,
+            data={"status": ["resolved", "closed"], "reason": f"no reply within {after} working days"},
+        )
+        await service._publish_quietly({"ticket": ticket["_id"]})
+    for status in TicketStatus:
+        TICKETS_BY_STATUS.labels(status.value).set(await service.tickets.count_documents({"status": status.value}))
+    if breached or closed:
+        log.info("sweep", extra={"breached": breached, "closed": closed})
+    return {"breached": breached, "closed": closed}

@@ -1,0 +1,190 @@
+"""The lifecycle as the desk lives it: valid transitions, the audit trail, reopening, linked follow-ups, automatic
+closing, deadline breaches, dispositions of agencies and the satisfaction survey."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prometheus_client import REGISTRY
+
+from suara_shared.events import Channel, InboundMessage, Sender, new_id
+from suara_ticketing.deadlines import WIB
+from suara_ticketing.tickets import workflow
+
+from .conftest import App, outbound_for, web_message
+
+MONDAY = datetime(2026, 11, 2, 9, 0, tzinfo=WIB)
+
+
+def wa(text: str, phone: str) -> InboundMessage:
+    return InboundMessage(
+        channel=Channel.WHATSAPP,
+        platform_message_id=f"wamid.{new_id()}",
+        conversation_key=phone,
+        sender=Sender(channel_user_id=phone, display_name="Pak Karno", phone=f"+{phone}"),
+        text=text,
+    )
+
+
+def at(app: App, moment: datetime) -> None:
+    app.service.now = lambda: moment
+
+
+async def _only_reference(app: App) -> str:
+    items = (await app.client.get("/api/v1/tickets")).json()["items"]
+    return str(items[0]["reference"])
+
+
+async def test_each_transition_is_validated_and_kept_in_the_audit_trail(app: App) -> None:
+    await app.service.handle_inbound(web_message())
+    ref = await _only_reference(app)
+    for target in ("open", "pending", "resolved", "closed"):
+        response = await app.client.patch(f"/api/v1/tickets/{ref}", json={"status": target})
+        assert response.status_code == 200 and response.json()["status"] == target
+    again = await app.client.patch(f"/api/v1/tickets/{ref}", json={"status": "open"})
+    assert again.status_code == 409 and again.json()["error_code"] == "ticket_closed"
+    assert (await app.client.post(f"/api/v1/tickets/{ref}/replies", json={"text": "Halo"})).status_code == 409
+
+    await app.service.handle_inbound(web_message())
+    fresh = await _only_reference(app)
+    await app.client.patch(f"/api/v1/tickets/{fresh}", json={"status": "pending"})
+    await app.client.patch(f"/api/v1/tickets/{fresh}", json={"status": "resolved"})
+    wrong = await app.client.patch(f"/api/v1/tickets/{fresh}", json={"status": "pending"})
+    assert wrong.status_code == 409 and wrong.json()["error_code"] == "invalid_transition"
+    assert "closed, open" in wrong.json()["message"]
+
+    trail = (await app.client.get(f"/api/v1/tickets/{ref}/events")).json()["items"]
+    assert [e["type"] for e in trail][:2] == ["created", "message_added"]
+    changes = [(e["actor"], e["data"]["status"]) for e in trail if e["type"] == "updated"]
+    assert changes == [
+        ("admin", ["new", "open"]),
+        ("admin", ["open", "pending"]),
+        ("admin", ["pending", "resolved"]),
+        ("admin", ["resolved", "closed"]),
+    ]
+    assert all(e["at"] for e in trail)
+    assert (await app.client.get("/api/v1/tickets/RMB-2026-999999/events")).status_code == 404
+
+
+async def test_citizen_writing_soon_after_resolution_reopens_the_ticket(app: App) -> None:
+    phone = f"62812{new_id()[:8]}"
+    at(app, MONDAY)
+    await app.service.handle_inbound(wa("Jalan di Desa Leteh berlubang besar", phone))
+    ref = await _only_reference(app)
+    await app.client.patch(f"/api/v1/tickets/{ref}", json={"status": "resolved"})
+    at(app, datetime(2026, 11, 6, 9, 0, tzinfo=WIB))  # Friday: 3 working days later, inside the window of 5
+    await app.service.handle_inbound(wa("Lubangnya masih ada, belum ditambal", phone))
+    items = (await app.client.get("/api/v1/tickets")).json()["items"]
+    assert [(t["reference"], t["status"]) for t in items] == [(ref, "open")]
+    trail = (await app.client.get(f"/api/v1/tickets/{ref}/events")).json()["items"]
+    assert ("citizen", ["resolved", "open"]) in [(e["actor"], e["data"].get("status")) for e in trail]
+
+
+async def test_after_the_window_the_citizen_gets_a_new_ticket_linked_to_the_old(app: App) -> None:
+    phone = f"62812{new_id()[:8]}"
+    at(app, MONDAY)
+    await app.service.handle_inbound(wa("Sampah menumpuk di TPS Pasar Kragan", phone))
+    old = await _only_reference(app)
+    await app.client.patch(f"/api/v1/tickets/{old}", json={"status": "resolved"})
+    at(app, datetime(2026, 11, 10, 9, 0, tzinfo=WIB))  # Tuesday a week later: 5 working days have passed
+    await app.service.handle_inbound(wa("Sampahnya menumpuk lagi", phone))
+    items = {t["reference"]: t for t in (await app.client.get("/api/v1/tickets")).json()["items"]}
+    assert len(items) == 2 and items[old]["status"] == "resolved"
+    new = next(r for r in items if r != old)
+    assert items[new]["previous_reference"] == old and items[new]["status"] == "new"
+    acks = await outbound_for(app.settings, lambda r: r.recipient == phone and r.purpose == "acknowledgement", expect=2)
+    assert [a.ticket_reference for a in acks] == [old, new]
+    assert old in acks[1].text  # the citizen is told which report this follows
+
+
+async def test_resolved_tickets_close_by_themselves_after_ten_working_days_without_reply(app: App) -> None:
+    at(app, MONDAY)
+    await app.service.handle_inbound(web_message())
+    ref = await _only_reference(app)
+    await app.client.patch(f"/api/v1/tickets/{ref}", json={"status": "resolved"})
+    at(app, datetime(2026, 11, 16, 12, 0, tzinfo=WIB))  # 9 working days have ended
+    assert (await workflow.sweep(app.service))["closed"] == 0
+    at(app, datetime(2026, 11, 17, 12, 0, tzinfo=WIB))  # 10 have ended
+    assert (await workflow.sweep(app.service))["closed"] == 1
+    ticket = (await app.client.get(f"/api/v1/tickets/{ref}")).json()
+    assert ticket["status"] == "closed" and ticket["closed_at"]
+    trail = (await app.client.get(f"/api/v1/tickets/{ref}/events")).json()["items"]
+    assert trail[-1]["actor"] == "system" and "10 working days" in trail[-1]["data"]["reason"]
+
+
+async def test_a_breach_is_detected_once_emitted_counted_and_shown_to_supervisors(app: App) -> None:
+    at(app, MONDAY)
+    await app.service.handle_inbound(web_message("Pohon tumbang menutup jalan di Kecamatan Sulang, darurat"))
+    await app.service.handle_inbound(web_message("Sampah di TPS Lasem belum diangkut"))
+    tickets = {t["category"]: t for t in (await app.client.get("/api/v1/tickets")).json()["items"]}
+    urgent, normal = tickets["bencana"], tickets["lingkungan"]
+    labels = {"department": "BPBD", "priority": "urgent"}
+    before = REGISTRY.get_sample_value("suara_ticket_deadline_breaches_total", labels) or 0.0
+
+    at(app, datetime(2026, 11, 3, 15, 0, tzinfo=WIB))  # Tuesday afternoon: the urgent one is due tonight
+    overview = (await app.client.get("/api/v1/deadlines", params={"within_working_days": 0})).json()
+    assert [t["reference"] for t in overview["due_soon"]] == [urgent["reference"]] and overview["overdue"] == []
+
+    at(app, datetime(2026, 11, 4, 8, 0, tzinfo=WIB))
+    assert (await workflow.sweep(app.service))["breached"] == 1
+    assert (await workflow.sweep(app.service))["breached"] == 0  # counted once
+    assert REGISTRY.get_sample_value("suara_ticket_deadline_breaches_total", labels) == before + 1
+    assert REGISTRY.get_sample_value("suara_tickets_by_status", {"status": "new"}) is not None
+
+    overview = (await app.client.get("/api/v1/deadlines")).json()
+    assert [t["reference"] for t in overview["overdue"]] == [urgent["reference"]]
+    overdue = (await app.client.get("/api/v1/tickets", params={"overdue": "true"})).json()["items"]
+    assert [t["reference"] for t in overdue] == [urgent["reference"]] and overdue[0]["overdue"] is True
+    on_time = (await app.client.get("/api/v1/tickets", params={"overdue": "false"})).json()["items"]
+    assert [t["reference"] for t in on_time] == [normal["reference"]]
+    trail = (await app.client.get(f"/api/v1/tickets/{urgent['reference']}/events")).json()["items"]
+    assert [e for e in trail if e["type"] == "deadline_breached"]
+
+
+async def test_agencies_accept_decline_with_a_reason_or_extend_the_deadline(app: App) -> None:
+    at(app, MONDAY)
+    await app.service.handle_inbound(web_message("Sampah menumpuk di saluran air depan rumah"))
+    ref = await _only_reference(app)
+    ticket = (await app.client.get(f"/api/v1/tickets/{ref}")).json()
+    assert ticket["department"] == "DLH"
+    url = f"/api/v1/tickets/{ref}/disposition"
+
+    assert (await app.client.post(url, json={"action": "decline"})).status_code == 422  # a reason is required
+    declined = await app.client.post(
+        url, json={"action": "decline", "reason": "Saluran air kewenangan DPUPR", "department": "DPUPR"}
+    )
+    assert declined.status_code == 200 and declined.json()["department"] == "DPUPR"
+    assert declined.json()["declines"][0]["reason"] == "Saluran air kewenangan DPUPR"
+    back = await app.client.post(url, json={"action": "decline", "reason": "Bukan kewenangan kami"})
+    assert back.json()["department"] is None  # back to triage
+    triage = (await app.client.get("/api/v1/tickets", params={"triage": "true"})).json()["items"]
+    assert [t["reference"] for t in triage] == [ref]
+    assert (await app.client.post(url, json={"action": "accept"})).status_code == 409  # triage routes first
+
+    await app.client.patch(f"/api/v1/tickets/{ref}", json={"department": "DPUPR"})
+    accepted = (await app.client.post(url, json={"action": "accept"})).json()
+    assert accepted["status"] == "open" and accepted["accepted_at"]
+    due = datetime.fromisoformat(accepted["due_at"])
+    extended = await app.client.post(url, json={"action": "extend", "working_days": 3, "reason": "Menunggu alat berat"})
+    new_due = datetime.fromisoformat(extended.json()["due_at"]).astimezone(WIB)
+    assert (new_due.date() - due.astimezone(WIB).date()).days == 3  # Mon 9 → Thu 12 November
+    trail = (await app.client.get(f"/api/v1/tickets/{ref}/events")).json()["items"]
+    actions = [e["data"]["action"] for e in trail if e["type"] == "disposition"]
+    assert actions == ["decline", "decline", "accept", "extend"]
+
+
+async def test_satisfaction_survey_after_resolution_records_the_score_without_reopening(app: App) -> None:
+    phone = f"62813{new_id()[:8]}"
+    await app.service.handle_inbound(wa("Lampu jalan di Desa Pacar mati", phone))
+    ref = await _only_reference(app)
+    await app.client.post(f"/api/v1/tickets/{ref}/replies", json={"text": "Lampu sudah diganti petugas Dishub."})
+    await app.client.patch(f"/api/v1/tickets/{ref}", json={"status": "resolved"})
+    asked = await outbound_for(app.settings, lambda r: r.recipient == phone and r.purpose == "resolution")
+    assert len(asked) == 1 and "1 (sangat tidak puas) sampai 5" in asked[0].text and asked[0].channel == "whatsapp"
+
+    await app.service.handle_inbound(wa("4", phone))
+    ticket = (await app.client.get(f"/api/v1/tickets/{ref}")).json()
+    assert ticket["status"] == "resolved" and ticket["satisfaction"] == 4
+    assert len((await app.client.get("/api/v1/tickets")).json()["items"]) == 1  # no new ticket either
+    thanks = await outbound_for(app.settings, lambda r: r.recipient == phone and r.purpose == "survey")
+    assert len(thanks) == 1 and "4 dari 5" in thanks[0].text

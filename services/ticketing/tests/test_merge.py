@@ -1,0 +1,49 @@
+"""Merging: one public problem reported twice, on the web and on WhatsApp, answered once for both."""
+
+from __future__ import annotations
+
+from suara_shared.events import Channel, InboundMessage, Sender, new_id
+
+from .conftest import App, outbound_for, web_message
+
+
+async def test_replies_and_resolution_of_a_master_reach_every_reporter_on_their_own_channel(app: App) -> None:
+    web = web_message("Jembatan di Desa Tireman retak, bahaya dilewati")
+    phone = f"62814{new_id()[:8]}"
+    whatsapp = InboundMessage(
+        channel=Channel.WHATSAPP,
+        platform_message_id=f"wamid.{new_id()}",
+        conversation_key=phone,
+        sender=Sender(channel_user_id=phone, display_name="Pak Hadi"),
+        text="Kreteg neng Tireman retak, mbebayani",
+    )
+    await app.service.handle_inbound(web)
+    await app.service.handle_inbound(whatsapp)
+    items = {t["channel"]: t["reference"] for t in (await app.client.get("/api/v1/tickets")).json()["items"]}
+    master, child = items["web"], items["whatsapp"]
+
+    merged = await app.client.post(f"/api/v1/tickets/{master}/merge", json={"references": [child]})
+    assert merged.status_code == 200 and merged.json()["merged"] == [child]
+    assert (await app.client.get(f"/api/v1/tickets/{child}")).json()["merged_into"] == master
+    assert (await app.client.post(f"/api/v1/tickets/{child}/merge", json={"references": [master]})).status_code == 409
+    assert (await app.client.post(f"/api/v1/tickets/{master}/merge", json={"references": [master]})).status_code == 409
+
+    text = "Petugas DPUPR akan memasang pembatas dan memperbaiki jembatan minggu ini."
+    assert (await app.client.post(f"/api/v1/tickets/{master}/replies", json={"text": text})).status_code == 202
+    reporters = {web.sender.channel_user_id, phone}
+    replies = await outbound_for(app.settings, lambda r: r.recipient in reporters and r.text == text, expect=2)
+    assert sorted((r.channel, r.ticket_reference, r.recipient) for r in replies) == sorted(
+        [(Channel.WEB, master, web.sender.channel_user_id), (Channel.WHATSAPP, child, phone)]
+    )
+    assert len({r.outbound_id for r in replies}) == 2  # one message per reporter
+
+    await app.client.patch(f"/api/v1/tickets/{master}", json={"status": "resolved"})
+    resolutions = await outbound_for(
+        app.settings, lambda r: r.recipient in reporters and r.purpose == "resolution", expect=2
+    )
+    assert sorted((r.channel, r.ticket_reference) for r in resolutions) == sorted(
+        [(Channel.WEB, master), (Channel.WHATSAPP, child)]
+    )
+    assert (await app.client.get(f"/api/v1/tickets/{child}")).json()["status"] == "resolved"
+    whatsapp_thread = (await app.client.get(f"/api/v1/tickets/{child}")).json()["messages"]
+    assert text in [m["text"] for m in whatsapp_thread]  # the reporter's own ticket shows what they were told
