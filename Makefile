@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export UV_LINK_MODE := copy
 
-.PHONY: help install lock run test lint fmt clean
+.PHONY: help install lock run test bench lint fmt clean browser
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -31,8 +31,16 @@ lock: $(UV) ## Update uv.lock after changing a pyproject.toml
 run: install ## Start broker, database, the four services and the sandbox; Ctrl-C stops them all
 	@exec $(BIN)/suara-dev run
 
-test: install tools ## Unit, integration and end-to-end tests against the real embedded broker and database
+test: install tools browser ## Unit, integration and end-to-end tests against the real embedded broker and database
 	$(BIN)/pytest
+
+# The browser tests drive Debian's Chromium through Playwright; nothing is downloaded outside the package registries.
+browser: ## Debian's Chromium for tests/browser (apt-get, as root, when /usr/bin/chromium is missing)
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && apt-get update && apt-get install -y chromium; } || \
+		{ echo "tests/browser need /usr/bin/chromium: run as root, or apt-get install chromium" >&2; exit 1; }
+
+bench: install ## Load the embedded stack with signed webhooks; prints the table, writes bench-results/*.json and *.png
+	$(BIN)/suara-dev bench $(BENCH_ARGS)
 
 lint: install ## ruff and mypy
 	$(BIN)/ruff check .

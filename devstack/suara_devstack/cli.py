@@ -81,6 +81,9 @@ def _banner(stack: Stack, env: dict[str, str]) -> str:
         f"  Notifier (metrics)      http://127.0.0.1:{port['notifier']}/metrics",
         f"  Channel sandbox         http://127.0.0.1:{port['sandbox']}/",
         f"  Citizen's WhatsApp      http://127.0.0.1:{port['sandbox']}/phone",
+        f"  Response-team console   http://127.0.0.1:{port['ticketing']}/console/",
+        f"  Demo: phones + console  http://127.0.0.1:{port['sandbox']}/demo",
+        f"  Village kiosk (Tireman) http://127.0.0.1:{port['ingest-social']}/kiosk/33.17.10.2034",
         f"  Broker (Kafka)          {stack.infra.bootstrap}",
         f"  Database (MongoDB)      {stack.infra.mongodb_uri}",
         "",
@@ -92,6 +95,11 @@ def _banner(stack: Stack, env: dict[str, str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = argparse.ArgumentParser(prog="suara-dev", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="start everything in the foreground")

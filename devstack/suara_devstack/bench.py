@@ -1,0 +1,399 @@
+"""`make bench`: load the whole embedded stack with signed WhatsApp webhooks and measure it against its ceilings.
+
+It starts its own stack (broker, database, services, sandbox) on free ports, measures in the same run the raw
+produce rate of the broker and the raw bulk-upsert rate of the database with documents of the same size, then
+sends webhooks at a set rate and concurrency, each a new citizen's text (so each opens a ticket and earns an
+acknowledgement). It reports webhook latency, end-to-end latency to the ticket stored and to the acknowledgement
+received by the sandbox, throughput, each service's peak memory, lost and duplicated messages, writes a JSON
+result and a PNG plot of latency over time."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pymongo import UpdateOne
+
+from suara_shared import db
+from suara_shared.events import Channel, InboundMessage, Sender
+
+from .infra import EmbeddedInfra, default_env, free_port
+from .stack import Stack, default_services
+from .testing import _free_base
+
+BENCH_TOPIC = "suara.bench.v1"
+APP_SECRET = default_env()["META_APP_SECRET"]
+
+
+@dataclass
+class Sent:
+    wamid: str
+    wa_id: str
+    at: float  # wall clock (time.time()), comparable with the services' timestamps on this machine
+    latency: float = 0.0
+    status: int = 0
+
+
+@dataclass
+class Result:
+    settings: dict[str, Any]
+    machine: dict[str, Any]
+    ceilings: dict[str, float] = field(default_factory=dict)
+    load: dict[str, Any] = field(default_factory=dict)
+    memory_mib: dict[str, float] = field(default_factory=dict)
+    series: dict[str, list[list[float]]] = field(default_factory=dict)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0–100) by nearest rank; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered)) - 1))
+    return ordered[rank]
+
+
+def _webhook(wa_id: str, wamid: str, text: str) -> bytes:
+    from suara_ingest_wa.testing import citizen, envelope, meta_body, text_message
+
+    value = {
+        "contacts": citizen(wa_id, "Warga Bench"),
+        "messages": [text_message(wa_id, wamid, text, timestamp=str(int(time.time())))],
+    }
+    return bytes(meta_body(envelope(value)))
+
+
+def _sample_event() -> bytes:
+    """An inbound event the size the pipeline carries, for the broker ceiling."""
+    wa_id = "6281234500000"
+    event = InboundMessage(
+        channel=Channel.WHATSAPP,
+        platform_message_id=f"wamid.{uuid.uuid4().hex}",
+        conversation_key=wa_id,
+        sender=Sender(channel_user_id=wa_id, display_name="Warga Bench", phone="+6281234500000"),
+        text="Jalan berlubang di depan SD Negeri 1 Lasem, mohon segera diperbaiki sebelum musim hujan.",
+        raw={
+            "from": wa_id,
+            "id": "wamid.x",
+            "timestamp": "1717236000",
+            "type": "text",
+            "text": {"body": "Jalan berlubang di depan SD Negeri 1 Lasem"},
+        },
+    )
+    return event.model_dump_json().encode()
+
+
+async def produce_ceiling(bootstrap: str, *, count: int) -> float:
+    """Messages per second the broker takes with acks=all, the producer batching freely."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if BENCH_TOPIC not in await admin.list_topics():
+            await admin.create_topics([NewTopic(BENCH_TOPIC, 6, 1)])
+    finally:
+        await admin.close()
+    value = _sample_event()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        futures = [await producer.send(BENCH_TOPIC, value, key=str(i % 64).encode()) for i in range(count)]
+        await asyncio.gather(*futures)
+        return count / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+
+
+async def upsert_ceiling(uri: str, *, count: int, batch: int = 500) -> float:
+    """Documents per second the database upserts in bulk, each the size of a stored message."""
+    client, database = db.connect(uri)
+    collection = database["bench_ceiling"]
+    doc = json.loads(_sample_event())
+    try:
+        await collection.drop()
+        started = time.perf_counter()
+        for offset in range(0, count, batch):
+            ops = [UpdateOne({"_id": f"m{offset + i}"}, {"$set": doc}, upsert=True) for i in range(batch)]
+            await collection.bulk_write(ops, ordered=False)
+        return count / (time.perf_counter() - started)
+    finally:
+        await collection.drop()
+        await db.close(client)
+
+
+async def send_load(webhook_url: str, *, rate: float, seconds: float, concurrency: int, run: str) -> list[Sent]:
+    """Send one webhook every 1/rate seconds for `seconds`, at most `concurrency` in flight."""
+    total = int(rate * seconds)
+    gate = asyncio.Semaphore(concurrency)
+    sent: list[Sent] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+
+        async def one(i: int) -> None:
+            wa_id = f"62812{int(run[:6], 16) % 1000:03d}{i:05d}"
+            item = Sent(wamid=f"wamid.bench-{run}-{i}", wa_id=wa_id, at=0.0)
+            body = _webhook(wa_id, item.wamid, f"Laporan uji beban {i}: lampu jalan mati di Kecamatan Sluke")
+            from suara_ingest_wa.testing import signed_headers
+
+            headers = signed_headers(body, APP_SECRET)
+            async with gate:
+                for _attempt in range(5):  # as Meta does: retry what was not answered 200
+                    item.at = item.at or time.time()
+                    started = time.perf_counter()
+                    try:
+                        response = await http.post(webhook_url, content=body, headers=headers)
+                        item.status = response.status_code
+                    except httpx.HTTPError:
+                        item.status = 0
+                    item.latency = time.perf_counter() - started
+                    if item.status == 200:
+                        break
+                    await asyncio.sleep(0.5)
+            sent.append(item)
+
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        tasks = []
+        for i in range(total):
+            delay = start + i / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+    return sent
+
+
+async def collect(stack: Stack, run: str, sent: list[Sent], *, within: float) -> dict[str, Any]:
+    """Wait until every accepted message is stored and acknowledged (or `within` passes) and gather timings."""
+    ok = {s.wamid: s for s in sent if s.status == 200}
+    by_wa = {s.wa_id: s for s in ok.values()}
+    sandbox = next(f"http://127.0.0.1:{s.port}" for s in stack.services if s.name == "sandbox")
+    client, database = db.connect(stack.infra.mongodb_uri)
+    acks: dict[str, list[float]] = {}
+    seq = 0
+    deadline = time.monotonic() + within
+    stored: dict[str, float] = {}
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            while time.monotonic() < deadline:
+                calls = (await http.get(f"{sandbox}/_sandbox/calls", params={"since": seq})).json()
+                for call in calls:
+                    seq = max(seq, call["seq"])
+                    body = call.get("body") or {}
+                    to = body.get("to") if isinstance(body, dict) else None
+                    if call["method"] == "POST" and to in by_wa and body.get("type") in ("text", "template"):
+                        acks.setdefault(to, []).append(datetime.fromisoformat(call["at"]).timestamp())
+                docs = database["messages"].find(
+                    {"_id": {"$regex": f"^in:whatsapp:wamid\\.bench-{run}-"}}, {"stored_at": 1}
+                )
+                async for doc in docs:
+                    stored[doc["_id"].removeprefix("in:whatsapp:")] = doc["stored_at"].timestamp()
+                if len(stored) >= len(ok) and len(acks) >= len(by_wa):
+                    break
+                await asyncio.sleep(1.0)
+            tickets = await database["tickets"].count_documents({"conversation_key": {"$in": list(by_wa)}})
+            inbound = await database["messages"].count_documents(
+                {"_id": {"$regex": f"^in:whatsapp:wamid\\.bench-{run}-"}}
+            )
+    finally:
+        await db.close(client)
+    return {"ok": ok, "stored": stored, "acks": acks, "tickets": tickets, "inbound": inbound}
+
+
+def peak_memory_mib(stack: Stack) -> dict[str, float]:
+    """Each service's peak resident memory (VmHWM), from /proc."""
+    out: dict[str, float] = {}
+    for name, run in stack.running.items():
+        try:
+            status = Path(f"/proc/{run.proc.pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                out[name] = round(int(line.split()[1]) / 1024, 1)
+    return out
+
+
+def plot(result: Result, path: Path) -> None:
+    """Latency over time: webhook answer, ticket stored, acknowledgement received."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
+    styles = {"webhook_ms": ("webhook answered", 2), "stored_ms": ("ticket stored", 2), "ack_ms": ("ack at sandbox", 2)}
+    for key, (label, size) in styles.items():
+        points = result.series.get(key, [])
+        if points:
+            ax.scatter([p[0] for p in points], [p[1] for p in points], s=size, label=label, alpha=0.6)
+    ax.set_yscale("log")
+    ax.set_xlabel("seconds since the first webhook")
+    ax.set_ylabel("latency (ms, log scale)")
+    load = result.load
+    ax.set_title(
+        f"Suara bench: {load.get('sent', 0)} webhooks at {result.settings['rate']}/s, "
+        f"{load.get('e2e_per_s', 0):.0f} tickets/s end to end"
+    )
+    ax.legend(loc="upper left")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def summarise(result: Result, sent: list[Sent], gathered: dict[str, Any]) -> None:
+    ok: dict[str, Sent] = gathered["ok"]
+    stored: dict[str, float] = gathered["stored"]
+    acks: dict[str, list[float]] = gathered["acks"]
+    first = min((s.at for s in sent), default=0.0)
+    webhook_ms = [s.latency * 1000 for s in ok.values()]
+    stored_ms = [(stored[w] - ok[w].at) * 1000 for w in stored if w in ok]
+    ack_ms = [(min(t) - s.at) * 1000 for s in ok.values() for t in [acks.get(s.wa_id, [])] if t]
+    last = max([*stored.values(), *(min(t) for t in acks.values())], default=first)
+    duplicated_acks = sum(len(t) - 1 for t in acks.values() if len(t) > 1)
+    result.load = {
+        "sent": len(sent),
+        "accepted": len(ok),
+        "refused": len(sent) - len(ok),
+        "stored": len(stored),
+        "tickets": gathered["tickets"],
+        "acknowledged": len(acks),
+        "lost": len(ok) - len(stored),
+        "duplicated_messages": max(0, gathered["inbound"] - len(stored)),
+        "duplicated_acks": duplicated_acks,
+        "webhook_p50_ms": round(percentile(webhook_ms, 50), 2),
+        "webhook_p99_ms": round(percentile(webhook_ms, 99), 2),
+        "stored_p50_ms": round(percentile(stored_ms, 50), 1),
+        "stored_p99_ms": round(percentile(stored_ms, 99), 1),
+        "ack_p50_ms": round(percentile(ack_ms, 50), 1),
+        "ack_p99_ms": round(percentile(ack_ms, 99), 1),
+        "e2e_per_s": round(len(stored) / max(1e-6, last - first), 1),
+        "webhook_mean_ms": round(statistics.fmean(webhook_ms), 2) if webhook_ms else 0.0,
+    }
+    result.series = {
+        "webhook_ms": [[round(s.at - first, 3), round(s.latency * 1000, 2)] for s in ok.values()],
+        "stored_ms": [[round(ok[w].at - first, 3), round((stored[w] - ok[w].at) * 1000, 1)] for w in stored if w in ok],
+        "ack_ms": [
+            [round(s.at - first, 3), round((min(acks[s.wa_id]) - s.at) * 1000, 1)]
+            for s in ok.values()
+            if s.wa_id in acks
+        ],
+    }
+
+
+def table(result: Result) -> str:
+    c, load = result.ceilings, result.load
+    ratio = load["e2e_per_s"] / c["db_upserts_per_s"] if c.get("db_upserts_per_s") else 0.0
+    rows = [
+        ("broker ceiling (produce, acks=all)", f"{c['broker_produce_per_s']:,.0f} msg/s", ""),
+        ("database ceiling (bulk upsert)", f"{c['db_upserts_per_s']:,.0f} doc/s", ""),
+        (
+            "end to end (webhook → ticket stored)",
+            f"{load['e2e_per_s']:,.1f} msg/s",
+            f"{ratio:.1%} of the database ceiling (target ≥ 60 %)",
+        ),
+        (
+            "webhook latency p50 / p99",
+            f"{load['webhook_p50_ms']} / {load['webhook_p99_ms']} ms",
+            f"target p99 ≤ 25 ms at 500/s (sent at {result.settings['rate']}/s)",
+        ),
+        ("webhook → ticket stored p50 / p99", f"{load['stored_p50_ms']:,} / {load['stored_p99_ms']:,} ms", ""),
+        (
+            "webhook → acknowledgement at the sandbox p50 / p99",
+            f"{load['ack_p50_ms']:,} / {load['ack_p99_ms']:,} ms",
+            "",
+        ),
+        (
+            "sent / accepted / stored / acknowledged",
+            f"{load['sent']} / {load['accepted']} / {load['stored']} / {load['acknowledged']}",
+            "",
+        ),
+        (
+            "lost / duplicated messages / duplicated acks",
+            f"{load['lost']} / {load['duplicated_messages']} / {load['duplicated_acks']}",
+            "target 0 / 0 / 0",
+        ),
+        *[(f"peak memory {name}", f"{mib} MiB", "") for name, mib in sorted(result.memory_mib.items())],
+    ]
+    width = max(len(r[0]) for r in rows)
+    vwidth = max(len(r[1]) for r in rows)
+    return "\n".join(f"{a:<{width}}  {b:>{vwidth}}  {n}".rstrip() for a, b, n in rows)
+
+
+async def bench(args: argparse.Namespace) -> Result:
+    tmp = Path(tempfile.mkdtemp(prefix="suara-bench-"))
+    infra = EmbeddedInfra(data_dir=tmp / "data", log_dir=tmp / "logs", broker_port=free_port(), db_port=free_port())
+    stack = Stack(infra=infra, services=default_services(base_port=_free_base()))
+    result = Result(
+        settings={"rate": args.rate, "seconds": args.seconds, "concurrency": args.concurrency},
+        machine={
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "system": platform.platform(),
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+    )
+    await asyncio.to_thread(stack.start, timeout=90)
+    try:
+        print("bench: measuring the ceilings…", flush=True)
+        result.ceilings["broker_produce_per_s"] = round(
+            await produce_ceiling(infra.bootstrap, count=args.ceiling_count), 1
+        )
+        result.ceilings["db_upserts_per_s"] = round(
+            await upsert_ceiling(infra.mongodb_uri, count=args.ceiling_count), 1
+        )
+        run = uuid.uuid4().hex[:8]
+        port = next(s.port for s in stack.services if s.name == "ingest-wa")
+        print(f"bench: sending {int(args.rate * args.seconds)} webhooks at {args.rate}/s…", flush=True)
+        sent = await send_load(
+            f"http://127.0.0.1:{port}/webhooks/whatsapp",
+            rate=args.rate,
+            seconds=args.seconds,
+            concurrency=args.concurrency,
+            run=run,
+        )
+        print("bench: waiting for every ticket and acknowledgement…", flush=True)
+        gathered = await collect(stack, run, sent, within=args.drain_timeout)
+        result.memory_mib = peak_memory_mib(stack)
+        summarise(result, sent, gathered)
+    finally:
+        await asyncio.to_thread(stack.stop)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="suara-dev bench", description=__doc__)
+    parser.add_argument("--rate", type=float, default=500.0, help="webhooks per second")
+    parser.add_argument("--seconds", type=float, default=6.0, help="how long to send")
+    parser.add_argument("--concurrency", type=int, default=64, help="webhooks in flight at most")
+    parser.add_argument("--ceiling-count", type=int, default=10_000, help="messages/documents for the ceilings")
+    parser.add_argument("--drain-timeout", type=float, default=900.0, help="seconds to wait for every ticket")
+    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    args = parser.parse_args(argv)
+    result = asyncio.run(bench(args))
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    json_path = args.out / f"bench-{stamp}.json"
+    png_path = args.out / f"bench-{stamp}.png"
+    json_path.write_text(json.dumps(result.__dict__, indent=2))
+    plot(result, png_path)
+    print()
+    print(table(result))
+    print(f"\nresult: {json_path}\nplot:   {png_path}")
+    load = result.load
+    return 0 if load["lost"] == 0 and load["duplicated_messages"] == 0 and load["duplicated_acks"] == 0 else 1
