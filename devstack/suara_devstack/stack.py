@@ -25,6 +25,21 @@ META_TOKENS = ("WA_ACCESS_TOKEN", "FB_PAGE_ACCESS_TOKEN", "IG_ACCESS_TOKEN")
 SANDBOX_WA_TOKEN = "dev-only-sandbox-wa-token"  # noqa: S105 - a placeholder, refused in production
 #: The business number the sandbox's WhatsApp plays (suara_devstack.sandbox.whatsapp.PHONE_NUMBER_ID).
 SANDBOX_WA_PHONE_NUMBER_ID = "106540352242922"
+#: The Page, Instagram account and X account the sandbox plays (suara_devstack.sandbox.social), with dev tokens.
+SANDBOX_SOCIAL_ENV = {
+    "FB_PAGE_ID": "109876543210987",
+    "FB_PAGE_ACCESS_TOKEN": "dev-only-sandbox-fb-token",
+    "IG_ACCOUNT_ID": "17841400000000001",
+    "IG_ACCESS_TOKEN": "dev-only-sandbox-ig-token",
+}
+SANDBOX_X_ENV = {
+    "X_BEARER_TOKEN": "dev-only-sandbox-x-bearer",
+    "X_CONSUMER_KEY": "dev-only-sandbox-x-key",
+    "X_CONSUMER_SECRET": "dev-only-sandbox-x-secret",
+    "X_ACCESS_TOKEN": "dev-only-sandbox-x-token",
+    "X_ACCESS_TOKEN_SECRET": "dev-only-sandbox-x-token-secret",
+    "X_USER_ID": "1700000000000000000",
+}
 
 
 @dataclass(frozen=True)
@@ -87,11 +102,20 @@ class Stack:
                 env.setdefault("META_GRAPH_URL", sandbox)
                 env.setdefault("WA_ACCESS_TOKEN", SANDBOX_WA_TOKEN)
                 env.setdefault("WA_PHONE_NUMBER_ID", SANDBOX_WA_PHONE_NUMBER_ID)
+                for name, value in SANDBOX_SOCIAL_ENV.items():
+                    env.setdefault(name, value)
+            if not os.environ.get("X_BEARER_TOKEN") and not os.environ.get("X_ACCESS_TOKEN"):
+                # No X credentials: the X API is the sandbox too.
+                env.setdefault("X_API_URL", sandbox)
+                for name, value in SANDBOX_X_ENV.items():
+                    env.setdefault(name, value)
         if "ingest-wa" in by_name:
             # The sandbox's phones post their signed webhooks here.
             env.setdefault("INGEST_WA_URL", f"http://127.0.0.1:{by_name['ingest-wa'].port}")
         if "ingest-social" in by_name:
             env.setdefault("PUBLIC_STATUS_URL", f"http://127.0.0.1:{by_name['ingest-social'].port}/status")
+            # The sandbox's Facebook and Instagram citizens post their signed webhooks here.
+            env.setdefault("INGEST_SOCIAL_URL", f"http://127.0.0.1:{by_name['ingest-social'].port}")
         env.update(self.env)
         return env
 

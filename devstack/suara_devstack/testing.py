@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import random
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -26,11 +27,26 @@ T = TypeVar("T")
 ARTIFACTS = Path(os.environ.get("SUARA_TEST_ARTIFACTS", "test-artifacts")).resolve()
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _free_base() -> int:
-    """A base port with base..base+9 all free, for one stack's services."""
+    """A base port with base..base+9 all free, for one stack's services.
+
+    Chosen below the kernel's ephemeral range: a port there may be the local end of any outgoing connection
+    (the tests open many), and then nothing listens on it yet binding it fails."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(200):
-        base = random.randrange(20000, 40000, 10)
-        if not any(port_open(base + i) for i in range(10)):
+        base = random.randrange(15000, max(15010, low - 20), 10)
+        if all(_bindable(base + i) and not port_open(base + i) for i in range(10)):
             return base
     raise RuntimeError("no free block of ports")
 
@@ -74,7 +90,10 @@ async def database(infra: EmbeddedInfra) -> AsyncIterator[db.Database]:
 def stack() -> Iterator[Stack]:
     """Every service and the sandbox as real processes on free ports, with a broker and database of their own
     (so that what the integration tests left in the shared topics does not reach them)."""
-    st = Stack(infra=_infra("stack"), services=default_services(base_port=_free_base()))
+    # X is polled every 2 s here (30 s under `make run`), so the X tests need not wait long for a mention.
+    st = Stack(
+        infra=_infra("stack"), services=default_services(base_port=_free_base()), env={"X_POLL_INTERVAL_SECONDS": "2"}
+    )
     st.start(timeout=60)
     yield st
     st.stop()

@@ -180,6 +180,8 @@ class OutboundReply(Event):
     #: unknown. Past it an adapter sends what the platform still allows (WhatsApp: the approved template).
     window_expires_at: datetime | None = None
     action: OutboundAction = OutboundAction.SEND
+    #: Answer a comment privately (Meta's private reply to the commenter) instead of publicly under it.
+    private: bool = False
 
     @model_validator(mode="after")
     def _text_to_send(self) -> OutboundReply:

@@ -23,7 +23,8 @@ from pydantic import SecretStr
 from suara_shared.http import ApiError, install_error_handlers, ops_router, serve
 from suara_shared.settings import ServiceSettings
 
-from . import phone
+from . import demo, phone, social_page
+from .social import SocialSandbox
 from .whatsapp import PHONE_NUMBER_ID, WhatsAppSandbox
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ MAX_CALLS = 5000
 #: Bodies are kept up to this size; a larger one is recorded cut, as text.
 MAX_RECORDED_BODY = 64 * 1024
 #: The sandbox's own paths, never recorded: its page, its API under /_sandbox/, and the ops endpoints.
-OWN_PATHS = frozenset({"/", "/phone", "/healthz", "/readyz", "/metrics"})
+OWN_PATHS = frozenset({"/", "/phone", "/social", "/healthz", "/readyz", "/metrics"})
 OWN_PREFIX = "/_sandbox"
 #: The user id the sandbox's X account has (the other side of direct-message conversations).
 SANDBOX_X_USER_ID = "1700000000000000000"
@@ -55,6 +56,8 @@ class SandboxSettings(ServiceSettings):
     wa_phone_number_id: str = PHONE_NUMBER_ID
     #: Seconds between the sent, delivered and read statuses of a message the sandbox "delivers".
     sandbox_status_delay_seconds: float = 0.5
+    #: Where the citizens' Facebook and Instagram webhooks go (ingest-social).
+    ingest_social_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,19 +228,27 @@ def create_app(*, capacity: int = MAX_CALLS, settings: SandboxSettings | None = 
         status_delay=settings.sandbox_status_delay_seconds,
     )
 
+    social = SocialSandbox(
+        ingest_url=settings.ingest_social_url, app_secret=settings.meta_app_secret.get_secret_value()
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
             await whatsapp.aclose()
+            await social.aclose()
 
     app = FastAPI(title="Suara channel sandbox", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.calls = calls
     app.state.whatsapp = whatsapp
+    app.state.social = social
     install_error_handlers(app)
     app.include_router(ops_router({}))
     app.include_router(phone.router)
+    app.include_router(demo.router)
+    app.include_router(social_page.router)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
@@ -277,8 +288,18 @@ def create_app(*, capacity: int = MAX_CALLS, settings: SandboxSettings | None = 
             body = raw[:MAX_RECORDED_BODY].decode(errors="replace") + "…"
         fields = _fields(body, raw, content_type, request.query_params)
         authorization = request.headers.get("authorization")
-        wa = whatsapp.answer(request.method, path, fields, authorization=authorization, base_url=str(request.base_url))
-        if wa is None:
+        headers: dict[str, str] = {}
+        social_answer = social.answer(request.method, path, fields)
+        base_url = str(request.base_url)
+        wa = (
+            None
+            if social_answer is not None
+            else whatsapp.answer(request.method, path, fields, authorization=authorization, base_url=base_url)
+        )
+        if social_answer is not None:
+            status, response, headers = social_answer
+            media_type = "application/json"
+        elif wa is None:
             status, response = answer(request.method, path, fields)
             media_type = "application/json"
         else:
@@ -289,7 +310,7 @@ def create_app(*, capacity: int = MAX_CALLS, settings: SandboxSettings | None = 
             reply: Response = Response(response, status_code=status, media_type=media_type)
         else:
             recorded = response
-            reply = JSONResponse(response, status_code=status)
+            reply = JSONResponse(response, status_code=status, headers=headers)
         call = calls.add(
             method=request.method,
             path=path,
@@ -378,6 +399,8 @@ For tests: <code>GET /_sandbox/calls?since=&lt;n&gt;</code> lists the calls as J
 <code>DELETE /_sandbox/calls</code> clears them.</p>
 <p><a href="/phone">📱 Ponsel warga (WhatsApp)</a> — main peran sebagai warga: ketik pesan, kirim foto atau lokasi,
 lihat balasan dan centangnya. <span class="t">(Play the citizen on WhatsApp.)</span></p>
+<p><a href="/social">💬 Media sosial warga (Facebook, Instagram, X)</a> — berkomentar, kirim pesan, sebut akun
+Pemkab, dan lihat balasan Suara di bawahnya. <span class="t">(Play the citizen on Facebook, Instagram and X.)</span></p>
 </div>
 <h2>Panggilan tercatat <span class="t">(Recorded calls: {total})</span></h2>
 <form method="post" action="/_sandbox/clear"><button type="submit">Hapus semua (clear)</button></form>

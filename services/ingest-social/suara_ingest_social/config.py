@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field, SecretStr
+
 from suara_shared.settings import ServiceSettings
 
 
@@ -15,3 +17,27 @@ class Settings(ServiceSettings):
     public_status_url: str | None = None
     #: Seconds to wait for ticketing before telling the citizen to try again.
     ticketing_timeout_seconds: float = 5.0
+
+    #: Meta webhooks (Facebook Page, Instagram): the app secret behind `X-Hub-Signature-256`, the handshake token.
+    meta_app_secret: SecretStr = SecretStr("dev-only-meta-app-secret")
+    meta_verify_token: SecretStr = SecretStr("dev-only-verify-token")
+    #: The Page and the Instagram account Suara answers for: their own comments and messages are not citizens'.
+    fb_page_id: str | None = None
+    ig_account_id: str | None = None
+
+    #: X: the API base (the sandbox under `make run`), the app's bearer token (mentions), the user-context
+    #: credentials (direct messages), and the account citizens mention or message.
+    x_api_url: str = "https://api.x.com"
+    x_bearer_token: SecretStr | None = None
+    x_consumer_key: SecretStr | None = None
+    x_consumer_secret: SecretStr | None = None
+    x_access_token: SecretStr | None = None
+    x_access_token_secret: SecretStr | None = None
+    x_user_id: str | None = None
+    #: Seconds between two polls of mentions and direct messages; X's rate-limit headers may stretch it.
+    x_poll_interval_seconds: float = Field(default=30.0, gt=0)
+
+    @property
+    def x_polling(self) -> bool:
+        """Mentions need the bearer token and the account's id; without them the poller stays off."""
+        return self.x_bearer_token is not None and bool(self.x_user_id)

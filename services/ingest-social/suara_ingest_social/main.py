@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,12 +11,16 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from suara_shared import db
 from suara_shared.http import install_error_handlers, ops_router, serve
 from suara_shared.kafka import BrokerUnavailable, Publisher
 
 from .config import Settings
 from .limits import BodyLimit
+from .web.kiosk import router as kiosk_router
 from .web.router import router as web_router
+from .webhooks import poller as x_poller
+from .webhooks.router import router as webhooks_router
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +41,8 @@ def create_app(settings: Settings) -> FastAPI:
             except BrokerUnavailable as exc:
                 # A broker that is down must not stop the service: /readyz says so, and publishing retries.
                 log.warning("broker not reachable at start; will retry on use", extra={"error": repr(exc)})
-            yield
+            async with _x_polling(app, settings, publisher):
+                yield
         finally:
             await ticketing.aclose()
             await publisher.stop()
@@ -55,7 +62,50 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit)
     app.include_router(ops_router({"broker": broker_ready}))
     app.include_router(web_router)
+    app.include_router(kiosk_router)
+    app.include_router(webhooks_router)
     return app
+
+
+@asynccontextmanager
+async def _x_polling(app: FastAPI, settings: Settings, publisher: Publisher) -> AsyncIterator[None]:
+    """The X poller, while X is configured: its cursors in the database (ingest-social's only use of it)."""
+    if not settings.x_polling:
+        yield
+        return
+    assert settings.x_user_id is not None
+    client, database = db.connect(settings.mongodb_uri)
+    x_client, session = x_poller.make_client(settings)
+    poller = x_poller.XPoller(
+        client=x_client,
+        session=session,
+        cursors=database[x_poller.COLLECTION],
+        publisher=publisher,
+        user_id=settings.x_user_id,
+        interval=settings.x_poll_interval_seconds,
+        poll_dms=settings.x_access_token is not None and settings.x_consumer_key is not None,
+    )
+    app.state.x_poller = poller
+    task = asyncio.create_task(_supervise(poller), name="x-poller")
+    try:
+        yield
+    finally:
+        poller.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, timeout=10)
+        await session.close()
+        await db.close(client)
+
+
+async def _supervise(poller: x_poller.XPoller) -> None:
+    """Keep polling whatever happens (a database outage included); a crash is logged and the loop restarted."""
+    while True:
+        try:
+            await poller.run()
+            return
+        except Exception:
+            log.exception("x poller crashed; restarting in 5 s")
+            await asyncio.sleep(5)
 
 
 def run() -> None:

@@ -44,6 +44,25 @@ class Settings(ServiceSettings):
     #: A window closing within this many seconds counts as closed: the send must not race its end.
     wa_window_margin_seconds: float = Field(default=60.0, ge=0)
 
+    #: Facebook Page (Messenger and comments) and Instagram professional account: ids and access tokens.
+    fb_page_id: str | None = None
+    fb_page_access_token: SecretStr | None = None
+    ig_account_id: str | None = None
+    ig_access_token: SecretStr | None = None
+    #: Messenger and Instagram: past the 24-hour window a human agent's reply goes with the HUMAN_AGENT tag,
+    #: up to this many days after the citizen's last message; later it fails with a clear reason.
+    meta_human_agent_days: float = Field(default=7.0, ge=0)
+
+    #: X: the API base (the sandbox under `make run`) and the user-context credentials that post and send DMs.
+    x_api_url: str = "https://api.x.com"
+    x_bearer_token: SecretStr | None = None
+    x_consumer_key: SecretStr | None = None
+    x_consumer_secret: SecretStr | None = None
+    x_access_token: SecretStr | None = None
+    x_access_token_secret: SecretStr | None = None
+    #: Base of the public status page; a reply post cut to 280 characters ends with the ticket's link on it.
+    public_status_url: str = "http://127.0.0.1:8002/status"
+
     @field_validator("wa_template_parameters")
     @classmethod
     def _template_parameters(cls, value: str) -> str:

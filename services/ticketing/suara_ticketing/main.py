@@ -16,7 +16,7 @@ from suara_shared.http import install_error_handlers, ops_router, serve
 from suara_shared.kafka import BrokerUnavailable, ConsumerLoop, Publisher, Route
 from suara_shared.metrics import INBOUND_TO_TICKET_SECONDS
 
-from . import citizens, media, open311, window
+from . import citizens, console, media, open311, window
 from .access.router import router as tokens_router
 from .access.service import TokenService
 from .canned import CannedService
@@ -151,6 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(canned_router)
         app.include_router(stats_router)
         open311.install(app)
+        console.install(app)
     return app
 
 

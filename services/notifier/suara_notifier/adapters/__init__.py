@@ -6,12 +6,17 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
+from tweepy.asynchronous import AsyncClient
+
 from suara_shared.events import Channel
+from suara_shared.graph import GraphClient
 
 from ..config import Settings
 from .base import ChannelAdapter, PermanentSendError, SendError, SendResult, TransientSendError
+from .meta import FacebookAdapter, InstagramAdapter
 from .web import WebAdapter
 from .whatsapp import WhatsAppAdapter
+from .x import RewritingSession, XAdapter
 
 __all__ = [
     "FACTORIES",
@@ -37,10 +42,69 @@ def _whatsapp(settings: Settings) -> ChannelAdapter | None:
     return WhatsAppAdapter.from_settings(settings)
 
 
+def _graph(settings: Settings, token: str) -> GraphClient:
+    return GraphClient(
+        base_url=settings.meta_graph_url,
+        version=settings.meta_graph_version,
+        access_token=token,
+        timeout=settings.graph_timeout_seconds,
+    )
+
+
+def _facebook(settings: Settings) -> ChannelAdapter | None:
+    """Configured by FB_PAGE_ID and FB_PAGE_ACCESS_TOKEN: Messenger and the Page's comments."""
+    if settings.fb_page_access_token is None or not settings.fb_page_id:
+        return None
+    return FacebookAdapter(
+        graph=_graph(settings, settings.fb_page_access_token.get_secret_value()),
+        node_id=settings.fb_page_id,
+        human_agent_days=settings.meta_human_agent_days,
+    )
+
+
+def _instagram(settings: Settings) -> ChannelAdapter | None:
+    """Configured by IG_ACCOUNT_ID and IG_ACCESS_TOKEN: direct messages, comments and mentions."""
+    if settings.ig_access_token is None or not settings.ig_account_id:
+        return None
+    return InstagramAdapter(
+        graph=_graph(settings, settings.ig_access_token.get_secret_value()),
+        node_id=settings.ig_account_id,
+        human_agent_days=settings.meta_human_agent_days,
+    )
+
+
+def _x(settings: Settings) -> ChannelAdapter | None:
+    """Configured by the four user-context credentials X_CONSUMER_KEY/SECRET and X_ACCESS_TOKEN/SECRET."""
+    secrets = (
+        settings.x_consumer_key,
+        settings.x_consumer_secret,
+        settings.x_access_token,
+        settings.x_access_token_secret,
+    )
+    if any(s is None for s in secrets):
+        return None
+    key, secret, token, token_secret = (s.get_secret_value() for s in secrets if s is not None)
+    bearer = settings.x_bearer_token.get_secret_value() if settings.x_bearer_token else None
+    client = AsyncClient(
+        bearer_token=bearer,
+        consumer_key=key,
+        consumer_secret=secret,
+        access_token=token,
+        access_token_secret=token_secret,
+        return_type=dict,
+    )
+    session = RewritingSession(settings.x_api_url)
+    client.session = session
+    return XAdapter(client=client, session=session, status_url=settings.public_status_url)
+
+
 #: Every channel Suara can send on. Adding a channel is one module under adapters/ and one line here.
 FACTORIES: Mapping[Channel, AdapterFactory] = {
     Channel.WEB: lambda _settings: WebAdapter(),
     Channel.WHATSAPP: _whatsapp,
+    Channel.FACEBOOK: _facebook,
+    Channel.INSTAGRAM: _instagram,
+    Channel.X: _x,
 }
 
 

@@ -63,6 +63,10 @@ class MessageRead(BaseModel):
     reply_context: dict[str, Any] | None = None
     #: The approved template an outbound message went out as, outside the customer-service window (WhatsApp).
     template: str | None = None
+    #: Social channels: an outbound reply sent privately to a commenter; a comment's edits and removal.
+    private: bool | None = None
+    edits: list[dict[str, Any]] = Field(default_factory=list)
+    removed: bool | None = None
 
 
 class NoteRead(BaseModel):
@@ -101,6 +105,7 @@ class TicketSummary(BaseModel):
     resolved_at: datetime | None = None
     closed_at: datetime | None = None
     accepted_at: datetime | None = None
+    source: str | None = Field(default=None, description="where a web complaint was filed, e.g. `kiosk`")
 
 
 class ExtensionRead(BaseModel):
@@ -205,6 +210,9 @@ class ReplyCreate(BaseModel):
 
     text: str | None = Field(default=None, min_length=1, max_length=10_000)
     canned_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
+    #: On a Facebook or Instagram comment: answer the commenter privately (Meta's private reply, once per
+    #: comment, within 7 days) instead of publicly under the comment.
+    private: bool = False
 
     @model_validator(mode="after")
     def _one_source(self) -> ReplyCreate:

@@ -18,6 +18,7 @@ from ..access.models import Principal
 from ..auth import CurrentUser, Supervisor
 from ..canned import CannedService, render
 from ..lifecycle import ACTIVE, InvalidTransition
+from ..social import PrivateReplyRefused
 from ..texts import STATUS_LABELS
 from .models import (
     REFERENCE_PATTERN,
@@ -296,11 +297,13 @@ async def reply(request: Request, user: CurrentUser, reference: Reference, body:
     if not text:
         raise ApiError(422, "validation_error", "text: must not be blank")
     try:
-        outbound_id = await service.reply(reference, text, actor=user.name, principal=user)
+        outbound_id = await service.reply(reference, text, actor=user.name, principal=user, private=body.private)
     except NotFound:
         raise _not_found(reference) from None
     except TicketClosed:
         raise ApiError(409, "ticket_closed", f"{reference} is closed; a new message opens a new ticket") from None
+    except PrivateReplyRefused as exc:
+        raise ApiError(409, "private_reply_refused", str(exc)) from None
     return ReplyAccepted(id=outbound_id)
 
 

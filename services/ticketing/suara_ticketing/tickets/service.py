@@ -37,7 +37,7 @@ from suara_shared.events import (
 )
 from suara_shared.kafka import BrokerUnavailable, Publisher
 
-from .. import texts, window
+from .. import social, texts, window
 from ..access.models import Principal
 from ..access.service import TokenService
 from ..lifecycle import Policy
@@ -140,6 +140,8 @@ class TicketService:
             # Redelivered: the message is stored; make sure what it caused went out too.
             await self._flush(existing.get("ticket"), cause=key)
             return
+        if await social.handle_special(self, event):
+            return  # an echo of what the Page sent, or a comment's edit or removal: no ticket of its own
         query = STATUS_QUERY.match(event.text or "") if event.kind == "text" else None
         if query:
             await self._answer_status_query(event, query.group(1).upper())
@@ -331,6 +333,7 @@ class TicketService:
         reply_to: str | None,
         cause: str | None,
         author: str = "system",
+        private: bool = False,
     ) -> str:
         if await self.messages.find_one({"_id": f"out:{outbound_id}"}, {"_id": 1}) is not None:
             return outbound_id  # queued before, by an earlier delivery of its cause
@@ -370,6 +373,11 @@ class TicketService:
         doc["window_expires_at"] = await window.expires_at(
             self.messages, channel=channel, conversation_key=conversation_key
         )
+        # Social channels: the comment, tweet or mention the reply answers, and whether it goes privately.
+        doc["reply_context"] = await social.outbound_context(
+            self.messages, channel=channel, conversation_key=conversation_key, reply_to=reply_to
+        )
+        doc["private"] = private
         with contextlib.suppress(db.DuplicateKeyError):  # a concurrent delivery of the same cause
             await self.messages.insert_one(doc)
         return outbound_id
@@ -393,6 +401,8 @@ class TicketService:
                 reply_to=doc.get("reply_to"),
                 created_at=doc["created_at"],
                 window_expires_at=doc.get("window_expires_at"),
+                reply_context=doc.get("reply_context"),
+                private=bool(doc.get("private")),
             )
             items.append((topics.OUTBOUND, reply, reply.partition_key))
         event_query: dict[str, Any] = {"published": False}
@@ -576,7 +586,9 @@ class TicketService:
                 await self._publish_quietly({"ticket": child})
         return await self.get(reference)
 
-    async def reply(self, reference: str, text: str, *, actor: str, principal: Principal | None = None) -> str:
+    async def reply(
+        self, reference: str, text: str, *, actor: str, principal: Principal | None = None, private: bool = False
+    ) -> str:
         """Queue an agent's reply on the ticket's channel; it is stored before anything is sent. On a master ticket
         the reply also goes to every merged reporter, each on their own channel."""
         ticket = await self.tickets.find_one({"_id": reference})
@@ -584,8 +596,13 @@ class TicketService:
             raise NotFound(reference)
         if ticket["status"] == TicketStatus.CLOSED:
             raise workflow.TicketClosed(reference)
+        if private:
+            # Meta's private reply to the commenter: only this ticket's own comment, never the merged reporters.
+            await social.private_target(self, ticket)
         outbound_id = new_id()
         for target in await workflow.reporters(self, ticket):
+            if private and target["_id"] != reference:
+                continue
             queued = await self._queue_outbound(
                 outbound_id=outbound_id if target["_id"] == reference else _stable_id(outbound_id, target["_id"]),
                 ticket=target["_id"],
@@ -597,6 +614,7 @@ class TicketService:
                 reply_to=None,
                 cause=None,
                 author=actor,
+                private=private,
             )
             now = self.now()
             changes: dict[str, Any] = {"updated_at": now}

@@ -1,0 +1,421 @@
+"""The sandbox's Facebook Page, Instagram account and X account: citizens comment, write and mention (signed
+webhooks to ingest-social; for X, the mentions and DM events its poller reads), and Suara's replies are answered
+as the Graph and X APIs answer them and shown under what they answer. Errors can be scripted per API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+#: The Page, the Instagram account, their app and the X account the sandbox plays (channels.md's sample ids).
+PAGE_ID = "109876543210987"
+PAGE_POST_ID = f"{PAGE_ID}_555666777888999"
+IG_ACCOUNT_ID = "17841400000000001"
+IG_MEDIA_ID = "17900000000000001"
+APP_ID = 1517776481860111
+X_USER_ID = "1700000000000000000"
+X_USERNAME = "rembangkab"
+WEBHOOK_ATTEMPTS = 12
+
+#: Status, headers and body of a scripted X or Graph error.
+Answer = tuple[int, Any, dict[str, str]]
+
+
+def _digits(n: int) -> str:
+    return str(secrets.randbelow(9) + 1) + "".join(str(secrets.randbelow(10)) for _ in range(n - 1))
+
+
+def user_id_of(name: str, *, length: int = 16) -> str:
+    """A stable platform id for a citizen's name, so the same person keeps one thread."""
+    digest = int(hashlib.sha256(name.strip().lower().encode()).hexdigest(), 16)
+    return str(10 ** (length - 1) + digest % (9 * 10 ** (length - 1)))
+
+
+def snowflake() -> str:
+    """An X id: time-ordered, like X's own."""
+    return str((int(time.time() * 1000) - 1288834974657) << 22 | secrets.randbelow(1 << 22))
+
+
+@dataclass
+class Post:
+    """One item of the sandbox's social timeline: a citizen's comment, message or mention, or Suara's reply."""
+
+    id: str
+    channel: str
+    path: str  # comment, message, mention, reply, private_reply
+    direction: str  # in (citizen) or out (Suara)
+    author: str
+    text: str
+    at: float
+    target: str | None = None  # what a reply answers (comment, tweet, recipient)
+    thread: str | None = None
+
+
+@dataclass
+class ScriptedError:
+    status: int
+    code: int | None = None
+    #: X: seconds until `x-rate-limit-reset`.
+    reset_in: float | None = None
+
+
+@dataclass
+class SocialSandbox:
+    ingest_url: str | None
+    app_secret: str
+    x_consumer_secret: str | None = None
+    page_id: str = PAGE_ID
+    ig_account_id: str = IG_ACCOUNT_ID
+    x_user_id: str = X_USER_ID
+    posts: list[Post] = field(default_factory=list)
+    mentions: list[dict[str, Any]] = field(default_factory=list)
+    dm_events: list[dict[str, Any]] = field(default_factory=list)
+    x_users: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: API name (`graph`, `x_mentions`, `x_dm_events`, `x_tweets`, `x_dms`) -> errors answered to its next calls.
+    errors: dict[str, list[ScriptedError]] = field(default_factory=dict)
+    webhooks: list[dict[str, Any]] = field(default_factory=list)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _http: httpx.AsyncClient | None = None
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        if self._http is not None:
+            await self._http.aclose()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- citizens ----------------------------------------------------------------------------------------------
+
+    def facebook_comment(self, *, name: str, text: str, post_id: str = PAGE_POST_ID) -> Post:
+        user = user_id_of(name)
+        comment_id = f"{post_id.split('_')[-1]}_{_digits(16)}"
+        now = int(time.time())
+        value = {
+            "from": {"id": user, "name": name},
+            "post": {"id": post_id, "status_type": "added_photos", "is_published": True},
+            "message": text,
+            "post_id": post_id,
+            "comment_id": comment_id,
+            "created_time": now,
+            "item": "comment",
+            "parent_id": post_id,
+            "verb": "add",
+        }
+        post = self._add(comment_id, "facebook", "comment", "in", name, text, thread=f"post:{post_id}:{user}")
+        self._meta_webhook(
+            "facebook", {"id": self.page_id, "time": now, "changes": [{"field": "feed", "value": value}]}
+        )
+        return post
+
+    def facebook_message(self, *, name: str, text: str) -> Post:
+        user = user_id_of(name)
+        mid = "m_" + secrets.token_urlsafe(24)
+        event = {
+            "sender": {"id": user},
+            "recipient": {"id": self.page_id},
+            "timestamp": int(time.time() * 1000),
+            "message": {"mid": mid, "text": text},
+        }
+        post = self._add(mid, "facebook", "message", "in", name, text, thread=f"dm:{user}")
+        self._meta_webhook("facebook", {"id": self.page_id, "time": int(time.time() * 1000), "messaging": [event]})
+        return post
+
+    def instagram_comment(self, *, username: str, text: str, media_id: str = IG_MEDIA_ID) -> Post:
+        user = user_id_of(username)
+        comment_id = _digits(17)
+        value = {
+            "from": {"id": user, "username": username},
+            "media": {"id": media_id, "media_product_type": "FEED"},
+            "id": comment_id,
+            "text": text,
+        }
+        post = self._add(comment_id, "instagram", "comment", "in", username, text, thread=f"media:{media_id}:{user}")
+        change = {"field": "comments", "value": value}
+        self._meta_webhook("instagram", {"id": self.ig_account_id, "time": int(time.time()), "changes": [change]})
+        return post
+
+    def instagram_message(self, *, username: str, text: str) -> Post:
+        user = user_id_of(username)
+        mid = "aWdf" + secrets.token_urlsafe(40)
+        event = {
+            "sender": {"id": user},
+            "recipient": {"id": self.ig_account_id},
+            "timestamp": int(time.time() * 1000),
+            "message": {"mid": mid, "text": text},
+        }
+        post = self._add(mid, "instagram", "message", "in", username, text, thread=f"dm:{user}")
+        self._meta_webhook(
+            "instagram", {"id": self.ig_account_id, "time": int(time.time() * 1000), "messaging": [event]}
+        )
+        return post
+
+    def _x_user(self, name: str, username: str | None) -> str:
+        handle = (username or name.replace(" ", "_").lower())[:15]
+        user = user_id_of(handle, length=19)
+        self.x_users[user] = {"id": user, "name": name, "username": handle}
+        return user
+
+    def x_mention(self, *, name: str, text: str, username: str | None = None, in_reply_to: str | None = None) -> Post:
+        """A citizen's post mentioning us (or replying under a thread): served by the mentions timeline."""
+        user = self._x_user(name, username)
+        tweet_id = snowflake()
+        parent = next((t for t in self.mentions if t["id"] == in_reply_to), None) if in_reply_to else None
+        tweet: dict[str, Any] = {
+            "id": tweet_id,
+            "text": text if f"@{X_USERNAME}" in text else f"@{X_USERNAME} {text}",
+            "author_id": user,
+            "conversation_id": parent["conversation_id"] if parent else tweet_id,
+            "created_at": _iso_now(),
+            "edit_history_tweet_ids": [tweet_id],
+        }
+        if in_reply_to:
+            tweet["referenced_tweets"] = [{"type": "replied_to", "id": in_reply_to}]
+        self.mentions.append(tweet)
+        return self._add(
+            tweet_id, "x", "mention", "in", name, tweet["text"], thread=f"tweet:{tweet['conversation_id']}:{user}"
+        )
+
+    def x_message(self, *, name: str, text: str, username: str | None = None) -> Post:
+        user = self._x_user(name, username)
+        event_id = snowflake()
+        self.dm_events.append(
+            {
+                "id": event_id,
+                "event_type": "MessageCreate",
+                "text": text,
+                "sender_id": user,
+                "dm_conversation_id": f"{user}-{self.x_user_id}",
+                "created_at": _iso_now(),
+            }
+        )
+        return self._add(f"dm:{event_id}", "x", "message", "in", name, text, thread=f"dm:{user}")
+
+    def _add(self, pid: str, channel: str, path: str, direction: str, author: str, text: str, **kw: Any) -> Post:
+        post = Post(
+            id=pid, channel=channel, path=path, direction=direction, author=author, text=text, at=time.time(), **kw
+        )
+        self.posts.append(post)
+        del self.posts[:-1000]
+        return post
+
+    # --- webhooks to ingest-social -----------------------------------------------------------------------------
+
+    def _meta_webhook(self, channel: str, entry: dict[str, Any]) -> None:
+        obj = "page" if channel == "facebook" else "instagram"
+        self._spawn(self.post_webhook(f"/webhooks/{channel}", {"object": obj, "entry": [entry]}))
+
+    async def post_webhook(self, path: str, payload: dict[str, Any]) -> bool:
+        """Sign and post a Meta webhook as Meta would, retrying with backoff until ingest-social answers 200."""
+        record: dict[str, Any] = {"path": path, "at": time.time(), "attempts": 0, "status": None}
+        self.webhooks.append(record)
+        del self.webhooks[:-500]
+        if self.ingest_url is None:
+            record["status"] = "no INGEST_SOCIAL_URL"
+            return False
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=10.0)
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        signature = "sha256=" + hmac.new(self.app_secret.encode(), body, hashlib.sha256).hexdigest()
+        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": signature}
+        for attempt in range(WEBHOOK_ATTEMPTS):
+            record["attempts"] = attempt + 1
+            try:
+                response = await self._http.post(self.ingest_url.rstrip("/") + path, content=body, headers=headers)
+                record["status"] = response.status_code
+                if response.status_code == 200:
+                    return True
+            except httpx.HTTPError as exc:
+                record["status"] = type(exc).__name__
+            await asyncio.sleep(min(30.0, 0.25 * 2**attempt))
+        log.warning("webhook never taken by ingest-social", extra={"path": path})
+        return False
+
+    # --- the platforms' APIs -----------------------------------------------------------------------------------
+
+    def answer(self, method: str, path: str, fields: Mapping[str, Any]) -> Answer | None:
+        """Answer a call if it is one of the social APIs the sandbox plays; None otherwise."""
+        parts = [p for p in path.split("/") if p]
+        if parts[:1] == ["2"]:
+            return self._x(method, parts[1:], fields)
+        if parts and parts[0].startswith("v") and parts[0][1:2].isdigit():
+            parts = parts[1:]
+        if method != "POST" or len(parts) != 2 or fields.get("messaging_product") == "whatsapp":
+            return None
+        node, edge = parts
+        if edge == "messages" and node in (self.page_id, self.ig_account_id, "me"):
+            return self._scripted("graph") or self._send(node, fields)
+        if edge in ("comments", "replies"):
+            return self._scripted("graph") or self._comment_reply(node, edge, fields)
+        if edge == "mentions" and node == self.ig_account_id:
+            return self._scripted("graph") or self._mention_reply(fields)
+        return None
+
+    def _scripted(self, api: str) -> Answer | None:
+        queue = self.errors.get(api)
+        if not queue:
+            return None
+        error = queue.pop(0)
+        if api == "graph":
+            code = error.code or 2
+            body = {"error": {"message": f"(#{code}) Sandbox error", "type": "OAuthException", "code": code}}
+            body["error"]["fbtrace_id"] = "Sb" + secrets.token_urlsafe(8)
+            return error.status, body, {}
+        headers = _rate_headers(remaining=0 if error.status == 429 else 10)
+        if error.reset_in is not None:
+            headers["x-rate-limit-reset"] = str(int(time.time() + error.reset_in))
+        title = "Too Many Requests" if error.status == 429 else "Service Unavailable"
+        return error.status, {"title": title, "detail": title, "type": "about:blank", "status": error.status}, headers
+
+    def _send(self, node: str, fields: Mapping[str, Any]) -> Answer:
+        recipient: dict[str, Any] = fields["recipient"] if isinstance(fields.get("recipient"), dict) else {}
+        message: dict[str, Any] = fields["message"] if isinstance(fields.get("message"), dict) else {}
+        text = str(message.get("text") or "")
+        channel = "facebook" if node in (self.page_id, "me") else "instagram"
+        mid = ("m_" if channel == "facebook" else "aWdf") + secrets.token_urlsafe(24)
+        comment_id = recipient.get("comment_id")
+        if comment_id:
+            commenter = next((p for p in self.posts if p.id == comment_id), None)
+            if any(p.path == "private_reply" and p.target == comment_id for p in self.posts):
+                body = {"error": {"message": "(#10) Private reply already sent", "type": "OAuthException", "code": 10}}
+                return 400, body, {}
+            user = (commenter.thread or "::").split(":")[-1] if commenter else _digits(16)
+            self._add(mid, channel, "private_reply", "out", "Suara", text, target=comment_id, thread=f"dm:{user}")
+            return 200, {"recipient_id": user, "message_id": mid}, {}
+        user = str(recipient.get("id") or "")
+        self._add(mid, channel, "message", "out", "Suara", text, target=user, thread=f"dm:{user}")
+        if channel == "facebook":
+            # `message_echoes`: Meta tells the Page's webhook about what the Page itself sent.
+            echo = {
+                "sender": {"id": self.page_id},
+                "recipient": {"id": user},
+                "timestamp": int(time.time() * 1000),
+                "message": {"is_echo": True, "app_id": APP_ID, "mid": mid, "text": text},
+            }
+            self._meta_webhook("facebook", {"id": self.page_id, "time": int(time.time() * 1000), "messaging": [echo]})
+        return 200, {"recipient_id": user, "message_id": mid}, {}
+
+    def _comment_reply(self, comment_id: str, edge: str, fields: Mapping[str, Any]) -> Answer:
+        channel = "facebook" if edge == "comments" else "instagram"
+        new_id = f"{comment_id.split('_')[0]}_{_digits(16)}" if "_" in comment_id else _digits(17)
+        parent = next((p for p in self.posts if p.id == comment_id), None)
+        self._add(
+            new_id,
+            channel,
+            "reply",
+            "out",
+            "Suara",
+            str(fields.get("message") or ""),
+            target=comment_id,
+            thread=parent.thread if parent else None,
+        )
+        return 200, {"id": new_id}, {}
+
+    def _mention_reply(self, fields: Mapping[str, Any]) -> Answer:
+        new_id = _digits(17)
+        target = str(fields.get("comment_id") or fields.get("media_id") or "")
+        self._add(new_id, "instagram", "reply", "out", "Suara", str(fields.get("message") or ""), target=target)
+        return 200, {"id": new_id}, {}
+
+    def _x(self, method: str, parts: list[str], fields: Mapping[str, Any]) -> Answer | None:
+        if method == "GET" and len(parts) == 3 and parts[0] == "users" and parts[2] == "mentions":
+            return self._scripted("x_mentions") or self._page(self.mentions, fields, since=True)
+        if method == "GET" and parts == ["dm_events"]:
+            return self._scripted("x_dm_events") or self._page(self.dm_events, fields, since=False)
+        if method == "POST" and parts == ["tweets"]:
+            scripted = self._scripted("x_tweets")
+            if scripted:
+                return scripted
+            reply: dict[str, Any] = fields["reply"] if isinstance(fields.get("reply"), dict) else {}
+            target = str(reply.get("in_reply_to_tweet_id") or "")
+            tweet_id = snowflake()
+            parent = next((p for p in self.posts if p.id == target), None)
+            text = str(fields.get("text") or "")
+            self._add(
+                tweet_id, "x", "reply", "out", "Suara", text, target=target, thread=parent.thread if parent else None
+            )
+            data = {"id": tweet_id, "text": text, "edit_history_tweet_ids": [tweet_id]}
+            return 201, {"data": data}, _rate_headers()
+        if method == "POST" and len(parts) == 4 and parts[0] == "dm_conversations" and parts[3] == "messages":
+            scripted = self._scripted("x_dms")
+            if scripted:
+                return scripted
+            participant = parts[2] if parts[1] == "with" else parts[1].split("-")[0]
+            conversation = f"{participant}-{self.x_user_id}"
+            event_id = snowflake()
+            text = str(fields.get("text") or "")
+            # Our own message is in the DM event list too, as X lists both sides of a conversation.
+            self.dm_events.append(
+                {
+                    "id": event_id,
+                    "event_type": "MessageCreate",
+                    "text": text,
+                    "sender_id": self.x_user_id,
+                    "dm_conversation_id": conversation,
+                    "created_at": _iso_now(),
+                }
+            )
+            self._add(
+                f"dm:{event_id}", "x", "message", "out", "Suara", text, target=participant, thread=f"dm:{participant}"
+            )
+            return 201, {"data": {"dm_conversation_id": conversation, "dm_event_id": event_id}}, _rate_headers()
+        return None
+
+    def _page(self, items: list[dict[str, Any]], fields: Mapping[str, Any], *, since: bool) -> Answer:
+        """Newest first, `max_results` a page, `next_token` to the older ones; mentions honour `since_id`."""
+        newest_first = sorted(items, key=lambda t: int(t["id"]), reverse=True)
+        since_id = str(fields.get("since_id") or "")
+        if since and since_id.isdigit():
+            newest_first = [t for t in newest_first if int(t["id"]) > int(since_id)]
+        size = int(str(fields.get("max_results") or "10")) if str(fields.get("max_results") or "10").isdigit() else 10
+        start = (
+            int(str(fields.get("pagination_token") or "0"))
+            if str(fields.get("pagination_token") or "0").isdigit()
+            else 0
+        )
+        page = newest_first[start : start + size]
+        if not page:
+            return 200, {"meta": {"result_count": 0}}, _rate_headers()
+        meta: dict[str, Any] = {"result_count": len(page), "newest_id": page[0]["id"], "oldest_id": page[-1]["id"]}
+        if start + size < len(newest_first):
+            meta["next_token"] = str(start + size)
+        authors = {str(t.get("author_id") or t.get("sender_id")) for t in page}
+        users = [self.x_users[a] for a in sorted(authors) if a in self.x_users]
+        return 200, {"data": page, "includes": {"users": users}, "meta": meta}, _rate_headers()
+
+    # --- views -------------------------------------------------------------------------------------------------
+
+    def timeline(self) -> list[dict[str, Any]]:
+        return [asdict(p) for p in self.posts]
+
+
+def _rate_headers(remaining: int = 449) -> dict[str, str]:
+    return {
+        "x-rate-limit-limit": "450",
+        "x-rate-limit-remaining": str(remaining),
+        "x-rate-limit-reset": str(int(time.time()) + 900),
+    }
+
+
+def _iso_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

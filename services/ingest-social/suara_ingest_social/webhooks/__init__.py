@@ -1,0 +1,1 @@
+"""Social-media webhooks and the X poller: verify, normalize, publish."""

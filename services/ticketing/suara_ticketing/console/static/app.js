@@ -1,0 +1,569 @@
+// Suara's response-team console: plain DOM, no framework, no request anywhere but this origin's API.
+"use strict";
+
+const I18N = {
+  id: {
+    console: "Konsol", inbox: "Kotak masuk", figures: "Angka", live: "Langsung", signout: "Keluar", signin: "Masuk",
+    token: "Token akses", status: "Status", channel: "Kanal", department: "Dinas", kecamatan: "Kecamatan",
+    priority: "Prioritas", overdue: "Lewat tenggat", all: "Semua", yes: "Ya", no: "Tidak", search: "Cari",
+    reference: "Nomor", complaint: "Keluhan", updated: "Diperbarui", more: "Muat lebih banyak", back: "← Kotak masuk",
+    reply: "Balas warga", canned: "Jawaban siap pakai", message: "Pesan", send: "Kirim", note: "Catatan internal",
+    addnote: "Tambah catatan", handling: "Penanganan", assignee: "Petugas", category: "Kategori", save: "Simpan",
+    disposition: "Disposisi", action: "Tindakan", accept: "Terima", decline: "Bukan wewenang kami",
+    extend: "Perpanjang tenggat", reason: "Alasan", todept: "Ke dinas (bukan wewenang)",
+    workdays: "Hari kerja (perpanjangan)", apply: "Terapkan", merge: "Gabungkan laporan",
+    mergerefs: "Nomor laporan lain (pisahkan dengan koma)", mergebtn: "Gabungkan ke tiket ini", audit: "Jejak audit",
+    private: "Jawab secara pribadi (pesan langsung, bukan komentar publik)",
+    "c-volume": "Laporan baru per hari menurut kanal", "c-compliance": "Tepat tenggat per dinas",
+    "c-kecamatan": "Tiket terbuka per kecamatan", "c-satisfaction": "Kepuasan warga (1–5)",
+    badtoken: "Token tidak dikenal.", shown: "{n} tiket ditampilkan", total: "Semua tiket", none: "—",
+    choose: "— Pilih —", anyopt: "Semua", triage: "Triase", unknown: "Tidak diketahui", citizen: "Warga",
+    you: "Petugas", notelabel: "Catatan", due: "Tenggat", openmap: "Lihat di peta", download: "Unduh",
+    win_wa: "Jendela 24 jam WhatsApp sudah tertutup: balasan akan dikirim sebagai templat “{t}”.",
+    win_meta: "Jendela 24 jam sudah tertutup: platform bisa menolak balasan bebas.",
+    xlimit: " / 280 (batas X)", chars: " karakter", saved: "Tersimpan.", frt: "Respons pertama (median, jam kerja)",
+    within: "Tepat tenggat", avgsat: "Kepuasan rata-rata", nodata: "Belum ada data.", failed: "Gagal", kiosk: "Kios desa",
+    ticks: { queued: "Dalam antrean", sent: "Terkirim", delivered: "Diterima", read: "Dibaca", failed: "Gagal" },
+    statusName: { new: "Baru", open: "Diproses", pending: "Menunggu warga", resolved: "Selesai", closed: "Ditutup" },
+    priorityName: { low: "Rendah", normal: "Normal", high: "Tinggi", urgent: "Darurat" },
+    channelName: { whatsapp: "WhatsApp", facebook: "Facebook", instagram: "Instagram", x: "X", web: "Web" },
+  },
+  en: {
+    console: "Console", inbox: "Inbox", figures: "Figures", live: "Live", signout: "Sign out", signin: "Sign in",
+    token: "Access token", status: "Status", channel: "Channel", department: "Department", kecamatan: "Kecamatan",
+    priority: "Priority", overdue: "Overdue", all: "All", yes: "Yes", no: "No", search: "Search",
+    reference: "Reference", complaint: "Complaint", updated: "Updated", more: "Load more", back: "← Inbox",
+    reply: "Reply to the citizen", canned: "Canned response", message: "Message", send: "Send", note: "Internal note",
+    addnote: "Add note", handling: "Handling", assignee: "Assignee", category: "Category", save: "Save",
+    disposition: "Disposition", action: "Action", accept: "Accept", decline: "Not our authority",
+    extend: "Extend the deadline", reason: "Reason", todept: "To department (not ours)",
+    workdays: "Working days (extension)", apply: "Apply", merge: "Merge reports",
+    mergerefs: "Other references (comma-separated)", mergebtn: "Merge into this ticket", audit: "Audit trail",
+    private: "Answer privately (direct message, not a public comment)",
+    "c-volume": "New tickets per day by channel", "c-compliance": "Deadlines kept per department",
+    "c-kecamatan": "Open tickets per kecamatan", "c-satisfaction": "Citizen satisfaction (1–5)",
+    badtoken: "Unknown token.", shown: "{n} tickets shown", total: "All tickets", none: "—",
+    choose: "— Choose —", anyopt: "All", triage: "Triage", unknown: "Unknown", citizen: "Citizen",
+    you: "Agent", notelabel: "Note", due: "Due", openmap: "Open map", download: "Download",
+    win_wa: "WhatsApp's 24-hour window has closed: the reply will go as the template “{t}”.",
+    win_meta: "The 24-hour window has closed: the platform may refuse a free-form reply.",
+    xlimit: " / 280 (X's limit)", chars: " characters", saved: "Saved.", frt: "First response (median, working hours)",
+    within: "Within deadline", avgsat: "Average satisfaction", nodata: "No data yet.", failed: "Failed", kiosk: "Village kiosk",
+    ticks: { queued: "Queued", sent: "Sent", delivered: "Delivered", read: "Read", failed: "Failed" },
+    statusName: { new: "New", open: "Open", pending: "Pending", resolved: "Resolved", closed: "Closed" },
+    priorityName: { low: "Low", normal: "Normal", high: "High", urgent: "Urgent" },
+    channelName: { whatsapp: "WhatsApp", facebook: "Facebook", instagram: "Instagram", x: "X", web: "Web" },
+  },
+};
+const TICKS = { queued: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "✗" };
+const CHANNEL_SHORT = { whatsapp: "WA", facebook: "f", instagram: "IG", x: "X", web: "W" };
+const CHANNEL_COLOURS = { whatsapp: "#1a8f4b", facebook: "#1559c4", instagram: "#b8327a", x: "#111111", web: "#5f6b76" };
+const WINDOW_MS = 24 * 3600 * 1000;
+const WA_TEMPLATE = "suara_tanggapan_laporan";
+const POLL_MS = 2500;
+
+const state = {
+  lang: localStorage.getItem("suara.lang") || "id",
+  token: sessionStorage.getItem("suara.token") || "",
+  me: null, options: null, canned: [], since: null, cursor: null, ticket: null, timer: null, mediaUrls: [],
+};
+
+const $ = (sel) => document.querySelector(sel);
+const t = (key) => I18N[state.lang][key] ?? I18N.id[key] ?? key;
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+function when(iso) {
+  if (!iso) return t("none");
+  const locale = state.lang === "id" ? "id-ID" : "en-GB";
+  return new Intl.DateTimeFormat(locale, {
+    timeZone: "Asia/Jakarta", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit",
+  }).format(new Date(iso)) + " WIB";
+}
+
+class ApiFailure extends Error {
+  constructor(status, body) {
+    super((body && body.message) || `HTTP ${status}`);
+    this.status = status;
+  }
+}
+
+async function api(path, { method = "GET", body } = {}) {
+  const headers = { Authorization: `Bearer ${state.token}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(`/api/v1${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (response.status === 401) {
+    signOut();
+    throw new ApiFailure(401, { message: t("badtoken") });
+  }
+  const data = response.status === 204 ? null : await response.json().catch(() => null);
+  if (!response.ok) throw new ApiFailure(response.status, data);
+  return data;
+}
+
+function channelIcon(channel) {
+  const name = t("channelName")[channel] || channel;
+  return el("span", { class: `ch ch-${channel}`, title: name, "aria-label": name, role: "img" }, CHANNEL_SHORT[channel] || "?");
+}
+
+function departmentName(code) {
+  if (!code) return t("triage");
+  const found = state.options?.departments.find((d) => d.code === code);
+  return found ? found.code : code;
+}
+
+// --- language ------------------------------------------------------------------------------------------------
+
+function applyLanguage() {
+  document.documentElement.lang = state.lang;
+  for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+  const other = state.lang === "id" ? "en" : "id";
+  $("#lang").textContent = other === "en" ? "English" : "Bahasa Indonesia";
+  $("#lang").lang = other;
+  fillSelects();
+}
+
+function fillSelects() {
+  if (!state.options) return;
+  for (const select of document.querySelectorAll("select[data-options]")) {
+    const current = select.value;
+    const kind = select.dataset.options;
+    const labels = select.dataset.label ? t(`${select.dataset.label}Name`) : null;
+    const inFilters = select.closest("#filters") !== null;
+    const first = inFilters ? t("anyopt") : t("choose");
+    const items = state.options[kind].map((item) =>
+      typeof item === "string" ? { value: item, text: labels?.[item] || item } : { value: item.code, text: `${item.code} — ${item.name}` });
+    select.replaceChildren(
+      ...(select.hasAttribute("data-required") ? [] : [el("option", { value: "" }, first)]),
+      ...items.map((item) => el("option", { value: item.value }, item.text)),
+    );
+    select.value = current;
+  }
+}
+
+// --- sign in -------------------------------------------------------------------------------------------------
+
+async function signIn(token) {
+  state.token = token;
+  state.me = await api("/me");
+  sessionStorage.setItem("suara.token", token);
+  state.options = await api("/options");
+  state.canned = (await api("/canned-responses")).items;
+  $("#who").textContent = `${state.me.name} · ${state.me.role}${state.me.department ? ` · ${state.me.department}` : ""}`;
+  $("#nav").hidden = false;
+  $("#signout").hidden = false;
+  applyLanguage();
+  startLive();
+}
+
+function signOut() {
+  state.token = "";
+  state.me = null;
+  sessionStorage.removeItem("suara.token");
+  clearTimeout(state.timer);
+  $("#nav").hidden = true;
+  $("#signout").hidden = true;
+  $("#live").hidden = true;
+  $("#who").textContent = "";
+  show("login");
+}
+
+function show(id) {
+  for (const section of document.querySelectorAll("main > section")) section.hidden = section.id !== id;
+}
+
+// --- inbox ---------------------------------------------------------------------------------------------------
+
+function filterParams() {
+  const params = new URLSearchParams();
+  for (const [key, value] of new FormData($("#filters"))) if (String(value).trim()) params.set(key, String(value).trim());
+  return params;
+}
+
+async function loadInbox({ append = false, fresh = new Set() } = {}) {
+  const params = filterParams();
+  params.set("limit", "50");
+  if (append && state.cursor) params.set("cursor", state.cursor);
+  const page = await api(`/tickets?${params}`);
+  state.cursor = page.next_cursor;
+  const rows = page.items.map((ticket) => ticketRow(ticket, fresh.has(ticket.reference)));
+  if (append) $("#rows").append(...rows);
+  else $("#rows").replaceChildren(...rows);
+  $("#more").hidden = !state.cursor;
+  $("#shown").textContent = t("shown").replace("{n}", $("#rows").children.length);
+  loadCounts();
+}
+
+function ticketRow(ticket, fresh) {
+  const open = () => { location.hash = `#/ticket/${ticket.reference}`; };
+  return el("tr", { class: fresh ? "fresh" : null, "data-reference": ticket.reference, tabindex: "0", onclick: open,
+    onkeydown: (e) => { if (e.key === "Enter") open(); } },
+    el("td", {}, el("a", { href: `#/ticket/${ticket.reference}` }, ticket.reference)),
+    el("td", {}, channelIcon(ticket.channel)),
+    el("td", { class: "summary" }, ticket.summary || t("none")),
+    el("td", {}, el("span", { class: "badge" }, t("statusName")[ticket.status] || ticket.status),
+      ticket.overdue ? [" ", el("span", { class: "badge overdue" }, t("overdue"))] : null),
+    el("td", {}, el("span", { class: `badge ${ticket.priority}` }, t("priorityName")[ticket.priority] || ticket.priority)),
+    el("td", {}, departmentName(ticket.department)),
+    el("td", {}, ticket.kecamatan || t("none")),
+    el("td", {}, when(ticket.updated_at)),
+  );
+}
+
+async function loadCounts() {
+  const stats = await api("/stats");
+  const boxes = [el("div", { class: "count" }, el("b", {}, stats.total), t("total"))];
+  for (const status of state.options.statuses) {
+    boxes.push(el("div", { class: "count", "data-status": status }, el("b", {}, stats.by_status[status] || 0), t("statusName")[status]));
+  }
+  $("#counts").replaceChildren(...boxes);
+}
+
+// --- one ticket ----------------------------------------------------------------------------------------------
+
+async function loadTicket(reference) {
+  const [ticket, events] = await Promise.all([api(`/tickets/${reference}`), api(`/tickets/${reference}/events`)]);
+  state.ticket = ticket;
+  $("#t-title").replaceChildren(channelIcon(ticket.channel), " ", ticket.reference, " ",
+    el("span", { class: "badge" }, t("statusName")[ticket.status]), ticket.overdue ? el("span", { class: "badge overdue" }, t("overdue")) : "",
+    ticket.source === "kiosk" ? el("span", { class: "badge" }, t("kiosk")) : "");
+  const citizen = ticket.citizen || {};
+  $("#t-meta").textContent = [citizen.display_name || citizen.channel_user_id, citizen.phone, citizen.email,
+    [ticket.desa, ticket.kecamatan].filter(Boolean).join(", "), `${t("due")}: ${when(ticket.due_at)}`].filter(Boolean).join(" · ");
+  renderConversation(ticket);
+  renderAudit(events.items);
+  const form = $("#controls");
+  for (const name of ["status", "assignee", "department", "category", "priority"]) form.elements[name].value = ticket[name] || "";
+  renderReplyLimits();
+}
+
+function renderConversation(ticket) {
+  for (const url of state.mediaUrls) URL.revokeObjectURL(url);
+  state.mediaUrls = [];
+  const entries = [
+    ...ticket.messages.map((m) => ({ at: m.created_at, node: messageNode(ticket, m) })),
+    ...ticket.notes.map((n) => ({ at: n.created_at, node: noteNode(n) })),
+  ].sort((a, b) => new Date(a.at) - new Date(b.at));
+  $("#conversation").replaceChildren(...entries.map((e) => e.node));
+}
+
+function messageNode(ticket, message) {
+  const outbound = message.direction === "outbound";
+  const who = outbound ? (message.author || t("you")) : (ticket.citizen?.display_name || t("citizen"));
+  const head = el("div", { class: "head" }, channelIcon(ticket.channel), who, " · ", when(message.created_at));
+  const body = [];
+  if (message.text) body.push(el("p", { class: "text" }, message.text));
+  for (const attachment of message.attachments || []) body.push(attachmentNode(ticket, attachment));
+  if (message.location && message.location.latitude != null) {
+    const { latitude, longitude, name, address } = message.location;
+    const href = `https://www.openstreetmap.org/?mlat=${latitude}&mlon=${longitude}#map=17/${latitude}/${longitude}`;
+    body.push(el("p", {}, "📍 ", el("a", { href, target: "_blank", rel: "noopener noreferrer" },
+      [name, address].filter(Boolean).join(", ") || `${latitude}, ${longitude}`), ` (${t("openmap")})`));
+  }
+  if (outbound) {
+    const status = message.delivery_status || "queued";
+    const label = t("ticks")[status] || status;
+    const tick = el("span", { class: "tick", "data-status": status, title: label, "aria-label": label }, TICKS[status] || "?");
+    const foot = el("div", { class: "head" }, tick, label);
+    if (message.template) foot.append(` · template ${message.template}`);
+    if (message.delivery_error) foot.append(` · ${message.delivery_error.code} ${message.delivery_error.title || ""}`);
+    body.push(foot);
+  }
+  return el("li", { class: `msg ${message.direction}`, "data-id": message.id, "data-kind": message.kind }, head, body);
+}
+
+function noteNode(note) {
+  return el("li", { class: "msg note" }, el("div", { class: "head" }, "🔒 ", t("notelabel"), " · ", note.author, " · ", when(note.created_at)),
+    el("p", { class: "text" }, note.text));
+}
+
+function attachmentNode(ticket, attachment) {
+  const box = el("div", { class: "attachment" }, attachment.caption ? el("p", { class: "text" }, attachment.caption) : null);
+  if (!attachment.media_id) return box;
+  const path = `/tickets/${ticket.reference}/media/${encodeURIComponent(attachment.media_id)}`;
+  const isImage = (attachment.mime_type || "").startsWith("image/") || ["image", "sticker"].includes(attachment.kind);
+  // The media endpoint needs the bearer token, which an <img src> cannot send: fetch it, show it as a blob.
+  const fetchBlob = async () => {
+    const response = await fetch(`/api/v1${path}`, { headers: { Authorization: `Bearer ${state.token}` } });
+    if (!response.ok) throw new ApiFailure(response.status, await response.json().catch(() => null));
+    const url = URL.createObjectURL(await response.blob());
+    state.mediaUrls.push(url);
+    return url;
+  };
+  if (isImage) {
+    fetchBlob().then((url) => box.prepend(el("img", { src: url, alt: attachment.caption || attachment.kind })))
+      .catch((e) => box.append(el("p", { class: "error" }, `${t("failed")}: ${e.message}`)));
+  } else {
+    box.append(el("button", { type: "button", class: "secondary", onclick: async () => {
+      const url = await fetchBlob();
+      const link = el("a", { href: url, download: attachment.filename || attachment.media_id });
+      link.click();
+    } }, `${t("download")} ${attachment.kind}${attachment.filename ? ` (${attachment.filename})` : ""}`));
+  }
+  return box;
+}
+
+function renderAudit(items) {
+  $("#audit").replaceChildren(...items.map((e) => el("li", {}, el("b", {}, e.type), ` · ${e.actor} · ${when(e.at)}`,
+    Object.keys(e.data || {}).length ? el("div", { class: "muted" }, JSON.stringify(e.data)) : null)));
+}
+
+function isCommentTicket(ticket) {
+  return ticket.messages.some((m) => m.direction === "inbound" && (m.kind === "comment" || m.reply_context?.comment_id));
+}
+
+function renderReplyLimits() {
+  const ticket = state.ticket;
+  if (!ticket) return;
+  const text = $("#reply-text");
+  const x = ticket.channel === "x";
+  text.maxLength = x ? 280 : 10000;
+  $("#reply-limit").textContent = x ? t("xlimit") : t("chars");
+  $("#reply-count").textContent = text.value.length;
+  $("#private-box").hidden = !isCommentTicket(ticket);
+  const windowed = ["whatsapp", "facebook", "instagram"].includes(ticket.channel);
+  const lastInbound = ticket.messages.filter((m) => m.direction === "inbound").map((m) => new Date(m.created_at)).sort((a, b) => b - a)[0];
+  const closed = windowed && lastInbound && Date.now() - lastInbound.getTime() > WINDOW_MS;
+  const warning = $("#window-warning");
+  warning.hidden = !closed;
+  warning.textContent = ticket.channel === "whatsapp" ? t("win_wa").replace("{t}", WA_TEMPLATE) : t("win_meta");
+  $("#canned").replaceChildren(el("option", { value: "" }, t("choose")),
+    ...state.canned.map((c) => el("option", { value: c.id }, c.title)));
+}
+
+async function sendReply(event) {
+  event.preventDefault();
+  const ticket = state.ticket;
+  const text = $("#reply-text").value.trim();
+  const canned = state.canned.find((c) => c.id === $("#canned").value);
+  // An untouched canned text goes by id, so the server fills in the ticket's placeholders.
+  const body = canned && canned.text.trim() === text ? { canned_id: canned.id } : { text };
+  if (!$("#private-box").hidden && $("#reply-private").checked) body.private = true;
+  $("#reply-error").textContent = "";
+  try {
+    await api(`/tickets/${ticket.reference}/replies`, { method: "POST", body });
+    $("#reply-text").value = "";
+    $("#canned").value = "";
+    await loadTicket(ticket.reference);
+  } catch (e) {
+    $("#reply-error").textContent = e.message;
+  }
+}
+
+async function submitForm(form, errorBox, action) {
+  errorBox.textContent = "";
+  try {
+    await action();
+    form.reset();
+    await loadTicket(state.ticket.reference);
+  } catch (e) {
+    errorBox.textContent = e.message;
+  }
+}
+
+// --- figures -------------------------------------------------------------------------------------------------
+
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  for (const child of children.flat()) if (child != null) node.append(child instanceof Node ? child : String(child));
+  return node;
+}
+
+function stackedColumns(days, series) {
+  const width = 560, height = 220, left = 28, bottom = 30, top = 10;
+  const totals = days.map((_, i) => Object.values(series).reduce((s, v) => s + v[i], 0));
+  const max = Math.max(1, ...totals);
+  const step = (width - left) / days.length;
+  const y = (v) => (height - bottom - top) * (v / max);
+  const parts = [svg("line", { x1: left, y1: height - bottom, x2: width, y2: height - bottom, stroke: "#5f6b76" }),
+    svg("text", { x: 0, y: top + 8 }, max)];
+  days.forEach((day, i) => {
+    let base = height - bottom;
+    for (const [channel, values] of Object.entries(series)) {
+      if (!values[i]) continue;
+      const h = y(values[i]);
+      base -= h;
+      parts.push(svg("rect", { x: left + i * step + 2, y: base, width: Math.max(2, step - 4), height: h, fill: CHANNEL_COLOURS[channel] || "#999" },
+        svg("title", {}, `${day} ${t("channelName")[channel] || channel}: ${values[i]}`)));
+    }
+    if (days.length <= 16 || i % 2 === 0) parts.push(svg("text", { x: left + i * step + step / 2, y: height - 12, "text-anchor": "middle" }, day.slice(8)));
+  });
+  const legend = el("div", { class: "legend" }, ...Object.keys(series).map((c) => {
+    const swatch = el("i");
+    swatch.style.background = CHANNEL_COLOURS[c];
+    return el("span", {}, swatch, t("channelName")[c] || c);
+  }));
+  return [svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": t("c-volume") }, parts), legend];
+}
+
+function horizontalBars(rows, { percent = false, colour = "#0b4f8a", label }) {
+  if (!rows.length) return el("p", { class: "muted" }, t("nodata"));
+  const width = 560, bar = 20, gap = 6, left = 150;
+  const height = rows.length * (bar + gap) + 4;
+  const max = percent ? 1 : Math.max(1, ...rows.map((r) => r.value));
+  const parts = [];
+  rows.forEach((row, i) => {
+    const y = i * (bar + gap);
+    const w = (width - left - 60) * (row.value / max);
+    parts.push(svg("text", { x: left - 6, y: y + bar - 6, "text-anchor": "end" }, row.name));
+    parts.push(svg("rect", { x: left, y, width: Math.max(1, w), height: bar, fill: colour, rx: 3 }, svg("title", {}, `${row.name}: ${row.text}`)));
+    parts.push(svg("text", { x: left + w + 6, y: y + bar - 6 }, row.text));
+  });
+  return svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label }, parts);
+}
+
+async function loadFigures() {
+  const [figures, stats] = await Promise.all([api("/figures?days=14"), api("/stats")]);
+  const share = stats.within_deadline.share;
+  $("#summary").replaceChildren(
+    el("div", { class: "count" }, el("b", {}, stats.total), t("total")),
+    el("div", { class: "count" }, el("b", {}, stats.first_response.median ?? t("none")), t("frt")),
+    el("div", { class: "count" }, el("b", {}, share == null ? t("none") : `${Math.round(share * 100)}%`), t("within")),
+    el("div", { class: "count" }, el("b", {}, stats.satisfaction.average ?? t("none")), t("avgsat")),
+  );
+  $("#c-volume").replaceChildren(...stackedColumns(figures.days, figures.volume));
+  $("#c-compliance").replaceChildren(horizontalBars(figures.compliance.map((c) => ({
+    name: c.department === "triage" ? t("triage") : c.department, value: c.count ? c.within / c.count : 0,
+    text: `${Math.round((c.count ? c.within / c.count : 0) * 100)}% (${c.within}/${c.count})` })), { percent: true, colour: "#1b7f3b", label: t("c-compliance") }));
+  $("#c-kecamatan").replaceChildren(horizontalBars(Object.entries(figures.open_by_kecamatan).map(([name, value]) => ({
+    name: name === "unknown" ? t("unknown") : name, value, text: String(value) })), { label: t("c-kecamatan") }));
+  $("#c-satisfaction").replaceChildren(horizontalBars(Object.entries(figures.satisfaction).map(([score, value]) => ({
+    name: "★".repeat(Number(score)), value, text: String(value) })), { colour: "#e59400", label: t("c-satisfaction") }));
+}
+
+// --- live updates: poll what changed, refresh what is on screen ------------------------------------------------
+
+function startLive() {
+  clearTimeout(state.timer);
+  state.since = null;
+  const tick = async () => {
+    try {
+      const answer = await api(`/changes${state.since ? `?since=${encodeURIComponent(state.since)}` : ""}`);
+      const first = state.since === null;
+      state.since = answer.at;
+      $("#live").hidden = false;
+      const changed = new Set(answer.tickets.map((c) => c.reference));
+      if (!first && changed.size) {
+        const route = currentRoute();
+        if (route.name === "inbox") await loadInbox({ fresh: changed });
+        if (route.name === "ticket" && changed.has(route.reference)) await loadTicket(route.reference);
+      }
+    } catch (e) {
+      $("#live").hidden = true;
+    }
+    if (state.token) state.timer = setTimeout(tick, POLL_MS);
+  };
+  tick();
+}
+
+// --- routing -------------------------------------------------------------------------------------------------
+
+function currentRoute() {
+  const hash = location.hash || "#/inbox";
+  const match = hash.match(/^#\/ticket\/([A-Z]{2,10}-\d{4}-\d{6})$/);
+  if (match) return { name: "ticket", reference: match[1] };
+  if (hash === "#/figures") return { name: "figures" };
+  return { name: "inbox" };
+}
+
+async function route() {
+  if (!state.me) return show("login");
+  const where = currentRoute();
+  show(where.name);
+  try {
+    if (where.name === "ticket") await loadTicket(where.reference);
+    else if (where.name === "figures") await loadFigures();
+    else await loadInbox();
+  } catch (e) {
+    if (e.status !== 401) console.warn(e.message);
+  }
+}
+
+function wire() {
+  $("#lang").addEventListener("click", () => {
+    state.lang = state.lang === "id" ? "en" : "id";
+    localStorage.setItem("suara.lang", state.lang);
+    applyLanguage();
+    route();
+  });
+  $("#signout").addEventListener("click", signOut);
+  $("#login-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    $("#login-error").textContent = "";
+    try {
+      await signIn($("#token").value.trim());
+      $("#token").value = "";
+      await route();
+    } catch (e) {
+      $("#login-error").textContent = e.status === 401 ? t("badtoken") : e.message;
+    }
+  });
+  let debounce = null;
+  $("#filters").addEventListener("input", () => { clearTimeout(debounce); debounce = setTimeout(() => loadInbox(), 250); });
+  $("#filters").addEventListener("submit", (e) => { e.preventDefault(); loadInbox(); });
+  $("#more").addEventListener("click", () => loadInbox({ append: true }));
+  $("#reply-form").addEventListener("submit", sendReply);
+  $("#reply-text").addEventListener("input", () => { $("#reply-count").textContent = $("#reply-text").value.length; });
+  $("#canned").addEventListener("change", () => {
+    const canned = state.canned.find((c) => c.id === $("#canned").value);
+    if (canned) $("#reply-text").value = canned.text;
+    $("#reply-count").textContent = $("#reply-text").value.length;
+  });
+  $("#note-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = $("#note-text").value.trim();
+    submitForm(event.target, $("#reply-error"), () => api(`/tickets/${state.ticket.reference}/notes`, { method: "POST", body: { text } }));
+  });
+  $("#controls").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const form = event.target;
+    const changes = {};
+    for (const name of ["status", "assignee", "department", "category", "priority"]) {
+      const value = form.elements[name].value.trim() || null;
+      if (value !== (state.ticket[name] || null)) changes[name] = value;
+    }
+    $("#controls-error").textContent = "";
+    if (!Object.keys(changes).length) return;
+    api(`/tickets/${state.ticket.reference}`, { method: "PATCH", body: changes })
+      .then(() => loadTicket(state.ticket.reference))
+      .catch((e) => { $("#controls-error").textContent = e.message; });
+  });
+  $("#disposition").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const form = event.target;
+    const body = { action: form.elements.action.value };
+    if (form.elements.reason.value.trim()) body.reason = form.elements.reason.value.trim();
+    if (body.action === "decline" && form.elements.department.value) body.department = form.elements.department.value;
+    if (body.action === "extend") body.working_days = Number(form.elements.working_days.value);
+    submitForm(form, $("#disposition-error"), () => api(`/tickets/${state.ticket.reference}/disposition`, { method: "POST", body }));
+  });
+  $("#merge").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const references = event.target.elements.references.value.split(/[\s,]+/).map((r) => r.trim().toUpperCase()).filter(Boolean);
+    submitForm(event.target, $("#merge-error"), () => api(`/tickets/${state.ticket.reference}/merge`, { method: "POST", body: { references } }));
+  });
+  window.addEventListener("hashchange", route);
+}
+
+document.addEventListener("DOMContentLoaded", async () => {
+  wire();
+  applyLanguage();
+  if (state.token) {
+    try { await signIn(state.token); } catch { signOut(); }
+  }
+  await route();
+});

@@ -1,0 +1,193 @@
+"""Social channels in the ticket domain: echoes of what the Page sent, comment edits and removals, which comment a
+reply answers, and "answer privately" (Meta's private reply, once per comment, within 7 days)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from suara_shared import db
+from suara_shared.events import DELIVERY_RANK, DeliveryState, InboundMessage, utcnow
+
+if TYPE_CHECKING:
+    from .tickets.service import TicketService
+
+log = logging.getLogger(__name__)
+
+#: Meta takes one private reply per comment, within 7 days of it (channels.md §2.3, §3.2).
+PRIVATE_REPLY_WINDOW = timedelta(days=7)
+#: An echo that names no message id we know is matched to a reply of ours with the same text sent this recently
+#: (the echo may come before the notifier's report of the message id).
+ECHO_MATCH_WINDOW = timedelta(minutes=10)
+
+
+class PrivateReplyRefused(Exception):
+    """The ticket has no comment to answer privately, or its comment was already answered so, or is too old."""
+
+
+async def handle_special(service: TicketService, event: InboundMessage) -> bool:
+    """Echoes and comment edits or removals: recorded where they belong, never opening a ticket. True if handled."""
+    if event.metadata.get("echo"):
+        await _record_echo(service, event)
+        return True
+    if event.metadata.get("edit") in ("edited", "removed"):
+        return await _record_edit(service, event)
+    return False
+
+
+async def _record_echo(service: TicketService, event: InboundMessage) -> None:
+    """Ours (by message id, or by text while its id is not known yet) is already on the ticket; one an agent sent
+    from Meta's own inbox is recorded as an outbound message of the conversation's ticket."""
+    channel = event.channel.value
+    ours = await service.messages.find_one(
+        {
+            "channel": channel,
+            "direction": "outbound",
+            "$or": [
+                {"channel_message_id": event.platform_message_id},
+                {"channel_message_ids": event.platform_message_id},
+            ],
+        },
+        {"_id": 1},
+    )
+    if ours is None and event.text:
+        ours = await service.messages.find_one(
+            {
+                "channel": channel,
+                "conversation_key": event.conversation_key,
+                "direction": "outbound",
+                "author": {"$ne": "platform_inbox"},
+                "text": event.text,
+                "created_at": {"$gte": utcnow() - ECHO_MATCH_WINDOW},
+            },
+            {"_id": 1},
+        )
+    if ours is not None:
+        return
+    ticket = await service.tickets.find_one(
+        {"channel": channel, "conversation_key": event.conversation_key},
+        {"_id": 1, "status": 1},
+        sort=[("created_at", -1)],
+    )
+    reference = ticket["_id"] if ticket is not None and ticket.get("status") != "closed" else None
+    seq = None
+    if reference is not None:
+        numbered = await service.tickets.find_one_and_update(
+            {"_id": reference},
+            {"$inc": {"message_count": 1}, "$set": {"updated_at": utcnow()}},
+            projection={"message_count": 1},
+            return_document=db.ReturnDocument.AFTER,
+        )
+        seq = numbered["message_count"] if numbered else None
+    doc = {
+        "_id": event.dedup_key,
+        "seq": seq,
+        "outbound_id": None,
+        "ticket": reference,
+        "direction": "outbound",
+        "channel": channel,
+        "channel_message_id": event.platform_message_id,
+        "conversation_key": event.conversation_key,
+        "recipient": event.sender.channel_user_id,
+        "kind": event.kind.value,
+        "text": event.text,
+        "purpose": "agent_reply",
+        "author": "platform_inbox",
+        # Sent already, by a person in the platform's own inbox: nothing for the notifier to do.
+        "published": True,
+        "delivery_status": DeliveryState.SENT.value,
+        "delivery_rank": DELIVERY_RANK[DeliveryState.SENT],
+        "delivery_error": None,
+        "created_at": event.received_at,
+    }
+    with contextlib.suppress(db.DuplicateKeyError):
+        await service.messages.insert_one(doc)
+    log.info("reply sent from the platform's inbox recorded", extra={"reference": reference, "channel": channel})
+
+
+async def _record_edit(service: TicketService, event: InboundMessage) -> bool:
+    """An edit or removal of a comment is kept on the comment; an edit of one never seen is a new comment."""
+    original = str(event.metadata.get("original_id") or "")
+    key = f"in:{event.channel.value}:{original}"
+    removed = event.metadata.get("edit") == "removed"
+    change: dict[str, Any] = {"id": event.platform_message_id, "at": event.received_at}
+    if removed:
+        update: dict[str, Any] = {"$set": {"removed": True, "removed_at": event.received_at}}
+        change["removed"] = True
+    else:
+        update = {"$set": {"text": event.text, "edited_at": event.received_at}}
+        change["text"] = event.text
+    update["$push"] = {"edits": change}
+    found = await service.messages.find_one_and_update(
+        {"_id": key, "edits.id": {"$ne": event.platform_message_id}}, update, projection={"ticket": 1}
+    )
+    if found is not None:
+        if found.get("ticket"):
+            await service.tickets.update_one({"_id": found["ticket"]}, {"$set": {"updated_at": utcnow()}})
+        return True
+    if await service.messages.find_one({"_id": key}, {"_id": 1}) is not None:
+        return True  # this edit was recorded before
+    # Never saw the comment: a removal has nothing to change; an edited comment is still the citizen's words.
+    return removed
+
+
+async def outbound_context(
+    messages: db.Collection, *, channel: str, conversation_key: str, reply_to: str | None
+) -> dict[str, Any] | None:
+    """Where a reply goes on the platform: the comment, tweet or mention it answers. The message it replies to
+    when named, else the conversation's latest inbound message; None on channels without comments."""
+    found = None
+    if reply_to:
+        found = await messages.find_one({"_id": f"in:{channel}:{reply_to}"}, {"reply_context": 1})
+    if found is None:
+        found = await messages.find_one(
+            {
+                "channel": channel,
+                "conversation_key": conversation_key,
+                "direction": "inbound",
+                "removed": {"$ne": True},
+                "reply_context.comment_id": {"$exists": True},
+            },
+            {"reply_context": 1},
+            sort=[("created_at", -1)],
+        )
+    context = (found or {}).get("reply_context") or {}
+    if not context.get("comment_id"):
+        return None
+    return {k: context[k] for k in ("comment_id", "post_id", "parent_id") if context.get(k)}
+
+
+async def private_target(service: TicketService, ticket: dict[str, Any]) -> str:
+    """The comment an agent's private reply answers; refused when there is none, when it already had its one
+    private reply, or when it is over 7 days old."""
+    latest = await service.messages.find_one(
+        {
+            "ticket": ticket["_id"],
+            "direction": "inbound",
+            "kind": "comment",
+            "removed": {"$ne": True},
+            "reply_context.comment_id": {"$exists": True},
+        },
+        {"reply_context": 1, "created_at": 1},
+        sort=[("created_at", -1)],
+    )
+    if latest is None:
+        raise PrivateReplyRefused("this ticket has no comment to answer privately")
+    comment_id = latest["reply_context"]["comment_id"]
+    if latest["created_at"] + PRIVATE_REPLY_WINDOW < utcnow():
+        raise PrivateReplyRefused("the comment is over 7 days old: Meta no longer takes a private reply to it")
+    used = await service.messages.find_one(
+        {
+            "ticket": ticket["_id"],
+            "direction": "outbound",
+            "private": True,
+            "reply_context.comment_id": comment_id,
+            "delivery_status": {"$ne": DeliveryState.FAILED.value},
+        },
+        {"_id": 1},
+    )
+    if used is not None:
+        raise PrivateReplyRefused("this comment already had its one private reply")
+    return str(comment_id)

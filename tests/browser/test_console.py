@@ -1,0 +1,144 @@
+"""The response team's console in a real browser, against every service as a process: sign in, filter, open a
+ticket a WhatsApp message created, reply and watch the tick turn to delivered, see new messages arrive live."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Page, expect
+
+from suara_devstack.stack import Stack
+from suara_devstack.testing import eventually, url
+
+pytestmark = pytest.mark.e2e
+PageFactory = Callable[..., Awaitable[Page]]
+#: Generous for a loaded, shared machine (the same bound conftest.py gives Playwright's waits).
+WAIT_MS = 60_000
+TOKEN = "dev-only-admin-token"
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _number() -> str:
+    return "62812" + "".join(str(secrets.randbelow(10)) for _ in range(8))
+
+
+async def _citizen_writes(stack: Stack, number: str, text: str) -> None:
+    """A citizen types on the sandbox's WhatsApp phone: a signed webhook reaches ingest-wa."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        sent = await http.post(
+            url(stack, "sandbox", f"/_sandbox/whatsapp/phones/{number}/messages"), json={"name": "Siti", "text": text}
+        )
+        assert sent.status_code == 202, sent.text
+
+
+async def _ticket_with(stack: Stack, tag: str) -> dict:
+    async with httpx.AsyncClient(timeout=30) as http:
+
+        async def listed() -> dict | None:
+            answer = await http.get(url(stack, "ticketing", "/api/v1/tickets"), headers=HEADERS, params={"q": tag})
+            items = answer.json()["items"] if answer.status_code == 200 else []
+            return items[0] if items else None
+
+        return await eventually(listed, within=WAIT_MS / 1000, what=f"the ticket of {tag}")
+
+
+async def _sign_in(page: Page, stack: Stack) -> None:
+    await page.goto(url(stack, "ticketing", "/console/"))
+    await page.get_by_label("Token akses").fill(TOKEN)
+    await page.get_by_role("button", name="Masuk").click()
+    await expect(page.locator("#who")).to_contain_text("admin")
+    await expect(page.get_by_role("heading", name="Kotak masuk")).to_be_visible()
+
+
+async def test_sign_in_filter_open_a_whatsapp_ticket_reply_and_see_it_delivered(
+    stack: Stack, open_page: PageFactory, screenshot: Callable[[str], Path]
+) -> None:
+    tag = secrets.token_hex(4)
+    number = _number()
+    await _citizen_writes(stack, number, f"Jalan berlubang besar di Desa Tireman dekat balai desa, kode {tag}")
+    reference = (await _ticket_with(stack, tag))["reference"]
+
+    page = await open_page()
+    await _sign_in(page, stack)
+    await expect(page.locator("#counts")).to_contain_text("Semua tiket")
+
+    # Only WhatsApp tickets once the channel filter is set; then the search narrows to this citizen's.
+    await page.locator("#filters select[name=channel]").select_option("whatsapp")
+    await expect(page.locator("#rows tr").first).to_be_visible()
+    await expect(page.locator("#rows .ch:not(.ch-whatsapp)")).to_have_count(0)
+    await page.locator("#filters input[name=q]").fill(tag)
+    row = page.locator(f"#rows tr[data-reference='{reference}']")
+    await expect(row).to_be_visible()
+    await expect(page.locator("#rows tr")).to_have_count(1)
+    await expect(row).to_contain_text(tag)
+    await page.locator("#filters input[name=q]").fill("")
+    await expect(page.locator("#rows tr").first).to_be_visible()
+    await page.screenshot(path=screenshot("console-inbox"), full_page=True)
+
+    await page.locator("#filters input[name=q]").fill(tag)
+    await row.click()
+    await expect(page.locator("#t-title")).to_contain_text(reference)
+    inbound = page.locator("#conversation li.msg.inbound", has_text=tag)
+    await expect(inbound).to_be_visible()
+    await expect(inbound.locator(".ch-whatsapp")).to_be_visible()
+    # The acknowledgement Suara sent by itself is in the conversation with its tick.
+    await expect(page.locator("#conversation li.msg.outbound").first).to_contain_text(reference)
+
+    answer = f"Terima kasih, petugas DPUPR akan menambal jalan itu minggu ini ({tag})."
+    await page.get_by_label("Pesan", exact=True).fill(answer)
+    await page.get_by_role("button", name="Kirim", exact=True).click()
+    reply = page.locator("#conversation li.msg.outbound", has_text=answer)
+    await expect(reply).to_be_visible()
+    # The sandbox's phone reports sent, delivered, read: the console shows the double tick without a reload.
+    await expect(reply.locator(".tick")).to_have_attribute("data-status", re.compile("^(delivered|read)$"))
+    await expect(reply.locator(".tick")).to_have_text("✓✓")
+    await expect(page.locator("#audit")).to_contain_text("reply_queued · admin")
+    await page.screenshot(path=screenshot("console-ticket"), full_page=True)
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        phone = (await http.get(url(stack, "sandbox", f"/_sandbox/whatsapp/phones/{number}"))).json()
+    assert answer in str(phone), "the citizen's phone never got the reply"
+
+    # The English switch relabels the console.
+    await page.get_by_role("button", name="English").click()
+    await expect(page.get_by_role("button", name="Send", exact=True)).to_be_visible()
+    await expect(page.locator("#audit").locator("..")).to_contain_text("Audit trail")
+    await page.get_by_role("button", name="Bahasa Indonesia").click()
+
+
+async def test_a_new_whatsapp_message_appears_in_the_inbox_without_a_reload(
+    stack: Stack, open_page: PageFactory
+) -> None:
+    page = await open_page()
+    await _sign_in(page, stack)
+    await expect(page.locator("#live")).to_be_visible()
+    await page.evaluate("window.__stillTheSamePage = true")
+
+    tag = secrets.token_hex(4)
+    await _citizen_writes(stack, _number(), f"Air PDAM di Desa Sumberjo tidak mengalir sejak kemarin, kode {tag}")
+    await expect(page.locator("#rows tr", has_text=tag)).to_be_visible()
+    assert await page.evaluate("window.__stillTheSamePage === true"), "the page was reloaded"
+
+
+async def test_the_figures_page_draws_its_charts(
+    stack: Stack, open_page: PageFactory, screenshot: Callable[[str], Path]
+) -> None:
+    tag = secrets.token_hex(4)
+    await _citizen_writes(stack, _number(), f"Lampu jalan di Kecamatan Lasem mati semua, kode {tag}")
+    await _ticket_with(stack, tag)
+
+    page = await open_page()
+    await _sign_in(page, stack)
+    await page.get_by_role("link", name="Angka").click()
+    await expect(page.get_by_role("heading", name="Angka")).to_be_visible()
+    volume = page.locator("#c-volume svg rect[fill='#1a8f4b']")
+    await expect(volume.first).to_be_visible()
+    await expect(page.locator("#c-kecamatan svg rect").first).to_be_visible()
+    await expect(page.locator("#c-satisfaction svg text").first).to_be_visible()
+    await expect(page.locator("#summary")).to_contain_text("Semua tiket")
+    await page.screenshot(path=screenshot("console-figures"), full_page=True)

@@ -1,0 +1,335 @@
+"""Facebook, Instagram and X end to end, through the real broker, database and service processes, with the channel
+sandbox as Meta and X: every sample lands as its kind on its thread, echoes open no ticket, and each of the six
+reply paths sends the request the platform documents and records its delivery status on the ticket."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from suara_devstack.stack import Stack
+from suara_devstack.testing import eventually, url
+
+pytestmark = pytest.mark.e2e
+
+SAMPLES = Path(__file__).resolve().parents[1] / "services" / "ingest-social" / "tests" / "samples"
+APP_SECRET = "dev-only-meta-app-secret"
+TOKEN = {"Authorization": "Bearer dev-only-admin-token"}
+PAGE_ID = "109876543210987"
+IG_ID = "17841400000000001"
+WITHIN = 60.0
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client
+
+
+def _signed(body: bytes) -> dict[str, str]:
+    digest = hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return {"Content-Type": "application/json", "X-Hub-Signature-256": f"sha256={digest}"}
+
+
+def _fresh(sample: str, replace: dict[str, str]) -> bytes:
+    """A sample with its ids made unique for this run (the stack's database outlives one test)."""
+    text = (SAMPLES / sample).read_text()
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    return text.encode()
+
+
+async def _tickets(http: httpx.AsyncClient, stack: Stack, channel: str, user: str) -> list[dict[str, Any]]:
+    items = (
+        await http.get(
+            url(stack, "ticketing", "/api/v1/tickets"), headers=TOKEN, params={"channel": channel, "limit": 100}
+        )
+    ).json()["items"]
+    found = []
+    for item in items:
+        if item["citizen"]["channel_user_id"] == user:
+            full = await http.get(url(stack, "ticketing", f"/api/v1/tickets/{item['reference']}"), headers=TOKEN)
+            found.append(full.json())
+    return found
+
+
+async def _ticket(
+    http: httpx.AsyncClient, stack: Stack, channel: str, user: str, test: Any, what: str
+) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        tickets = await _tickets(http, stack, channel, user)
+        return tickets[0] if len(tickets) == 1 and test(tickets[0]) else None
+
+    found: dict[str, Any] = await eventually(probe, within=WITHIN, what=what)
+    return found
+
+
+def _out(ticket: dict[str, Any], purpose: str) -> list[dict[str, Any]]:
+    return [m for m in ticket["messages"] if m["direction"] == "outbound" and m["purpose"] == purpose]
+
+
+def _sent(ticket: dict[str, Any], purpose: str) -> bool:
+    return any(m["delivery_status"] == "sent" for m in _out(ticket, purpose))
+
+
+async def _calls(http: httpx.AsyncClient, stack: Stack, since: int, path: str) -> list[dict[str, Any]]:
+    calls = (await http.get(url(stack, "sandbox", "/_sandbox/calls"), params={"since": since})).json()
+    return [c for c in calls if c["path"] == path]
+
+
+async def _last_seq(http: httpx.AsyncClient, stack: Stack) -> int:
+    calls = (await http.get(url(stack, "sandbox", "/_sandbox/calls"))).json()
+    return max((c["seq"] for c in calls), default=0)
+
+
+async def _reply(http: httpx.AsyncClient, stack: Stack, reference: str, text: str, **extra: Any) -> httpx.Response:
+    return await http.post(
+        url(stack, "ticketing", f"/api/v1/tickets/{reference}/replies"), headers=TOKEN, json={"text": text, **extra}
+    )
+
+
+async def _citizen(http: httpx.AsyncClient, stack: Stack, action: str, name: str, text: str) -> dict[str, Any]:
+    answer = await http.post(url(stack, "sandbox", f"/_sandbox/social/{action}"), json={"name": name, "text": text})
+    assert answer.status_code == 201, answer.text
+    posted: dict[str, Any] = answer.json()
+    return posted
+
+
+def _user_of(thread: str) -> str:
+    return thread.split(":")[-1]
+
+
+# --- samples through the pipeline ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sample", "endpoint", "ids", "channel", "user", "kind"),
+    [
+        ("msgr_webhook_text.json", "facebook", ["6543210987654321", "m_AbCdEf"], "facebook", 0, "text"),
+        ("msgr_webhook_attachment.json", "facebook", ["6543210987654321", "m_ZyXw"], "facebook", 0, "image"),
+        ("msgr_webhook_postback.json", "facebook", ["6543210987654321", "m_Postback"], "facebook", 0, "postback"),
+        (
+            "page_webhook_feed_comment.json",
+            "facebook",
+            ["7788990011223344", "1122334455667788"],
+            "facebook",
+            0,
+            "comment",
+        ),
+        ("ig_webhook_dm.json", "instagram", ["1234567890123456", "aWdfZAG1faXRlbToxOklHTWVz"], "instagram", 0, "text"),
+        ("ig_webhook_comment.json", "instagram", ["2345678901234567", "17860000000000001"], "instagram", 0, "comment"),
+    ],
+)
+async def test_meta_samples_open_tickets_of_their_kind(
+    stack: Stack,
+    http: httpx.AsyncClient,
+    sample: str,
+    endpoint: str,
+    ids: list[str],
+    channel: str,
+    user: int,
+    kind: str,
+) -> None:
+    suffix = secrets.token_hex(3)
+    fresh = {i: i[:-6] + "".join(str(int(c, 16) % 10) for c in suffix) if i.isdigit() else i + suffix for i in ids}
+    body = _fresh(sample, fresh)
+    answer = await http.post(url(stack, "ingest-social", f"/webhooks/{endpoint}"), content=body, headers=_signed(body))
+    assert answer.status_code == 200 and answer.json()["messages"] == 1
+    citizen = fresh[ids[user]]
+    ticket = await _ticket(http, stack, channel, citizen, lambda t: bool(t["messages"]), f"a ticket from {sample}")
+    assert [m["kind"] for m in ticket["messages"] if m["direction"] == "inbound"] == [kind]
+
+
+async def test_instagram_mention_sample_opens_a_mention_ticket(stack: Stack, http: httpx.AsyncClient) -> None:
+    comment = str(17860000000000002 + secrets.randbelow(10**9))
+    body = _fresh("ig_webhook_mention.json", {"17860000000000002": comment})
+    assert (
+        await http.post(url(stack, "ingest-social", "/webhooks/instagram"), content=body, headers=_signed(body))
+    ).status_code == 200
+    user = f"mention:17900000000000002:{comment}"
+    ticket = await _ticket(
+        http, stack, "instagram", user, lambda t: _sent(t, "acknowledgement"), "the mention's ticket"
+    )
+    assert ticket["messages"][0]["kind"] == "mention"
+
+
+async def test_x_samples_polled_land_as_mentions_and_dms(stack: Stack, http: httpx.AsyncClient) -> None:
+    name = f"Priya {secrets.token_hex(3)}"
+    mention = await _citizen(http, stack, "x_mention", name, "my order #8841 never arrived")
+    dm = await _citizen(http, stack, "x_message", name, "Hi, my order #8841 never arrived")
+    user = _user_of(mention["thread"])
+    tickets = await eventually(
+        lambda: _both(http, stack, user), within=WITHIN, what="a mention ticket and a DM ticket on X"
+    )
+    kinds = sorted(t["messages"][0]["kind"] for t in tickets)
+    assert kinds == ["mention", "text"]
+    assert dm["thread"] == f"dm:{user}"
+
+
+async def _both(http: httpx.AsyncClient, stack: Stack, user: str) -> list[dict[str, Any]] | None:
+    tickets = await _tickets(http, stack, "x", user)
+    return tickets if len(tickets) == 2 else None
+
+
+async def test_echoes_open_no_ticket_and_an_inbox_reply_is_recorded(stack: Stack, http: httpx.AsyncClient) -> None:
+    psid = str(6543210987654321 + secrets.randbelow(10**9))
+    first = _fresh("msgr_webhook_text.json", {"6543210987654321": psid, "m_AbCdEf": f"m_{psid}"})
+    await http.post(url(stack, "ingest-social", "/webhooks/facebook"), content=first, headers=_signed(first))
+    ticket = await _ticket(http, stack, "facebook", psid, lambda t: bool(t["messages"]), "the citizen's ticket")
+    echo = _fresh("msgr_webhook_echo.json", {"6543210987654321": psid, "EchoEcho": f"Echo{psid}"})
+    assert (
+        await http.post(url(stack, "ingest-social", "/webhooks/facebook"), content=echo, headers=_signed(echo))
+    ).status_code == 200
+    recorded = await _ticket(
+        http,
+        stack,
+        "facebook",
+        psid,
+        lambda t: any(m.get("author") == "platform_inbox" for m in t["messages"]),
+        "the inbox reply recorded on the ticket",
+    )
+    assert recorded["reference"] == ticket["reference"]
+    # An echo of an Instagram account with no conversation yet: nothing to open.
+    igsid = str(1234567890123456 + secrets.randbelow(10**9))
+    ig_echo = _fresh("ig_webhook_dm_echo.json", {"1234567890123456": igsid})
+    await http.post(url(stack, "ingest-social", "/webhooks/instagram"), content=ig_echo, headers=_signed(ig_echo))
+    probe_text = _fresh("ig_webhook_dm.json", {"1234567890123456": igsid, "aWdfZAG1faXRlbToxOklHTWVz": f"x{igsid}"})
+    await http.post(url(stack, "ingest-social", "/webhooks/instagram"), content=probe_text, headers=_signed(probe_text))
+    ig = await _ticket(http, stack, "instagram", igsid, lambda t: bool(t["messages"]), "the one Instagram ticket")
+    assert [m["kind"] for m in ig["messages"] if m["direction"] == "inbound"] == ["text"]
+
+
+# --- the six reply paths ---------------------------------------------------------------------------------------
+
+
+async def test_facebook_comment_gets_a_public_masked_reply_and_a_private_one(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    name = f"Dewi {secrets.token_hex(3)}"
+    seq = await _last_seq(http, stack)
+    posted = await _citizen(http, stack, "facebook_comment", name, "Jalan di Desa Tireman berlubang besar.")
+    user = _user_of(posted["thread"])
+    ticket = await _ticket(http, stack, "facebook", user, lambda t: _sent(t, "acknowledgement"), "the acknowledgement")
+    acks = await _calls(http, stack, seq, f"/v23.0/{posted['id']}/comments")
+    assert len(acks) == 1 and ticket["reference"] in acks[0]["body"]["message"]
+    assert set(acks[0]["body"]) == {"message"}
+    reply = await _reply(http, stack, ticket["reference"], "Bu Dewi, kami hubungi di 0812-3456-7890 besok.")
+    assert reply.status_code == 202
+    await _ticket(http, stack, "facebook", user, lambda t: _sent(t, "agent_reply"), "the agent's reply sent")
+    public = (await _calls(http, stack, seq, f"/v23.0/{posted['id']}/comments"))[-1]["body"]["message"]
+    assert "0812" not in public and "[disamarkan]" in public
+    private = await _reply(http, stack, ticket["reference"], "Kami kirim detailnya lewat pesan.", private=True)
+    assert private.status_code == 202
+    await _ticket(
+        http,
+        stack,
+        "facebook",
+        user,
+        lambda t: [m["delivery_status"] for m in _out(t, "agent_reply")] == ["sent", "sent"],
+        "the private reply sent",
+    )
+    sends = await _calls(http, stack, seq, f"/v23.0/{PAGE_ID}/messages")
+    assert {"recipient": {"comment_id": posted["id"]}, "message": {"text": "Kami kirim detailnya lewat pesan."}} in [
+        c["body"] for c in sends
+    ]
+    again = await _reply(http, stack, ticket["reference"], "Sekali lagi", private=True)
+    assert again.status_code == 409 and again.json()["error_code"] == "private_reply_refused"
+
+
+@pytest.mark.parametrize(
+    ("action", "channel", "path", "expected"),
+    [
+        ("facebook_message", "facebook", f"/v23.0/{PAGE_ID}/messages", {"messaging_type": "RESPONSE"}),
+        ("instagram_message", "instagram", f"/v23.0/{IG_ID}/messages", {}),
+    ],
+)
+async def test_direct_messages_are_answered_by_the_send_api(
+    stack: Stack, http: httpx.AsyncClient, action: str, channel: str, path: str, expected: dict[str, Any]
+) -> None:
+    name = f"warga{secrets.token_hex(3)}"
+    seq = await _last_seq(http, stack)
+    posted = await _citizen(http, stack, action, name, "Air PDAM tidak mengalir sejak kemarin.")
+    user = _user_of(posted["thread"])
+    ticket = await _ticket(http, stack, channel, user, lambda t: _sent(t, "acknowledgement"), "the acknowledgement")
+    await _reply(http, stack, ticket["reference"], "Petugas PDAM menuju lokasi.")
+    await _ticket(http, stack, channel, user, lambda t: _sent(t, "agent_reply"), "the agent's reply sent")
+    bodies = [c["body"] for c in await _calls(http, stack, seq, path)]
+    assert {"recipient": {"id": user}, **expected, "message": {"text": "Petugas PDAM menuju lokasi."}} in bodies
+    # The Page's echo of our own message came back and opened nothing.
+    assert len(await _tickets(http, stack, channel, user)) == 1
+
+
+async def test_instagram_comment_gets_a_reply_under_it(stack: Stack, http: httpx.AsyncClient) -> None:
+    name = f"sara{secrets.token_hex(3)}"
+    seq = await _last_seq(http, stack)
+    posted = await _citizen(http, stack, "instagram_comment", name, "Sampah menumpuk di pasar.")
+    user = _user_of(posted["thread"])
+    ticket = await _ticket(http, stack, "instagram", user, lambda t: _sent(t, "acknowledgement"), "the acknowledgement")
+    await _reply(http, stack, ticket["reference"], "DLH akan mengangkut hari ini.")
+    await _ticket(http, stack, "instagram", user, lambda t: _sent(t, "agent_reply"), "the agent's reply sent")
+    bodies = [c["body"] for c in await _calls(http, stack, seq, f"/v23.0/{posted['id']}/replies")]
+    assert {"message": "DLH akan mengangkut hari ini."} in bodies
+
+
+async def test_x_mention_gets_a_reply_post_and_a_dm_a_dm(stack: Stack, http: httpx.AsyncClient) -> None:
+    name = f"Tom {secrets.token_hex(3)}"
+    seq = await _last_seq(http, stack)
+    mention = await _citizen(http, stack, "x_mention", name, "lampu jalan mati di alun-alun")
+    user = _user_of(mention["thread"])
+
+    async def mention_ticket() -> dict[str, Any] | None:
+        for t in await _tickets(http, stack, "x", user):
+            if t["messages"][0]["kind"] == "mention" and _sent(t, "acknowledgement"):
+                return t
+        return None
+
+    ticket = await eventually(mention_ticket, within=WITHIN, what="the mention's acknowledged ticket")
+    long_text = "Petugas akan memperbaiki lampu. " * 12
+    await _reply(http, stack, ticket["reference"], long_text)
+    await eventually(
+        lambda: _with_sent_reply(http, stack, ticket["reference"]), within=WITHIN, what="the reply post sent"
+    )
+    posts = [c["body"] for c in await _calls(http, stack, seq, "/2/tweets")]
+    replies = [p for p in posts if p["reply"] == {"in_reply_to_tweet_id": mention["id"]}]
+    assert len(replies) == 2  # the acknowledgement and the agent's answer
+    assert all(len(p["text"]) <= 280 for p in replies)
+    assert replies[-1]["text"].endswith(f"/status/{ticket['reference']}")
+    dm = await _citizen(http, stack, "x_message", name, "Tolong cek juga lampu di pasar")
+
+    async def dm_ticket() -> dict[str, Any] | None:
+        for t in await _tickets(http, stack, "x", user):
+            if t["messages"][0]["kind"] == "text" and _sent(t, "acknowledgement"):
+                return t
+        return None
+
+    dm_t = await eventually(dm_ticket, within=WITHIN, what="the DM's acknowledged ticket")
+    await _reply(http, stack, dm_t["reference"], "Sudah kami catat.")
+    await eventually(lambda: _with_sent_reply(http, stack, dm_t["reference"]), within=WITHIN, what="the DM reply sent")
+    dms = [c["body"] for c in await _calls(http, stack, seq, f"/2/dm_conversations/with/{user}/messages")]
+    assert {"text": "Sudah kami catat."} in dms
+    assert dm["thread"] == f"dm:{user}"
+    # Our own DMs come back in the polled event list as echoes: still two tickets, no third.
+    await _wait_polls(http, stack)
+    assert len(await _tickets(http, stack, "x", user)) == 2
+
+
+async def _with_sent_reply(http: httpx.AsyncClient, stack: Stack, reference: str) -> bool:
+    ticket = (await http.get(url(stack, "ticketing", f"/api/v1/tickets/{reference}"), headers=TOKEN)).json()
+    return _sent(ticket, "agent_reply")
+
+
+async def _wait_polls(http: httpx.AsyncClient, stack: Stack) -> None:
+    """Two more polls of the DM events: whatever our own DMs would cause has reached ticketing by then."""
+    seq = await _last_seq(http, stack)
+
+    async def polled_twice() -> bool:
+        return len(await _calls(http, stack, seq, "/2/dm_events")) >= 2
+
+    await eventually(polled_twice, within=WITHIN, what="two more polls of the DM events")
