@@ -4,10 +4,14 @@ reply paths sends the request the platform documents and records its delivery st
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 import secrets
+import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -333,3 +337,282 @@ async def _wait_polls(http: httpx.AsyncClient, stack: Stack) -> None:
         return len(await _calls(http, stack, seq, "/2/dm_events")) >= 2
 
     await eventually(polled_twice, within=WITHIN, what="two more polls of the DM events")
+
+
+# --- X samples by webhook and by poll, and one tweet arriving both ways ------------------------------------
+
+X_SECRET = "dev-only-sandbox-x-secret"
+
+
+def _snowflakes(n: int) -> list[str]:
+    """Fresh X ids, oldest first, newer than anything the sandbox made so far (its cursors stay sane)."""
+    base = (int(time.time() * 1000) - 1288834974657) << 22 | secrets.randbelow(1 << 20) << 1
+    return [str(base + i) for i in range(n)]
+
+
+def _x_signed(body: bytes) -> dict[str, str]:
+    digest = base64.b64encode(hmac.new(X_SECRET.encode(), body, hashlib.sha256).digest()).decode()
+    return {"Content-Type": "application/json", "x-twitter-webhooks-signature": f"sha256={digest}"}
+
+
+def _sample(name: str) -> dict[str, Any]:
+    sample: dict[str, Any] = json.loads((SAMPLES / name).read_text())
+    return sample
+
+
+def _aaa_tweet(tweet: str, user: str, *, in_reply_to: str | None = None) -> bytes:
+    payload = _sample("x_aaa_tweet_create_events.json")
+    event = payload["tweet_create_events"][0]
+    event.update(id=int(tweet), id_str=tweet, in_reply_to_status_id_str=in_reply_to)
+    event["user"].update(id=int(user), id_str=user)
+    return json.dumps(payload).encode()
+
+
+def _aaa_dm(event_id: str, user: str) -> bytes:
+    return _fresh("x_aaa_direct_message_events.json", {"1797000000000000100": event_id, "1500000000000000001": user})
+
+
+async def _post_x(http: httpx.AsyncClient, stack: Stack, body: bytes) -> None:
+    answer = await http.post(url(stack, "ingest-social", "/webhooks/x"), content=body, headers=_x_signed(body))
+    assert answer.status_code == 200 and answer.json()["messages"] == 1, answer.text
+
+
+async def _queue_poll(http: httpx.AsyncClient, stack: Stack, api: str, page: bytes) -> None:
+    answer = await http.post(url(stack, "sandbox", f"/_sandbox/x/{api}/pages"), json=json.loads(page))
+    assert answer.status_code == 201, answer.text
+
+
+def _mentions_page(*, priya: str, tom: str, tweet: str, tom_tweet: str, tom_thread: str) -> bytes:
+    """x_mentions_response.json with its ids made fresh: Priya's new mention and Tom's reply under a thread."""
+    return _fresh(
+        "x_mentions_response.json",
+        {
+            "1797000000000000002": tweet,
+            "1797000000000000001": tom_tweet,
+            "1796999999999999000": tom_thread,
+            "1500000000000000001": priya,
+            "1500000000000000002": tom,
+        },
+    )
+
+
+def _inbound(ticket: dict[str, Any]) -> list[dict[str, Any]]:
+    return [m for m in ticket["messages"] if m["direction"] == "inbound"]
+
+
+async def _x_tickets(http: httpx.AsyncClient, stack: Stack, user: str, count: int) -> list[dict[str, Any]]:
+    async def probe() -> list[dict[str, Any]] | None:
+        tickets = await _tickets(http, stack, "x", user)
+        return sorted(tickets, key=lambda t: _inbound(t)[0]["kind"]) if len(tickets) == count else None
+
+    found: list[dict[str, Any]] = await eventually(probe, within=WITHIN, what=f"{count} X tickets of {user}")
+    return found
+
+
+async def test_x_account_activity_samples_land_as_a_mention_and_a_dm(stack: Stack, http: httpx.AsyncClient) -> None:
+    user, tweet, event = _snowflakes(3)
+    await _post_x(http, stack, _aaa_tweet(tweet, user))
+    await _post_x(http, stack, _aaa_dm(event, user))
+    mention, dm = await _x_tickets(http, stack, user, 2)
+    [said] = _inbound(mention)
+    assert (said["kind"], said["channel_message_id"]) == ("mention", tweet)
+    assert said["reply_context"]["comment_id"] == tweet and said["reply_context"]["post_id"] == tweet
+    [wrote] = _inbound(dm)
+    assert (wrote["kind"], wrote["channel_message_id"], wrote["text"]) == (
+        "text",
+        f"dm:{event}",
+        "Hi, my order #8841 never arrived",
+    )
+
+
+async def test_x_poll_samples_land_as_mentions_and_a_dm_on_their_threads(stack: Stack, http: httpx.AsyncClient) -> None:
+    priya, tom, tom_thread, tom_tweet, tweet, event = _snowflakes(6)
+    page = _mentions_page(priya=priya, tom=tom, tweet=tweet, tom_tweet=tom_tweet, tom_thread=tom_thread)
+    await _queue_poll(http, stack, "mentions", page)
+    dms = _fresh("x_dm_events_response.json", {"1797000000000000100": event, "1500000000000000001": priya})
+    await _queue_poll(http, stack, "dm_events", dms)
+    mention, dm = await _x_tickets(http, stack, priya, 2)
+    assert [(m["kind"], m["channel_message_id"]) for m in _inbound(mention)] == [("mention", tweet)]
+    assert [(m["kind"], m["channel_message_id"]) for m in _inbound(dm)] == [("text", f"dm:{event}")]
+    [reply] = await _x_tickets(http, stack, tom, 1)
+    [said] = _inbound(reply)
+    assert said["kind"] == "mention"
+    assert said["reply_context"]["in_reply_to"] == tom_thread and said["reply_context"]["post_id"] == tom_thread
+
+
+async def test_a_tweet_and_a_dm_arriving_by_webhook_and_by_poll_are_one_message_each(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    priya, tom, tom_thread, tom_tweet, tweet, event, later_tweet, later_event = _snowflakes(8)
+    await _post_x(http, stack, _aaa_tweet(tweet, priya))
+    await _post_x(http, stack, _aaa_dm(event, priya))
+    await _x_tickets(http, stack, priya, 2)
+    # The poller then reads the same tweet and the same DM event.
+    page = _mentions_page(priya=priya, tom=tom, tweet=tweet, tom_tweet=tom_tweet, tom_thread=tom_thread)
+    await _queue_poll(http, stack, "mentions", page)
+    dms = _fresh("x_dm_events_response.json", {"1797000000000000100": event, "1500000000000000001": priya})
+    await _queue_poll(http, stack, "dm_events", dms)
+    await _x_tickets(http, stack, tom, 1)  # the polled page reached the broker, Priya's copy with it
+
+    async def dm_polled() -> bool:
+        calls = (await http.get(url(stack, "sandbox", "/_sandbox/calls"))).json()
+        return any(c["path"] == "/2/dm_events" and event in json.dumps(c["response"]) for c in calls)
+
+    await eventually(dm_polled, within=WITHIN, what="the DM sample served to the poller")
+    # Later messages on the same threads come after the copies in their partitions: once they are on the
+    # tickets, the copies were processed too.
+    await _post_x(http, stack, _aaa_tweet(later_tweet, priya, in_reply_to=tweet))
+    await _post_x(http, stack, _aaa_dm(later_event, priya))
+
+    async def both_later() -> list[dict[str, Any]] | None:
+        tickets = await _tickets(http, stack, "x", priya)
+        return tickets if len(tickets) == 2 and all(len(_inbound(t)) >= 2 for t in tickets) else None
+
+    tickets = await eventually(both_later, within=WITHIN, what="the later tweet and DM on Priya's threads")
+    ids = sorted([m["channel_message_id"] for m in _inbound(t)] for t in tickets)
+    assert ids == sorted([[tweet, later_tweet], [f"dm:{event}", f"dm:{later_event}"]])
+
+
+# --- refused tokens --------------------------------------------------------------------------------------------
+
+
+async def _ready(http: httpx.AsyncClient, stack: Stack) -> bool:
+    return (await http.get(url(stack, "notifier", "/readyz"))).status_code == 200
+
+
+async def _gauge(http: httpx.AsyncClient, stack: Stack, channel: str) -> str:
+    for line in (await http.get(url(stack, "notifier", "/metrics"))).text.splitlines():
+        if line.startswith(f'suara_channel_token_valid{{channel="{channel}"}}'):
+            return line.split()[-1]
+    return "absent"
+
+
+async def _acknowledged(http: httpx.AsyncClient, stack: Stack, channel: str, action: str, state: str) -> dict[str, Any]:
+    posted = await _citizen(http, stack, action, f"warga{secrets.token_hex(3)}", "Jalan berlubang di Desa Pandean.")
+    user = _user_of(posted["thread"])
+
+    def ack_is(ticket: dict[str, Any]) -> bool:
+        return any(m["delivery_status"] == state for m in _out(ticket, "acknowledgement"))
+
+    return await _ticket(http, stack, channel, user, ack_is, f"the acknowledgement {state}")
+
+
+async def _refused_then_recovered(
+    http: httpx.AsyncClient, stack: Stack, *, channel: str, action: str, switch: dict[str, Any], code: str
+) -> None:
+    token = url(stack, "sandbox", "/_sandbox/social/token")
+    assert (await http.put(token, json={**switch, "valid": False})).status_code == 200
+    try:
+        ticket = await _acknowledged(http, stack, channel, action, "failed")
+        [ack] = _out(ticket, "acknowledgement")
+        assert ack["delivery_error"]["code"].startswith(code)
+        ready = await http.get(url(stack, "notifier", "/readyz"))
+        assert ready.status_code == 503 and ready.json()["checks"]["channels"] is False
+        assert await _gauge(http, stack, channel) == "0.0"
+    finally:
+        await http.put(token, json={**switch, "valid": True})  # someone fixed the token
+    await _acknowledged(http, stack, channel, action, "sent")
+    await eventually(lambda: _ready(http, stack), within=WITHIN, what="the notifier ready again")
+    assert await _gauge(http, stack, channel) == "1.0"
+
+
+@pytest.mark.parametrize(
+    ("action", "channel"),
+    [
+        ("facebook_message", "facebook"),
+        ("facebook_comment", "facebook"),
+        ("instagram_message", "instagram"),
+        ("instagram_comment", "instagram"),
+    ],
+)
+async def test_a_refused_meta_token_fails_the_reply_with_190_and_turns_the_notifier_red_until_a_send_works(
+    stack: Stack, http: httpx.AsyncClient, action: str, channel: str
+) -> None:
+    await _refused_then_recovered(http, stack, channel=channel, action=action, switch={"platform": channel}, code="190")
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_refused_x_token_fails_the_reply_with_xs_status_and_turns_the_notifier_red_until_a_send_works(
+    stack: Stack, http: httpx.AsyncClient, status: int
+) -> None:
+    await _refused_then_recovered(
+        http,
+        stack,
+        channel="x",
+        action="x_mention",
+        switch={"platform": "x", "status": status},
+        code=f"http_{status}",
+    )
+
+
+# --- the Messenger window and receipts ------------------------------------------------------------------------
+
+
+async def _old_message(http: httpx.AsyncClient, stack: Stack, *, age: timedelta) -> str:
+    """msgr_webhook_text.json from a new citizen, timestamped `age` ago (as a webhook Meta retried for days)."""
+    psid = str(6543210987654321 + secrets.randbelow(10**9))
+    payload = json.loads(_fresh("msgr_webhook_text.json", {"6543210987654321": psid, "m_AbCdEf": f"m_{psid}"}))
+    payload["entry"][0]["messaging"][0]["timestamp"] = int((time.time() - age.total_seconds()) * 1000)
+    body = json.dumps(payload).encode()
+    assert (
+        await http.post(url(stack, "ingest-social", "/webhooks/facebook"), content=body, headers=_signed(body))
+    ).status_code == 200
+    return psid
+
+
+async def test_two_days_after_the_citizens_message_the_reply_carries_the_human_agent_tag(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    seq = await _last_seq(http, stack)
+    psid = await _old_message(http, stack, age=timedelta(days=2))
+    await _ticket(http, stack, "facebook", psid, lambda t: _sent(t, "acknowledgement"), "the acknowledgement sent")
+    [send] = [c["body"] for c in await _calls(http, stack, seq, f"/v23.0/{PAGE_ID}/messages")]
+    assert send["recipient"] == {"id": psid}
+    assert (send["messaging_type"], send["tag"]) == ("MESSAGE_TAG", "HUMAN_AGENT")
+
+
+async def test_eight_days_after_the_citizens_message_the_reply_fails_window_closed(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    seq = await _last_seq(http, stack)
+    psid = await _old_message(http, stack, age=timedelta(days=8))
+
+    def failed(ticket: dict[str, Any]) -> bool:
+        return any(m["delivery_status"] == "failed" for m in _out(ticket, "acknowledgement"))
+
+    ticket = await _ticket(http, stack, "facebook", psid, failed, "the acknowledgement failed")
+    [ack] = _out(ticket, "acknowledgement")
+    assert ack["delivery_error"]["code"] == "window_closed"
+    assert "over 7 days old" in ack["delivery_error"]["detail"]
+    assert [
+        c
+        for c in await _calls(http, stack, seq, f"/v23.0/{PAGE_ID}/messages")
+        if c["body"]["recipient"] == {"id": psid}
+    ] == []
+
+
+async def _receipt(http: httpx.AsyncClient, stack: Stack, psid: str, receipt: dict[str, Any]) -> None:
+    now = int(time.time() * 1000)
+    event = {"sender": {"id": psid}, "recipient": {"id": PAGE_ID}, "timestamp": now, **receipt}
+    body = json.dumps({"object": "page", "entry": [{"id": PAGE_ID, "time": now, "messaging": [event]}]}).encode()
+    answer = await http.post(url(stack, "ingest-social", "/webhooks/facebook"), content=body, headers=_signed(body))
+    assert answer.status_code == 200, answer.text
+
+
+async def test_messenger_receipts_mark_the_replies_delivered_then_read(stack: Stack, http: httpx.AsyncClient) -> None:
+    posted = await _citizen(http, stack, "facebook_message", f"warga{secrets.token_hex(3)}", "Sampah belum diangkut.")
+    psid = _user_of(posted["thread"])
+    ticket = await _ticket(http, stack, "facebook", psid, lambda t: _sent(t, "acknowledgement"), "the acknowledgement")
+    await _reply(http, stack, ticket["reference"], "DLH akan mengangkut hari ini.")
+    ticket = await _ticket(http, stack, "facebook", psid, lambda t: _sent(t, "agent_reply"), "the agent's reply sent")
+    [answer] = _out(ticket, "agent_reply")
+
+    def statuses(t: dict[str, Any]) -> list[str]:
+        return [m["delivery_status"] for m in (*_out(t, "acknowledgement"), *_out(t, "agent_reply"))]
+
+    # `mids` names the reply; the watermark covers the acknowledgement sent before it.
+    now = int(time.time() * 1000)
+    await _receipt(http, stack, psid, {"delivery": {"mids": [answer["channel_message_id"]], "watermark": now}})
+    await _ticket(http, stack, "facebook", psid, lambda t: statuses(t) == ["delivered"] * 2, "both delivered")
+    await _receipt(http, stack, psid, {"read": {"watermark": int(time.time() * 1000)}})
+    await _ticket(http, stack, "facebook", psid, lambda t: statuses(t) == ["read"] * 2, "both read")

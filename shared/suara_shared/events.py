@@ -218,10 +218,14 @@ class DeliveryStatus(Event):
     more_platform_message_ids: tuple[str, ...] = ()
     #: The approved template the reply went out as, when the customer-service window had closed (WhatsApp).
     template: str | None = None
+    #: Messenger's receipts by watermark: `status` holds for every outbound message of `conversation_key` sent at
+    #: or before this moment (no message id is named).
+    watermark: datetime | None = None
+    conversation_key: str | None = None
 
     @property
     def partition_key(self) -> bytes:
-        return (self.outbound_id or self.platform_message_id or "").encode()
+        return (self.outbound_id or self.platform_message_id or self.conversation_key or "").encode()
 
 
 class TicketEventType(StrEnum):

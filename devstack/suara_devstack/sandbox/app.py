@@ -289,7 +289,7 @@ def create_app(*, capacity: int = MAX_CALLS, settings: SandboxSettings | None = 
         fields = _fields(body, raw, content_type, request.query_params)
         authorization = request.headers.get("authorization")
         headers: dict[str, str] = {}
-        social_answer = social.answer(request.method, path, fields)
+        social_answer = social.answer(request.method, path, fields, authorization=authorization)
         base_url = str(request.base_url)
         wa = (
             None

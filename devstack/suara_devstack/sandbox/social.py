@@ -88,6 +88,12 @@ class SocialSandbox:
     #: API name (`graph`, `x_mentions`, `x_dm_events`, `x_tweets`, `x_dms`) -> errors answered to its next calls.
     errors: dict[str, list[ScriptedError]] = field(default_factory=dict)
     webhooks: list[dict[str, Any]] = field(default_factory=list)
+    #: Platform (`facebook`, `instagram`, `x`) -> False while its token is refused: Graph error 190; X answers
+    #: `x_refusal_status` (401 or 403) to every call made with the account's user-context credentials.
+    tokens_valid: dict[str, bool] = field(default_factory=dict)
+    x_refusal_status: int = 401
+    #: API (`x_mentions`, `x_dm_events`) -> response bodies answered verbatim to its next calls (the samples).
+    pages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _http: httpx.AsyncClient | None = None
 
@@ -253,10 +259,15 @@ class SocialSandbox:
 
     # --- the platforms' APIs -----------------------------------------------------------------------------------
 
-    def answer(self, method: str, path: str, fields: Mapping[str, Any]) -> Answer | None:
+    def answer(
+        self, method: str, path: str, fields: Mapping[str, Any], *, authorization: str | None = None
+    ) -> Answer | None:
         """Answer a call if it is one of the social APIs the sandbox plays; None otherwise."""
         parts = [p for p in path.split("/") if p]
         if parts[:1] == ["2"]:
+            user_context = (authorization or "").lower().startswith("oauth ")
+            if user_context and not self.tokens_valid.get("x", True):
+                return self._x_refused()
             return self._x(method, parts[1:], fields)
         if parts and parts[0].startswith("v") and parts[0][1:2].isdigit():
             parts = parts[1:]
@@ -264,12 +275,36 @@ class SocialSandbox:
             return None
         node, edge = parts
         if edge == "messages" and node in (self.page_id, self.ig_account_id, "me"):
-            return self._scripted("graph") or self._send(node, fields)
+            platform = "instagram" if node == self.ig_account_id else "facebook"
+            return self._refused(platform) or self._scripted("graph") or self._send(node, fields)
         if edge in ("comments", "replies"):
-            return self._scripted("graph") or self._comment_reply(node, edge, fields)
+            platform = "facebook" if edge == "comments" else "instagram"
+            return self._refused(platform) or self._scripted("graph") or self._comment_reply(node, edge, fields)
         if edge == "mentions" and node == self.ig_account_id:
-            return self._scripted("graph") or self._mention_reply(fields)
+            return self._refused("instagram") or self._scripted("graph") or self._mention_reply(fields)
         return None
+
+    def _refused(self, platform: str) -> Answer | None:
+        """Graph's answer to an expired or revoked Page or Instagram token (channels.md §1.7: error 190)."""
+        if self.tokens_valid.get(platform, True):
+            return None
+        error = {
+            "message": "Error validating access token: Session has expired on Monday, 03-Jun-24 10:00:00 PDT.",
+            "type": "OAuthException",
+            "code": 190,
+            "error_subcode": 463,
+            "fbtrace_id": "Sb" + secrets.token_urlsafe(8),
+        }
+        return 401, {"error": error}, {}
+
+    def _x_refused(self) -> Answer:
+        """X's problem object for refused credentials (401) or a lost permission (403, x_error_403_problem.json)."""
+        status = self.x_refusal_status
+        if status == 403:
+            problem = {"detail": "You are not permitted to perform this action.", "title": "Forbidden"}
+        else:
+            problem = {"detail": "Unauthorized", "title": "Unauthorized"}
+        return status, {**problem, "type": "about:blank", "status": status}, _rate_headers()
 
     def _scripted(self, api: str) -> Answer | None:
         queue = self.errors.get(api)
@@ -339,9 +374,17 @@ class SocialSandbox:
 
     def _x(self, method: str, parts: list[str], fields: Mapping[str, Any]) -> Answer | None:
         if method == "GET" and len(parts) == 3 and parts[0] == "users" and parts[2] == "mentions":
-            return self._scripted("x_mentions") or self._page(self.mentions, fields, since=True)
+            return (
+                self._scripted("x_mentions")
+                or self._queued("x_mentions")
+                or self._page(self.mentions, fields, since=True)
+            )
         if method == "GET" and parts == ["dm_events"]:
-            return self._scripted("x_dm_events") or self._page(self.dm_events, fields, since=False)
+            return (
+                self._scripted("x_dm_events")
+                or self._queued("x_dm_events")
+                or self._page(self.dm_events, fields, since=False)
+            )
         if method == "POST" and parts == ["tweets"]:
             scripted = self._scripted("x_tweets")
             if scripted:
@@ -381,8 +424,16 @@ class SocialSandbox:
             return 201, {"data": {"dm_conversation_id": conversation, "dm_event_id": event_id}}, _rate_headers()
         return None
 
+    def _queued(self, api: str) -> Answer | None:
+        queue = self.pages.get(api)
+        return (200, queue.pop(0), _rate_headers()) if queue else None
+
     def _page(self, items: list[dict[str, Any]], fields: Mapping[str, Any], *, since: bool) -> Answer:
-        """Newest first, `max_results` a page, `next_token` to the older ones; mentions honour `since_id`."""
+        """Newest first, `max_results` a page, `next_token` to the older ones; mentions honour `since_id`. A
+        token the sandbox never gave (one in a queued sample page) leads to an empty page: the end."""
+        token = str(fields.get("pagination_token") or "")
+        if token and not token.isdigit():
+            return 200, {"meta": {"result_count": 0}}, _rate_headers()
         newest_first = sorted(items, key=lambda t: int(t["id"]), reverse=True)
         since_id = str(fields.get("since_id") or "")
         if since and since_id.isdigit():

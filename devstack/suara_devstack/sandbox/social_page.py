@@ -76,6 +76,34 @@ async def script_errors(request: Request, script: ErrorScript) -> dict[str, Any]
     return {"api": script.api, "pending": len(queue)}
 
 
+class TokenSwitch(BaseModel):
+    """`{"platform": "facebook", "valid": false}`: the platform refuses the token until set valid again (Graph
+    error 190; X answers `status`, 401 or 403, to user-context calls)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    platform: Literal["facebook", "instagram", "x"]
+    valid: bool
+    status: Literal[401, 403] = 401
+
+
+@router.put("/_sandbox/social/token")
+async def set_token(request: Request, switch: TokenSwitch) -> dict[str, Any]:
+    sandbox = _social(request)
+    sandbox.tokens_valid[switch.platform] = switch.valid
+    if switch.platform == "x":
+        sandbox.x_refusal_status = switch.status
+    return {"platform": switch.platform, "valid": switch.valid}
+
+
+@router.post("/_sandbox/x/{api}/pages", status_code=201)
+async def queue_page(request: Request, api: Literal["mentions", "dm_events"], page: dict[str, Any]) -> dict[str, Any]:
+    """Answer the next poll of X's mentions or DM events with this body as it is (e.g. a sample response)."""
+    queue = _social(request).pages.setdefault(f"x_{api}", [])
+    queue.append(page)
+    return {"api": api, "pending": len(queue)}
+
+
 @router.get("/_sandbox/social/timeline")
 async def timeline(request: Request) -> list[dict[str, Any]]:
     """Everything citizens wrote and Suara answered, oldest first."""

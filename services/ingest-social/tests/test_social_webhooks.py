@@ -18,7 +18,7 @@ from suara_devstack.testing import serve_app
 from suara_ingest_social.config import Settings
 from suara_ingest_social.webhooks import meta, poller, signature, x
 from suara_shared import db
-from suara_shared.events import Channel, MessageKind
+from suara_shared.events import Channel, DeliveryState, MessageKind
 from suara_shared.kafka import Publisher
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -31,6 +31,44 @@ def _sample(name: str) -> Any:
 
 def _signed(body: bytes) -> dict[str, str]:
     return {"Content-Type": "application/json", "X-Hub-Signature-256": signature.meta_sign(body, SECRET)}
+
+
+def test_messenger_receipts_become_delivery_statuses_by_id_and_by_watermark() -> None:
+    """channels.md §2.1: `delivery{mids,watermark}` and `read{watermark}`; they open nothing."""
+    payload = {
+        "object": "page",
+        "entry": [
+            {
+                "id": "109876543210987",
+                "time": 1717236000123,
+                "messaging": [
+                    {
+                        "sender": {"id": "6543210987654321"},
+                        "recipient": {"id": "109876543210987"},
+                        "timestamp": 1717236000000,
+                        "delivery": {"mids": ["m_One", "m_Two"], "watermark": 1717235999000},
+                    },
+                    {
+                        "sender": {"id": "6543210987654321"},
+                        "recipient": {"id": "109876543210987"},
+                        "timestamp": 1717236001000,
+                        "read": {"watermark": 1717236000500},
+                    },
+                ],
+            }
+        ],
+    }
+    batch = meta.normalize(payload, channel=Channel.FACEBOOK, own_id="109876543210987")
+    assert batch.messages == ()
+    found = [(s.platform_message_id, s.conversation_key, s.status, s.watermark) for s in batch.statuses]
+    delivered, read = DeliveryState.DELIVERED, DeliveryState.READ
+    assert [(pid, key, state) for pid, key, state, _ in found] == [
+        ("m_One", None, delivered),
+        ("m_Two", None, delivered),
+        (None, "dm:6543210987654321", delivered),
+        (None, "dm:6543210987654321", read),
+    ]
+    assert [int(w.timestamp() * 1000) for *_, w in found if w] == [1717235999000, 1717236000500]
 
 
 def test_x_crc_answers_the_published_test_vector() -> None:

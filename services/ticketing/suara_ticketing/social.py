@@ -1,5 +1,6 @@
 """Social channels in the ticket domain: echoes of what the Page sent, comment edits and removals, which comment a
-reply answers, and "answer privately" (Meta's private reply, once per comment, within 7 days)."""
+reply answers, "answer privately" (Meta's private reply, once per comment, within 7 days), and Messenger's
+delivery and read watermarks."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from suara_shared import db
-from suara_shared.events import DELIVERY_RANK, DeliveryState, InboundMessage, utcnow
+from suara_shared.events import DELIVERY_RANK, DeliveryState, DeliveryStatus, InboundMessage, utcnow
 
 if TYPE_CHECKING:
     from .tickets.service import TicketService
@@ -191,3 +192,32 @@ async def private_target(service: TicketService, ticket: dict[str, Any]) -> str:
     if used is not None:
         raise PrivateReplyRefused("this comment already had its one private reply")
     return str(comment_id)
+
+
+async def record_watermark(service: TicketService, status: DeliveryStatus) -> int:
+    """A receipt by watermark (Messenger): every outbound message of the conversation created at or before it moves
+    up to the status, never backwards (a failed one stays failed). Returns how many messages moved."""
+    if status.watermark is None or not status.conversation_key:
+        return 0
+    rank = DELIVERY_RANK[status.status]
+    match = {
+        "channel": status.channel.value,
+        "conversation_key": status.conversation_key,
+        "direction": "outbound",
+        "created_at": {"$lte": status.watermark},
+        "delivery_rank": {"$lt": rank},
+    }
+    tickets = {m.get("ticket") for m in await service.messages.find(match, {"ticket": 1}).to_list(None)}
+    result = await service.messages.update_many(
+        match,
+        {
+            "$set": {
+                "delivery_status": status.status.value,
+                "delivery_rank": rank,
+                "delivery_updated_at": status.occurred_at,
+            }
+        },
+    )
+    for reference in filter(None, tickets):
+        await service.tickets.update_one({"_id": reference}, {"$set": {"updated_at": utcnow()}})
+    return int(result.modified_count)

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from suara_shared import db
 from suara_shared.events import Channel, DeliveryState, DeliveryStatus, ReplyPurpose
 
+from . import social
+
 if TYPE_CHECKING:
     from .tickets.service import TicketService
 
@@ -45,6 +47,9 @@ async def expires_at(messages: db.Collection, *, channel: str, conversation_key:
 
 async def record_delivery(service: TicketService, status: DeliveryStatus) -> None:
     """The delivery topic's handler: record the status, then resend what the window refused."""
+    if status.watermark is not None:
+        await social.record_watermark(service, status)  # names no message: nothing to resend
+        return
     await service.record_delivery(status)
     await resend_outside_window(service=service, status=status)
 

@@ -15,7 +15,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from suara_shared.events import Attachment, Channel, InboundMessage, MessageKind, ReplyContext, Sender, utcnow
+from suara_shared.events import (
+    Attachment,
+    Channel,
+    DeliveryState,
+    DeliveryStatus,
+    InboundMessage,
+    MessageKind,
+    ReplyContext,
+    Sender,
+    utcnow,
+)
 
 PAGE_OBJECT = "page"
 INSTAGRAM_OBJECT = "instagram"
@@ -40,6 +50,8 @@ class WebhookBatch:
 
     messages: tuple[InboundMessage, ...] = ()
     ignored: tuple[str, ...] = ()
+    #: Delivery and read receipts of what the Page or account sent (Messenger `delivery`, `read`).
+    statuses: tuple[DeliveryStatus, ...] = ()
 
 
 def _mapping(value: object) -> Json:
@@ -181,10 +193,43 @@ def _messaging(channel: Channel, own_id: str | None, event: Json, raw: Json) -> 
             received_at=received_at,
             raw=dict(raw),
         )
-    for receipt in ("delivery", "read"):
-        if receipt in event:
-            return receipt
     return "unknown_messaging_event"
+
+
+def receipts(channel: Channel, event: Json) -> list[DeliveryStatus]:
+    """A `delivery{mids,watermark}` or `read{watermark}` event (channels.md §2.1) as delivery statuses: one per
+    message id it names, and one for its watermark, which covers every message of the conversation sent until
+    then (Meta may name no ids at all)."""
+    citizen = _id(_mapping(event.get("sender")).get("id"))
+    statuses: list[DeliveryStatus] = []
+    for field, state in (("delivery", DeliveryState.DELIVERED), ("read", DeliveryState.READ)):
+        receipt = _mapping(event.get(field))
+        if not receipt:
+            continue
+        occurred = _moment(event.get("timestamp"), millis=True)
+        mids = (
+            [m for m in (_id(v) for v in receipt.get("mids") or []) if m]
+            if isinstance(receipt.get("mids"), list)
+            else []
+        )
+        if mid := _id(receipt.get("mid")):  # Instagram's read receipt names the one message
+            mids.append(mid)
+        for mid in mids:
+            statuses.append(
+                DeliveryStatus(channel=channel, platform_message_id=mid, status=state, occurred_at=occurred)
+            )
+        watermark = receipt.get("watermark")
+        if citizen is not None and isinstance(watermark, int) and not isinstance(watermark, bool) and watermark > 0:
+            statuses.append(
+                DeliveryStatus(
+                    channel=channel,
+                    status=state,
+                    occurred_at=occurred,
+                    watermark=_moment(watermark, millis=True),
+                    conversation_key=f"dm:{citizen}",
+                )
+            )
+    return statuses
 
 
 # --- comments --------------------------------------------------------------------------------------------
@@ -301,10 +346,17 @@ def normalize(payload: Json, *, channel: Channel, own_id: str | None) -> Webhook
     citizen's message (echoes excepted, which are marked)."""
     messages: list[InboundMessage] = []
     ignored: list[str] = []
+    statuses: list[DeliveryStatus] = []
     for entry in _entries(payload):
         ours = own_id or _id(entry.get("id"))
         for key in ("messaging", "standby"):
             for event in _mappings(entry.get(key)):
+                if "delivery" in event or "read" in event:
+                    found = receipts(channel, event)
+                    statuses += found
+                    if not found:
+                        ignored.append("receipt_without_ids")
+                    continue
                 one = _messaging(channel, ours, event, event)
                 (messages.append if isinstance(one, InboundMessage) else ignored.append)(one)  # type: ignore[arg-type]
         for change in _mappings(entry.get("changes")):
@@ -316,4 +368,4 @@ def normalize(payload: Json, *, channel: Channel, own_id: str | None) -> Webhook
                 messages.append(result)
             else:
                 ignored.append(result)
-    return WebhookBatch(messages=tuple(messages), ignored=tuple(ignored))
+    return WebhookBatch(messages=tuple(messages), ignored=tuple(ignored), statuses=tuple(statuses))

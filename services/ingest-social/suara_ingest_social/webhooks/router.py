@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from suara_shared import topics
-from suara_shared.events import Channel, Event, InboundMessage
+from suara_shared.events import Channel, DeliveryStatus, Event, InboundMessage
 from suara_shared.http import ApiError
 from suara_shared.kafka import BrokerUnavailable, Publisher
 from suara_shared.metrics import WEBHOOK_EVENTS, WEBHOOK_REQUESTS
@@ -49,10 +49,16 @@ def _json(channel: Channel, raw: bytes) -> Any:
 
 
 async def publish(
-    publisher: Publisher, channel: Channel, messages: Sequence[InboundMessage], ignored: Sequence[str]
+    publisher: Publisher,
+    channel: Channel,
+    messages: Sequence[InboundMessage],
+    ignored: Sequence[str],
+    statuses: Sequence[DeliveryStatus] = (),
 ) -> JSONResponse:
-    """Publish the messages keyed by conversation and wait for the broker; 503 if it did not take them."""
+    """Publish the messages keyed by conversation (and receipts to the delivery topic) and wait for the broker;
+    503 if it did not take them."""
     items: list[tuple[str, Event, bytes | None]] = [(topics.INBOUND, m, m.partition_key) for m in messages]
+    items += [(topics.DELIVERY, s, s.partition_key) for s in statuses]
     try:
         await publisher.publish_many(items)
     except BrokerUnavailable as exc:
@@ -66,6 +72,7 @@ async def publish(
     WEBHOOK_REQUESTS.labels(channel.value, "accepted").inc()
     kinds = Counter("echo" if m.metadata.get("echo") else m.kind.value for m in messages)
     kinds["ignored"] = len(ignored)
+    kinds["receipt"] = len(statuses)
     for kind, count in kinds.items():
         if count:
             WEBHOOK_EVENTS.labels(channel.value, kind).inc(count)
@@ -98,7 +105,7 @@ async def _meta_receive(request: Request, channel: Channel) -> JSONResponse:
         return JSONResponse({"status": "ignored"})
     own_id = settings.fb_page_id if channel is Channel.FACEBOOK else settings.ig_account_id
     batch = meta.normalize(payload, channel=channel, own_id=own_id)
-    return await publish(request.app.state.publisher, channel, batch.messages, batch.ignored)
+    return await publish(request.app.state.publisher, channel, batch.messages, batch.ignored, batch.statuses)
 
 
 MetaMode = Annotated[str | None, Query(alias="hub.mode")]

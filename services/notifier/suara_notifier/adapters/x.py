@@ -90,12 +90,17 @@ class XAdapter(ChannelAdapter):
             raise TransientSendError("429", _detail(exc), title="Too Many Requests", retry_after=wait) from exc
         except TwitterServerError as exc:
             raise TransientSendError(_code(exc), _detail(exc), title="X server error") from exc
-        except Unauthorized as exc:
+        except (Unauthorized, Forbidden) as exc:
+            # 401: the credentials were refused; 403 (channels.md §4.2): the app or account lost the permission.
+            # Either way nothing on X can succeed until someone fixes it; the next send that works turns it green.
+            if self._token_valid:
+                log.error(
+                    "x refused our credentials or permission: every reply on X fails until they are fixed",
+                    extra={"code": _code(exc)},
+                )
             self._set_token_valid(False)
-            log.error("x refused our credentials: every reply on X fails until they are replaced")
-            raise PermanentSendError(_code(exc), "Unauthorized", _detail(exc)) from exc
-        except Forbidden as exc:
-            raise PermanentSendError(_code(exc), "Forbidden", _detail(exc)) from exc
+            title = "Unauthorized" if isinstance(exc, Unauthorized) else "Forbidden"
+            raise PermanentSendError(_code(exc), title, _detail(exc)) from exc
         except HTTPException as exc:
             raise PermanentSendError(_code(exc), "X refused the request", _detail(exc)) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -487,6 +487,11 @@ class TicketService:
             return_document=db.ReturnDocument.AFTER,
         )
         if result is None:
+            if status.platform_message_id and status.outbound_id:
+                # A receipt (a Messenger watermark) got there first: the message id must still be learnt.
+                await self.messages.update_one(
+                    {**match, "channel_message_id": None}, {"$set": {"channel_message_id": status.platform_message_id}}
+                )
             known = await self.messages.find_one(match, {"_id": 1})
             if known is None and status.platform_message_id and not status.outbound_id:
                 # The platform's status came before we learnt its message id: keep it until we do.
