@@ -90,28 +90,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.canned = CannedService(database=database)
         tasks: list[asyncio.Task[None]] = []
         stop = asyncio.Event()
-        loop: ConsumerLoop | None = None
+        loops: list[ConsumerLoop] = []
         try:
             with contextlib.suppress(*db.MongoUnavailable):
                 await service.ensure_indexes()
             if "consumer" in settings.roles:
-                loop = ConsumerLoop(
-                    settings,
-                    group_id="suara-ticketing",
-                    publisher=publisher,
-                    routes={
-                        topics.INBOUND: Route(InboundMessage, lambda e, _r: _store_inbound(service, e)),
-                        topics.DELIVERY: Route(DeliveryStatus, lambda e, _r: window.record_delivery(service, e)),
-                    },
-                )
-                app.state.consumer = loop
-                tasks.append(asyncio.create_task(_indexes_then(service, loop)))
+                # Citizens' messages and delivery statuses are consumed apart: a flood of statuses (three or
+                # four per reply) must never keep a citizen's message waiting behind it.
+                loops = [
+                    ConsumerLoop(
+                        settings,
+                        group_id="suara-ticketing",
+                        publisher=publisher,
+                        routes={topics.INBOUND: Route(InboundMessage, lambda e, _r: _store_inbound(service, e))},
+                    ),
+                    ConsumerLoop(
+                        settings,
+                        group_id="suara-ticketing-delivery",
+                        publisher=publisher,
+                        routes={
+                            topics.DELIVERY: Route(DeliveryStatus, lambda e, _r: window.record_delivery(service, e))
+                        },
+                    ),
+                ]
+                app.state.consumers = loops
+                tasks.append(asyncio.create_task(_indexes_then(service, loops)))
                 tasks.append(asyncio.create_task(_relay(service, settings.outbox_retry_seconds, stop)))
                 tasks.append(asyncio.create_task(_sweep(service, settings.sweep_seconds, stop)))
             yield
         finally:
             stop.set()
-            if loop is not None:
+            for loop in loops:
                 loop.stop()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
@@ -139,7 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if "consumer" in settings.roles:
 
         async def consumer_ready() -> bool:
-            return bool(app.state.consumer.running)
+            return all(loop.running for loop in app.state.consumers)
 
         checks["consumer"] = consumer_ready
     app.include_router(ops_router(checks))
@@ -163,7 +172,7 @@ async def _store_inbound(service: TicketService, event: InboundMessage) -> None:
     INBOUND_TO_TICKET_SECONDS.labels(event.channel.value).observe(max(0.0, elapsed))
 
 
-async def _indexes_then(service: TicketService, loop: ConsumerLoop) -> None:
+async def _indexes_then(service: TicketService, loops: list[ConsumerLoop]) -> None:
     """Make sure the indexes exist (waiting for the database if needed), then consume."""
     attempt = 0
     while True:
@@ -173,7 +182,7 @@ async def _indexes_then(service: TicketService, loop: ConsumerLoop) -> None:
         except db.MongoUnavailable:
             attempt += 1
             await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
-    await loop.run()
+    await asyncio.gather(*(loop.run() for loop in loops))
 
 
 def run() -> None:
