@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from suara_shared.events import Channel, DeliveryState, OutboundReply
+from suara_shared.metrics import CHANNEL_TOKEN_VALID
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +68,21 @@ class ChannelAdapter(ABC):
         """Show the citizen's message `reply.reply_to` as read; platforms without read receipts ignore this."""
         return None
 
+    #: False while the platform refuses the access token; set through `_set_token_valid`.
+    _token_valid: bool = True
+
     def healthy(self) -> bool:
         """False while the adapter knows it cannot send at all (its access token was refused): readiness is red."""
-        return True
+        return self._token_valid
+
+    def _set_token_valid(self, valid: bool) -> None:
+        """Record whether the platform takes our token, in readiness and in `suara_channel_token_valid`."""
+        if valid == self._token_valid:
+            return
+        self._token_valid = valid
+        CHANNEL_TOKEN_VALID.labels(self.channel.value).set(1 if valid else 0)
+        if valid:
+            log.info("access token accepted again", extra={"channel": self.channel.value})
 
     async def aclose(self) -> None:
         """Release what the adapter holds (HTTP clients); called once at shutdown."""

@@ -50,7 +50,6 @@ class MetaMessagingAdapter(ChannelAdapter):
         self._graph = graph
         self._node_id = node_id
         self._human_agent = timedelta(days=human_agent_days)
-        self._token_valid = True
         CHANNEL_TOKEN_VALID.labels(self.channel.value).set(1)
 
     # --- paths -----------------------------------------------------------------------------------------------
@@ -115,14 +114,6 @@ class MetaMessagingAdapter(ChannelAdapter):
             raise send_error(exc) from exc
         self._set_token_valid(True)
         return answer
-
-    def _set_token_valid(self, valid: bool) -> None:
-        if valid != self._token_valid:
-            self._token_valid = valid
-            CHANNEL_TOKEN_VALID.labels(self.channel.value).set(1 if valid else 0)
-
-    def healthy(self) -> bool:
-        return self._token_valid
 
     async def aclose(self) -> None:
         await self._graph.aclose()

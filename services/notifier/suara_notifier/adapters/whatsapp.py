@@ -79,7 +79,6 @@ class WhatsAppAdapter(ChannelAdapter):
         self._template_parameters = template_parameters
         self._limiter = limiter
         self._window_margin = window_margin
-        self._token_valid = True
         #: outbound_id -> ids of the parts already accepted, for a long reply whose later part failed transiently.
         self._progress: OrderedDict[str, list[str]] = OrderedDict()
         CHANNEL_TOKEN_VALID.labels(self.channel.value).set(1)
@@ -205,16 +204,6 @@ class WhatsAppAdapter(ChannelAdapter):
             raise _send_error(exc) from exc
         self._set_token_valid(True)
         return answer
-
-    def _set_token_valid(self, valid: bool) -> None:
-        if valid and not self._token_valid:
-            log.info("whatsapp access token accepted again")
-        if valid != self._token_valid:
-            self._token_valid = valid
-            CHANNEL_TOKEN_VALID.labels(self.channel.value).set(1 if valid else 0)
-
-    def healthy(self) -> bool:
-        return self._token_valid
 
     async def aclose(self) -> None:
         await self._graph.aclose()

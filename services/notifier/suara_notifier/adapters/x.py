@@ -65,7 +65,6 @@ class XAdapter(ChannelAdapter):
         self._client = client
         self._session = session
         self._status_url = status_url.rstrip("/")
-        self._token_valid = True
         CHANNEL_TOKEN_VALID.labels(self.channel.value).set(1)
 
     async def send(self, reply: OutboundReply) -> SendResult:
@@ -107,14 +106,6 @@ class XAdapter(ChannelAdapter):
             raise TransientSendError("network", type(exc).__name__) from exc
         self._set_token_valid(True)
         return answer
-
-    def _set_token_valid(self, valid: bool) -> None:
-        if valid != self._token_valid:
-            self._token_valid = valid
-            CHANNEL_TOKEN_VALID.labels(self.channel.value).set(1 if valid else 0)
-
-    def healthy(self) -> bool:
-        return self._token_valid
 
     async def aclose(self) -> None:
         await self._session.close()
