@@ -82,5 +82,6 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
-    for noisy in ("aiokafka", "kafka", "pymongo"):
+    # httpx logs every request URL at INFO: noise, and a URL may carry ids or tokens the platforms put there.
+    for noisy in ("aiokafka", "kafka", "pymongo", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
