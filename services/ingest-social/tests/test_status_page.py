@@ -200,3 +200,19 @@ async def test_json_status_passes_ticketing_answer_through(client: httpx.AsyncCl
     assert "not recorded yet" in pending.json()["message"]
     assert unknown.status_code == 404
     assert unknown.json()["error_code"] == "not_found"
+
+
+def test_a_confidential_report_asked_by_reference_says_its_replies_are_private() -> None:
+    ticket = {**copy.deepcopy(TICKET), "replies": [], "replies_hidden": True}
+
+    page = pages.status_page(PublicStatus.model_validate(ticket))
+
+    assert "dirahasiakan" in page
+    assert "Belum ada tanggapan" not in page
+
+
+def test_the_form_offers_to_keep_the_report_from_the_public() -> None:
+    page = pages.form_page()
+
+    assert 'name="confidential"' in page and "Rahasiakan laporan dari publik" in page
+    assert 'aria-describedby="confidential-hint"' in page

@@ -67,6 +67,7 @@ async def test_valid_complaint_is_acknowledged_and_published_once(
         "kecamatan": "Rembang",
         "desa": "Tireman",
         "anonymous": False,
+        "confidential": False,
         "submission_id": submission_id,
     }
 
@@ -93,6 +94,16 @@ async def test_anonymous_complaint_keeps_no_identity_in_the_event(
     assert event.metadata["anonymous"] is True
     for secret in (b"Budi", b"0813", b"81322223333", b"budi@example.id"):
         assert secret not in stored
+
+
+async def test_a_confidential_complaint_is_marked_so_in_the_event(
+    client: httpx.AsyncClient, inbound: ReadInbound
+) -> None:
+    response = await client.post("/api/v1/web/complaints", json={"text": COMPLAINT, "confidential": True})
+
+    assert response.status_code == 202
+    [(_, _, event)] = await inbound(by_submission(response.json()["id"]))
+    assert event.metadata["confidential"] is True
 
 
 @pytest.mark.parametrize(

@@ -133,3 +133,20 @@ async def test_public_status_shows_replies_but_no_identity_or_complaint(app: App
         assert "Siti" not in dumped and "6281234567890" not in dumped and "Tireman rusak" not in dumped
     missing = await app.client.get(f"/api/v1/public/status/{new_id()}", headers=anonymous)
     assert missing.status_code == 404 and missing.json()["error_code"] == "not_found"
+
+
+async def test_a_confidential_report_shows_no_replies_by_its_reference_only_by_its_private_link(app: App) -> None:
+    msg = web_message()
+    confidential = msg.model_copy(update={"metadata": {**msg.metadata, "confidential": True}})
+    await app.service.handle_inbound(confidential)
+    reference = (await app.client.get("/api/v1/tickets")).json()["items"][0]["reference"]
+    await app.client.post(f"/api/v1/tickets/{reference}/replies", json={"text": "Kami tindak lanjuti diam-diam"})
+    anonymous = app.client.headers.copy()
+    del anonymous["Authorization"]
+
+    public = (await app.client.get(f"/api/v1/public/status/{reference}", headers=anonymous)).json()
+    assert public["status_label"] == "Sedang diproses"
+    assert public["replies"] == [] and public["replies_hidden"] is True
+    private = (await app.client.get(f"/api/v1/public/status/{msg.conversation_key}", headers=anonymous)).json()
+    assert [r["text"] for r in private["replies"]][-1] == "Kami tindak lanjuti diam-diam"
+    assert private["replies_hidden"] is False

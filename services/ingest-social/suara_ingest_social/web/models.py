@@ -51,6 +51,9 @@ class WebComplaintCreate(BaseModel):
     # Declared before the identity fields so their validators can see it and drop what an anonymous
     # reporter typed without rejecting it: the identity is never kept, so its shape does not matter.
     anonymous: bool = Field(default=False, description="when true, no name, phone or e-mail is kept")
+    confidential: bool = Field(
+        default=False, description="when true, the report and its replies are hidden from the public"
+    )
     name: str | None = Field(default=None, max_length=NAME_MAX)
     phone: str | None = Field(default=None, description="Indonesian number; stored in E.164 (+62…)")
     email: EmailStr | None = None
@@ -147,3 +150,4 @@ class PublicStatus(BaseModel):
     created_at: datetime
     updated_at: datetime
     replies: list[PublicReply] = Field(default_factory=list)
+    replies_hidden: bool = False

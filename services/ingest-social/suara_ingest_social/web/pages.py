@@ -57,6 +57,7 @@ FIELD_MESSAGES: dict[str, dict[str, str]] = {
     "kecamatan": {"*": "Pilih salah satu kecamatan di Kabupaten Rembang."},
     "desa": {"*": "Nama desa/kelurahan terlalu panjang: paling banyak 120 karakter."},
     "anonymous": {"*": "Pilihan anonim tidak valid."},
+    "confidential": {"*": "Pilihan rahasia tidak valid."},
 }
 FIELD_LABELS = {
     "text": "Isi keluhan",
@@ -66,9 +67,10 @@ FIELD_LABELS = {
     "phone": "Nomor HP/WhatsApp",
     "email": "Email",
     "anonymous": "Laporkan secara anonim",
+    "confidential": "Rahasiakan laporan dari publik",
 }
 #: Fields that carry a hint paragraph the screen reader should announce with them.
-_HINTS = frozenset({"text", "phone", "anonymous"})
+_HINTS = frozenset({"text", "phone", "anonymous", "confidential"})
 
 BROKER_TROUBLE = (
     "Maaf, laporan Anda belum terkirim karena sistem sedang sibuk. Isian Anda masih ada di bawah: "
@@ -153,12 +155,13 @@ def form_page(
     values = values or {}
     errors = errors or {}
     fields: dict[str, object] = {}
-    for field in ("text", "name", "phone", "email", "desa", "kecamatan", "anonymous"):
+    for field in ("text", "name", "phone", "email", "desa", "kecamatan", "anonymous", "confidential"):
         fields[f"{field}_error"], fields[f"{field}_attrs"] = _field_parts(field, errors)
         fields[f"{field}_value"] = values.get(field, "")
     fields["kecamatan_options"] = _kecamatan_options(values.get("kecamatan", ""))
-    checked = values.get("anonymous", "").strip().lower() in {"true", "on", "1", "yes"}
-    fields["anonymous_checked"] = Safe(" checked" if checked else "")
+    for box in ("anonymous", "confidential"):
+        checked = values.get(box, "").strip().lower() in {"true", "on", "1", "yes"}
+        fields[f"{box}_checked"] = Safe(" checked" if checked else "")
     if notice:
         fields["notice"] = Safe(f'<div class="alert" role="alert"><p>{_escape(notice)}</p></div>')
     elif errors:
@@ -192,7 +195,12 @@ def _reply_order(reply: PublicReply) -> tuple[int, datetime]:
     return (0 if reply.purpose == "acknowledgement" else 1, created)
 
 
-def _replies(replies: list[PublicReply]) -> Safe:
+def _replies(replies: list[PublicReply], *, hidden: bool = False) -> Safe:
+    if hidden:
+        return Safe(
+            "<p>Laporan ini dirahasiakan: tanggapan petugas hanya tampil di halaman status pribadi pelapor "
+            "dan di saluran yang dipakai pelapor.</p>"
+        )
     if not replies:
         return Safe("<p>Belum ada tanggapan. Kami akan menampilkannya di sini.</p>")
     items = [
@@ -220,7 +228,7 @@ def status_page(status: PublicStatus) -> str:
         channel=CHANNEL_LABELS.get(status.channel, status.channel),
         created_at=format_wib(status.created_at),
         updated_at=format_wib(status.updated_at),
-        replies=_replies(status.replies),
+        replies=_replies(status.replies, hidden=status.replies_hidden),
         lookup=lookup_form(),
     )
     return page(title=f"Laporan {status.reference}", content=content)

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 router = APIRouter()
 
-FORM_FIELDS = ("text", "name", "phone", "email", "kecamatan", "desa", "anonymous")
+FORM_FIELDS = ("text", "name", "phone", "email", "kecamatan", "desa", "anonymous", "confidential")
 
 #: The pages carry no script and load nothing from elsewhere; the policy makes any injected markup inert.
 _HTML_HEADERS = {

@@ -45,6 +45,7 @@ def to_inbound(complaint: WebComplaintCreate, *, submission_id: str) -> InboundM
             "kecamatan": complaint.kecamatan,
             "desa": complaint.desa,
             "anonymous": complaint.anonymous,
+            "confidential": complaint.confidential,
             "submission_id": submission_id,
         },
     )

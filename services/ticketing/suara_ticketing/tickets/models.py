@@ -253,3 +253,5 @@ class PublicStatus(BaseModel):
     created_at: datetime
     updated_at: datetime
     replies: list[PublicReply]
+    #: True for a confidential report asked for by its reference: its replies are not shown to the public.
+    replies_hidden: bool = False

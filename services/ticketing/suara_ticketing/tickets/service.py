@@ -668,6 +668,10 @@ class TicketService:
         )
         if ticket is None:
             raise NotFound(key)
+        if ticket.get("confidential") and key != ticket.get("submission_id"):
+            # A confidential report is hidden from the public (SP4N-LAPOR!): by its guessable reference only its
+            # status shows; the replies stay on the reporter's own channel or behind the private submission link.
+            return {**ticket, "replies": [], "replies_hidden": True}
         replies = (
             await self.messages.find(
                 {"ticket": ticket["_id"], "direction": "outbound"},
