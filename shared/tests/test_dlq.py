@@ -1,0 +1,69 @@
+"""An operator can list the dead-letter topic and replay what failed once the cause is mended: each letter goes
+back to the topic it came from, once, and is processed like any other message."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import ConsumerRecord
+
+from suara_shared import topics
+from suara_shared.dlq import replay
+from suara_shared.events import Channel, InboundMessage, Sender, new_id
+from suara_shared.kafka import ConsumerLoop, PermanentError, Publisher, Route
+from suara_shared.settings import ServiceSettings
+
+
+async def test_a_dead_letter_is_replayed_to_its_topic_once_and_then_processed(settings: ServiceSettings) -> None:
+    broken = {"on": True}
+    stored: list[str] = []
+    message = InboundMessage(
+        channel=Channel.WEB,
+        platform_message_id=new_id(),
+        conversation_key=new_id(),
+        sender=Sender(channel_user_id="warga"),
+        text="Sampah menumpuk di Pasar Rembang",
+    )
+
+    async def handle(event: InboundMessage, _record: ConsumerRecord[bytes, bytes]) -> None:
+        if event.platform_message_id != message.platform_message_id:
+            return
+        if broken["on"]:
+            raise PermanentError("routing rules missing a category")
+        stored.append(event.platform_message_id)
+
+    publisher = Publisher(settings)
+    loop = ConsumerLoop(
+        settings,
+        group_id=f"dlq-test-{new_id()}",
+        publisher=publisher,
+        routes={topics.INBOUND: Route(InboundMessage, handle)},
+    )
+    task = asyncio.create_task(loop.run())
+    group = f"replay-test-{new_id()}"
+    try:
+        await publisher.publish(topics.INBOUND, message, key=message.partition_key)
+        for _ in range(300):
+            listed = await replay(
+                settings, origin_topic=topics.INBOUND, reason="permanent_error", dry_run=True, group=group
+            )
+            if listed:
+                break
+            await asyncio.sleep(0.1)
+        assert listed and listed[-1].detail == "routing rules missing a category"
+        assert not stored
+
+        broken["on"] = False  # the operator mends the cause, then replays
+        replayed = await replay(settings, origin_topic=topics.INBOUND, reason="permanent_error", group=group)
+        assert [letter.offset for letter in replayed] == [letter.offset for letter in listed]
+        for _ in range(300):
+            if stored:
+                break
+            await asyncio.sleep(0.1)
+        assert stored == [message.platform_message_id]
+        # A second replay finds nothing new: what was replayed is not sent again.
+        assert await replay(settings, origin_topic=topics.INBOUND, group=group) == []
+    finally:
+        loop.stop()
+        await asyncio.wait_for(task, 15)
+        await publisher.stop()
