@@ -70,3 +70,15 @@ class ServiceSettings(BaseSettings):
                     "setting %s uses a development placeholder; never run it like this in production", name.upper()
                 )
         return self
+
+
+class XApiSettings(ServiceSettings):
+    """The X account's API access, read by every service that talks to X (ingest-social polls, the notifier
+    replies): the API base (the sandbox under `make run`), the app's bearer token, the user-context credentials."""
+
+    x_api_url: str = "https://api.x.com"
+    x_bearer_token: SecretStr | None = None
+    x_consumer_key: SecretStr | None = None
+    x_consumer_secret: SecretStr | None = None
+    x_access_token: SecretStr | None = None
+    x_access_token_secret: SecretStr | None = None

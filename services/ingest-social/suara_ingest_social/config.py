@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from suara_shared.settings import ServiceSettings
+from suara_shared.settings import XApiSettings
 
 
-class Settings(ServiceSettings):
+class Settings(XApiSettings):
     """What ingest-social needs: its port, where ticketing answers, and how citizens reach the status page."""
 
     port: int = 8002
@@ -25,14 +25,7 @@ class Settings(ServiceSettings):
     fb_page_id: str | None = None
     ig_account_id: str | None = None
 
-    #: X: the API base (the sandbox under `make run`), the app's bearer token (mentions), the user-context
-    #: credentials (direct messages), and the account citizens mention or message.
-    x_api_url: str = "https://api.x.com"
-    x_bearer_token: SecretStr | None = None
-    x_consumer_key: SecretStr | None = None
-    x_consumer_secret: SecretStr | None = None
-    x_access_token: SecretStr | None = None
-    x_access_token_secret: SecretStr | None = None
+    #: X (credentials in XApiSettings): the account citizens mention or message.
     x_user_id: str | None = None
     #: Seconds between two polls of mentions and direct messages; X's rate-limit headers may stretch it.
     x_poll_interval_seconds: float = Field(default=30.0, gt=0)

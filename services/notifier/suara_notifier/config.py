@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
 
-from suara_shared.settings import ServiceSettings
+from suara_shared.settings import XApiSettings
 
 
-class Settings(ServiceSettings):
+class Settings(XApiSettings):
     """What the notifier needs: its port, where the channel sandbox is, how hard to retry a send, and each
     channel's credentials (a channel without them cannot send: its replies fail `channel_not_configured`)."""
 
@@ -53,13 +53,6 @@ class Settings(ServiceSettings):
     #: up to this many days after the citizen's last message; later it fails with a clear reason.
     meta_human_agent_days: float = Field(default=7.0, ge=0)
 
-    #: X: the API base (the sandbox under `make run`) and the user-context credentials that post and send DMs.
-    x_api_url: str = "https://api.x.com"
-    x_bearer_token: SecretStr | None = None
-    x_consumer_key: SecretStr | None = None
-    x_consumer_secret: SecretStr | None = None
-    x_access_token: SecretStr | None = None
-    x_access_token_secret: SecretStr | None = None
     #: Base of the public status page; a reply post cut to 280 characters ends with the ticket's link on it.
     public_status_url: str = "http://127.0.0.1:8002/status"
 

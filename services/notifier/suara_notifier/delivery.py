@@ -146,14 +146,14 @@ class Notifier:
                 return
             except TransientSendError as exc:
                 if attempt == 2:
-                    log.warning("read receipt not given", extra={**_receipt(reply), "error_code": exc.code})
+                    log.warning("read receipt not given", extra={**_ids(reply), "error_code": exc.code})
                     return
                 await self._pause(self._retry.delay(attempt, hint=exc.retry_after))
             except SendError as exc:
-                log.warning("read receipt refused", extra={**_receipt(reply), "error_code": exc.code})
+                log.warning("read receipt refused", extra={**_ids(reply), "error_code": exc.code})
                 return
             except Exception:
-                log.exception("adapter raised an unexpected error marking a message read", extra=_receipt(reply))
+                log.exception("adapter raised an unexpected error marking a message read", extra=_ids(reply))
                 return
 
     async def _send_with_retries(self, adapter: ChannelAdapter, reply: OutboundReply) -> DeliveryStatus:
@@ -231,16 +231,6 @@ def _failed(reply: OutboundReply, error: DeliveryError) -> DeliveryStatus:
     )
 
 
-def _receipt(reply: OutboundReply) -> dict[str, str | None]:
-    """What a log line says about a read-receipt request."""
-    return {
-        "outbound_id": reply.outbound_id,
-        "channel": str(reply.channel),
-        "ticket_reference": reply.ticket_reference,
-        "action": str(reply.action),
-    }
-
-
 def _ids(reply: OutboundReply) -> dict[str, str | None]:
     """What a log line may say about a reply: ids only, never the text or the recipient."""
     return {
@@ -248,6 +238,7 @@ def _ids(reply: OutboundReply) -> dict[str, str | None]:
         "channel": str(reply.channel),
         "ticket_reference": reply.ticket_reference,
         "purpose": str(reply.purpose),
+        "action": str(reply.action),
     }
 
 

@@ -89,3 +89,13 @@ def working_hours(start: datetime, end: datetime, *, office: tuple[time, time]) 
                 total += (window_end - window_start).total_seconds() / 3600
         day += timedelta(days=1)
     return total
+
+
+def created_between(created_from: date | None, created_to: date | None) -> dict[str, datetime]:
+    """A `created_at` condition for whole days in WIB, `created_to` included; empty when neither is given."""
+    created: dict[str, datetime] = {}
+    if created_from is not None:
+        created["$gte"] = datetime.combine(created_from, time(0), tzinfo=WIB)
+    if created_to is not None:
+        created["$lt"] = datetime.combine(created_to + timedelta(days=1), time(0), tzinfo=WIB)
+    return created

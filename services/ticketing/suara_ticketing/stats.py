@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from datetime import date, datetime, time, timedelta
+from datetime import date, time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -146,11 +146,7 @@ async def stats(request: Request, user: CurrentUser, filters: Annotated[StatsFil
         if filters.department not in (None, user.department):
             raise ApiError(404, "not_found", "no figures for that department")
         match.update(user.scope())
-    created: dict[str, Any] = {}
-    if filters.created_from is not None:
-        created["$gte"] = datetime.combine(filters.created_from, time(0), tzinfo=deadlines.WIB)
-    if filters.created_to is not None:
-        created["$lt"] = datetime.combine(filters.created_to + timedelta(days=1), time(0), tzinfo=deadlines.WIB)
+    created = deadlines.created_between(filters.created_from, filters.created_to)
     if created:
         match["created_at"] = created
     settings = request.app.state.settings

@@ -259,14 +259,11 @@ def _page_change(own_id: str | None, change: Json, raw: Json) -> InboundMessage 
         return "comment_without_ids"
     if own_id is not None and author_id == own_id:
         return "own_comment"  # our own replies come back as feed events too (channels.md §2.2)
-    verb = str(value.get("verb") or "add")
     text = _text(value.get("message"))
-    platform_id, metadata = comment_id, dict[str, Any]()
-    if verb != "add":
-        edit = _edit_fields(verb, comment_id, text)
-        if edit is None:
-            return f"comment:{verb[:32]}"
-        platform_id, metadata = edit
+    version = _comment_version(value.get("verb") or "add", comment_id, text, added=("add",))
+    if isinstance(version, str):
+        return version
+    platform_id, metadata = version
     return InboundMessage(
         channel=Channel.FACEBOOK,
         platform_message_id=platform_id,
@@ -279,6 +276,17 @@ def _page_change(own_id: str | None, change: Json, raw: Json) -> InboundMessage 
         metadata={**metadata, "permalink": _text(_mapping(value.get("post")).get("permalink_url"))},
         raw=dict(raw),
     )
+
+
+def _comment_version(
+    verb: object, comment_id: str, text: str | None, *, added: tuple[str, ...]
+) -> tuple[str, dict[str, Any]] | str:
+    """The platform id and metadata of a comment event: the comment itself when it is new (or names no verb),
+    an edit or removal record otherwise; a verb we do not know is returned as the reason it was set aside."""
+    if not isinstance(verb, str) or verb in added:
+        return comment_id, {}
+    edit = _edit_fields(verb, comment_id, text)
+    return edit if edit is not None else f"comment:{verb[:32]}"
 
 
 def _instagram_change(own_id: str | None, change: Json, raw: Json, entry_time: object) -> InboundMessage | str:
@@ -295,13 +303,10 @@ def _instagram_change(own_id: str | None, change: Json, raw: Json, entry_time: o
         if own_id is not None and author_id == own_id:
             return "own_comment"
         text = _text(value.get("text"))
-        platform_id, metadata = comment_id, dict[str, Any]()
-        verb = value.get("verb")
-        if isinstance(verb, str) and verb not in ("add", "created"):
-            edit = _edit_fields(verb, comment_id, text)
-            if edit is None:
-                return f"comment:{verb[:32]}"
-            platform_id, metadata = edit
+        version = _comment_version(value.get("verb"), comment_id, text, added=("add", "created"))
+        if isinstance(version, str):
+            return version
+        platform_id, metadata = version
         return InboundMessage(
             channel=Channel.INSTAGRAM,
             platform_message_id=platform_id,

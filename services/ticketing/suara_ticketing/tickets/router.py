@@ -4,7 +4,7 @@ status of one ticket."""
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, status
@@ -126,11 +126,7 @@ def _filters_to_query(filters: TicketFilters, now: datetime) -> tuple[dict[str, 
         clauses.append({"status": {"$in": active}, "due_at": {"$lt": now}})
     elif filters.overdue is False:
         clauses.append({"$or": [{"status": {"$nin": active}}, {"due_at": {"$gte": now}}, {"due_at": None}]})
-    created: dict[str, Any] = {}
-    if filters.created_from is not None:
-        created["$gte"] = datetime.combine(filters.created_from, time(0), tzinfo=deadlines.WIB)
-    if filters.created_to is not None:
-        created["$lt"] = datetime.combine(filters.created_to + timedelta(days=1), time(0), tzinfo=deadlines.WIB)
+    created = deadlines.created_between(filters.created_from, filters.created_to)
     if created:
         clauses.append({"created_at": created})
     return equal, {"$and": clauses} if clauses else {}
