@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo import AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
@@ -28,6 +28,7 @@ __all__ = [
     "MongoUnavailable",
     "PyMongoError",
     "ReturnDocument",
+    "UpdateOne",
     "close",
     "connect",
     "is_unavailable",

@@ -150,10 +150,16 @@ Handler = Callable[[Any, ConsumerRecord[bytes, bytes]], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class Route(Generic[E]):
-    """What a consumer does with one topic: parse into `model`, then call `handler`."""
+    """What a consumer does with one topic: parse into `model`, then call `handler`.
+
+    With `batch`, the records of one partition that one poll returned are handed over together, in order, so the
+    handler can read and write them in a few round trips. It must be idempotent like `handler` (a batch is
+    retried whole after a transient failure); after any other failure the loop falls back to `handler`, record by
+    record, so a poison message is retried and dead-lettered alone."""
 
     model: type[E]
     handler: Callable[[E, ConsumerRecord[bytes, bytes]], Awaitable[None]]
+    batch: Callable[[list[E]], Awaitable[None]] | None = None
 
 
 class ConsumerLoop:
@@ -269,6 +275,10 @@ class ConsumerLoop:
         self, records: list[ConsumerRecord[bytes, bytes]]
     ) -> ConsumerRecord[bytes, bytes] | None:
         """Process records in order; return the last one fully dealt with (processed or dead-lettered)."""
+        if len(records) > 1 and self._routes[records[0].topic].batch is not None:
+            handled, done = await self._process_batch(records)
+            if handled:
+                return done
         last: ConsumerRecord[bytes, bytes] | None = None
         for record in records:
             if self._stopping.is_set():
@@ -278,6 +288,47 @@ class ConsumerLoop:
             last = record
             self._positions[TopicPartition(record.topic, record.partition)] = record.offset + 1
         return last
+
+    async def _process_batch(
+        self, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> tuple[bool, ConsumerRecord[bytes, bytes] | None]:
+        """One partition's records through the route's batch handler. Returns (True, the last record dealt with, or
+        None if stopping before that), or (False, None) when the batch must go one by one: a record that does not
+        parse, or a failure that is not the infrastructure's."""
+        route = self._routes[records[0].topic]
+        assert route.batch is not None
+        try:
+            events: list[Any] = [route.model.model_validate_json(record.value or b"") for record in records]
+        except ValidationError:
+            return False, None  # one by one: the invalid record is dead-lettered alone, the others processed
+        attempt = 0
+        started = time.perf_counter()
+        while True:
+            try:
+                await route.batch(events)
+                break
+            except Exception as exc:
+                if not is_transient(exc):
+                    log.warning(
+                        "batch failed; processing its records one by one",
+                        extra={"topic": records[0].topic, "count": len(records), "error": type(exc).__name__},
+                    )
+                    return False, None
+                attempt += 1
+                KAFKA_CONSUMED.labels(records[0].topic, "retry").inc(len(events))
+                delay = backoff(attempt)
+                log.warning(
+                    "dependency unavailable; will retry the batch",
+                    extra={"topic": records[0].topic, "error": type(exc).__name__, "retry_in_s": round(delay, 2)},
+                )
+                if self._stopping.is_set():
+                    return True, None
+                await self._sleep(delay)
+        KAFKA_CONSUMED.labels(records[0].topic, "ok").inc(len(events))
+        PROCESSING_SECONDS.labels(records[0].topic).observe((time.perf_counter() - started) / len(events))
+        last = records[-1]
+        self._positions[TopicPartition(last.topic, last.partition)] = last.offset + 1
+        return True, last
 
     async def _process(self, record: ConsumerRecord[bytes, bytes]) -> bool:
         """Return True once the record is done with; False if the loop is stopping before that."""

@@ -67,3 +67,83 @@ async def test_consumer_processes_in_order_and_dead_letters_poison(settings: Ser
         assert headers["x-error-reason"] == b"invalid_event"
     finally:
         await publisher.stop()
+
+
+async def test_batches_go_to_the_batch_handler_and_a_bad_record_is_set_aside_alone(settings: ServiceSettings) -> None:
+    """A poll's records reach the batch handler together, in order; a record that does not parse, or one the
+    handler keeps failing on, sends that poll one by one: the others are processed, the bad ones dead-lettered."""
+    tag = f"batch-{id(settings)}"
+    topic = f"test.batch.{tag}"  # its own topic: no other test's records in its polls
+    publisher = Publisher(settings)
+    seen: list[str] = []
+    batch_sizes: list[int] = []
+
+    def ours(event: InboundMessage) -> bool:
+        return event.platform_message_id.startswith(tag)
+
+    async def handle(event: InboundMessage, _record: object) -> None:
+        if ours(event):
+            if event.text == "boom":
+                raise ValueError("this message always fails")
+            seen.append(event.platform_message_id)
+
+    async def handle_batch(events: list[InboundMessage]) -> None:
+        mine = [e for e in events if ours(e)]
+        if any(e.text == "boom" for e in mine):
+            raise ValueError("a message of this batch always fails")
+        batch_sizes.append(len(mine))
+        seen.extend(e.platform_message_id for e in mine)
+
+    def message(n: int, text: str | None = None) -> InboundMessage:
+        return InboundMessage(
+            channel=Channel.WEB,
+            platform_message_id=f"{tag}-{n:03d}",
+            conversation_key="c-batch",
+            sender=Sender(channel_user_id="u1"),
+            text=text or f"pesan {n}",
+        )
+
+    try:
+        await publisher.publish_many([(topic, message(i), b"kb") for i in range(20)])
+        loop = ConsumerLoop(
+            settings,
+            group_id=f"test-{tag}",
+            routes={topic: Route(InboundMessage, handle, batch=handle_batch)},
+            publisher=publisher,
+        )
+        task = asyncio.create_task(loop.run())
+        for _ in range(400):
+            if len(seen) >= 20:
+                break
+            await asyncio.sleep(0.05)
+        await publisher.send_raw([(topic, b"kb", b"{not json", ())])
+        await publisher.publish_many([(topic, message(i), b"kb") for i in range(20, 30)])
+        await publisher.publish(topic, message(30, "boom"), key=b"kb")
+        await publisher.publish_many([(topic, message(i), b"kb") for i in range(31, 40)])
+        for _ in range(400):
+            if len(set(seen)) >= 39:
+                break
+            await asyncio.sleep(0.05)
+        loop.stop()
+        await asyncio.wait_for(task, 10)
+        expected = [f"{tag}-{i:03d}" for i in range(40) if i != 30]
+        assert list(dict.fromkeys(seen)) == expected
+        assert any(size > 1 for size in batch_sizes), "the batch handler should have been used"
+
+        dlq = AIOKafkaConsumer(
+            topics.DEAD_LETTER, bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="earliest"
+        )
+        await dlq.start()
+        try:
+            batches = await dlq.getmany(timeout_ms=3000)
+            reasons = [
+                dict(r.headers)["x-error-reason"]
+                for rs in batches.values()
+                for r in rs
+                if dict(r.headers).get("x-origin-topic") == topic.encode()
+            ]
+        finally:
+            await dlq.stop()
+        assert sorted(reasons) == [b"handler_error", b"invalid_event"]
+    finally:
+        await publisher.stop()

@@ -39,6 +39,7 @@ async def _relay(service: TicketService, every: float, stop: asyncio.Event) -> N
             await asyncio.wait_for(stop.wait(), timeout=every)
         try:
             sent = await service.publish_pending({}, older_than=timedelta(seconds=every))
+            sent += await service.publish_outbox(older_than=timedelta(seconds=every))
             if sent:
                 log.info("outbox relay published", extra={"count": sent})
         except BrokerUnavailable:
@@ -102,14 +103,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         settings,
                         group_id="suara-ticketing",
                         publisher=publisher,
-                        routes={topics.INBOUND: Route(InboundMessage, lambda e, _r: _store_inbound(service, e))},
+                        routes={
+                            topics.INBOUND: Route(
+                                InboundMessage,
+                                lambda e, _r: _store_inbound(service, [e]),
+                                batch=lambda events: _store_inbound(service, events),
+                            )
+                        },
                     ),
                     ConsumerLoop(
                         settings,
                         group_id="suara-ticketing-delivery",
                         publisher=publisher,
                         routes={
-                            topics.DELIVERY: Route(DeliveryStatus, lambda e, _r: window.record_delivery(service, e))
+                            topics.DELIVERY: Route(
+                                DeliveryStatus,
+                                lambda e, _r: window.record_delivery(service, e),
+                                batch=lambda statuses: window.record_deliveries(service, statuses),
+                            )
                         },
                     ),
                 ]
@@ -164,12 +175,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def _store_inbound(service: TicketService, event: InboundMessage) -> None:
-    """Store one inbound message, then record the end-to-end latency since Suara received it."""
-    await service.handle_inbound(event)
-    received = event.received_at if event.received_at.tzinfo else event.received_at.replace(tzinfo=UTC)
-    elapsed = (utcnow() - received).total_seconds()
-    INBOUND_TO_TICKET_SECONDS.labels(event.channel.value).observe(max(0.0, elapsed))
+async def _store_inbound(service: TicketService, events: list[InboundMessage]) -> None:
+    """Store inbound messages, then record the end-to-end latency since Suara received each."""
+    if len(events) == 1:
+        await service.handle_inbound(events[0])
+    else:
+        await service.handle_inbound_batch(events)
+    now = utcnow()
+    for event in events:
+        received = event.received_at if event.received_at.tzinfo else event.received_at.replace(tzinfo=UTC)
+        INBOUND_TO_TICKET_SECONDS.labels(event.channel.value).observe(max(0.0, (now - received).total_seconds()))
 
 
 async def _indexes_then(service: TicketService, loops: list[ConsumerLoop]) -> None:

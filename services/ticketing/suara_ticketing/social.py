@@ -154,8 +154,12 @@ async def outbound_context(
             {"reply_context": 1},
             sort=[("created_at", -1)],
         )
-    context = (found or {}).get("reply_context") or {}
-    if not context.get("comment_id"):
+    return reply_target((found or {}).get("reply_context"))
+
+
+def reply_target(context: dict[str, Any] | None) -> dict[str, Any] | None:
+    """From a stored message's reply context, what a reply to it needs: the comment (and its post and parent)."""
+    if not context or not context.get("comment_id"):
         return None
     return {k: context[k] for k in ("comment_id", "post_id", "parent_id") if context.get(k)}
 

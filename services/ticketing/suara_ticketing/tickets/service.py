@@ -80,6 +80,139 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise ValueError("invalid cursor") from exc
 
 
+def _inbound_doc(event: InboundMessage, *, ticket: str | None, **extra: Any) -> dict[str, Any]:
+    """A citizen's message as stored, under its natural key."""
+    return {
+        "_id": event.dedup_key,
+        "ticket": ticket,
+        "direction": "inbound",
+        "channel": event.channel.value,
+        "channel_message_id": event.platform_message_id,
+        "conversation_key": event.conversation_key,
+        "kind": event.kind.value,
+        "text": event.text,
+        # An anonymous report keeps only what replying needs.
+        "sender": {"channel_user_id": event.sender.channel_user_id}
+        if event.metadata.get("anonymous")
+        else event.sender.model_dump(),
+        "attachments": [a.model_dump(exclude_none=True) for a in event.attachments],
+        "location": event.location.model_dump(exclude_none=True) if event.location else None,
+        "reply_context": event.reply_context.model_dump(exclude_none=True) if event.reply_context else None,
+        "raw": None if event.metadata.get("anonymous") else event.raw,
+        "created_at": event.received_at,
+        "stored_at": utcnow(),
+        **extra,
+    }
+
+
+def _outbound_doc(
+    *,
+    outbound_id: str,
+    seq: int | None,
+    ticket: str | None,
+    channel: str,
+    conversation_key: str,
+    recipient: str,
+    text: str,
+    purpose: ReplyPurpose,
+    reply_to: str | None,
+    cause: str | None,
+    author: str,
+    private: bool,
+    window_expires_at: datetime | None,
+    reply_context: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """A reply as stored in the outbox, unpublished, under `out:<outbound id>`."""
+    return {
+        "_id": f"out:{outbound_id}",
+        "seq": seq,
+        "outbound_id": outbound_id,
+        "ticket": ticket,
+        "direction": "outbound",
+        "channel": channel,
+        "channel_message_id": None,
+        "conversation_key": conversation_key,
+        "recipient": recipient,
+        "kind": "text",
+        "text": text,
+        "purpose": purpose.value,
+        "reply_to": reply_to,
+        "cause": cause,
+        "author": author,
+        "delivery_status": DeliveryState.QUEUED.value,
+        "delivery_rank": DELIVERY_RANK[DeliveryState.QUEUED],
+        "delivery_error": None,
+        "published": False,
+        "created_at": utcnow(),
+        "window_expires_at": window_expires_at,
+        "reply_context": reply_context,
+        "private": private,
+    }
+
+
+def _event_doc(
+    reference: str, type_: TicketEventType, *, actor: str = "system", data: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "_id": new_id(),
+        "reference": reference,
+        "type": type_.value,
+        "actor": actor,
+        "at": utcnow(),
+        "data": data or {},
+        "published": False,
+    }
+
+
+def _records(
+    outbound: list[dict[str, Any]], events: list[dict[str, Any]]
+) -> list[tuple[str, bytes | None, bytes, tuple[()]]]:
+    """Stored outbound messages and ticket events as the records the broker gets (topic, key, value, headers)."""
+    items: list[tuple[str, Event, bytes | None]] = []
+    for doc in outbound:
+        reply = OutboundReply(
+            outbound_id=doc["outbound_id"],
+            ticket_reference=doc.get("ticket"),
+            channel=doc["channel"],
+            conversation_key=doc["conversation_key"],
+            recipient=doc["recipient"],
+            text=doc["text"],
+            purpose=doc["purpose"],
+            reply_to=doc.get("reply_to"),
+            created_at=doc["created_at"],
+            window_expires_at=doc.get("window_expires_at"),
+            reply_context=doc.get("reply_context"),
+            private=bool(doc.get("private")),
+        )
+        items.append((topics.OUTBOUND, reply, reply.partition_key))
+    for doc in events:
+        te = TicketEvent(
+            event_id=doc["_id"],
+            reference=doc["reference"],
+            type=doc["type"],
+            actor=doc["actor"],
+            at=doc["at"],
+            data=doc.get("data") or {},
+        )
+        items.append((topics.TICKET_EVENTS, te, te.partition_key))
+    return [(topic, key, event.model_dump_json().encode(), ()) for topic, event, key in items]
+
+
+def _keep_highest(target: dict[str, DeliveryStatus], key: str, status: DeliveryStatus) -> None:
+    """Keep, for one message, the status that ranks highest (the later one of equal rank)."""
+    held = target.get(key)
+    if held is None or DELIVERY_RANK[status.status] >= DELIVERY_RANK[held.status]:
+        target[key] = status
+
+
+def _opens_conversation(event: InboundMessage) -> bool:
+    """Whether the message, if its conversation has no ticket, simply opens one (not an echo, an edit or a
+    removal, nor a status query)."""
+    if event.metadata.get("echo") or event.metadata.get("edit") in ("edited", "removed"):
+        return False
+    return not (event.kind == "text" and STATUS_QUERY.match(event.text or ""))
+
+
 class TicketService:
     """Every read and write of tickets, their messages, notes and events."""
 
@@ -107,6 +240,8 @@ class TicketService:
         self.events = database["ticket_events"]
         self.counters = database["counters"]
         self.orphans = database["delivery_orphans"]
+        #: Whole batches of outbound messages and ticket events waiting for the broker (see `_open_many`).
+        self.outbox = database["outbox"]
         self.publisher = publisher
         self.prefix = prefix
         self.status_url = status_url.rstrip("/")
@@ -123,6 +258,7 @@ class TicketService:
         await self.events.create_index([("reference", 1), ("at", 1)])
         await self.events.create_index([("published", 1), ("at", 1)])
         await self.notes.create_index([("ticket", 1), ("created_at", 1)])
+        await self.outbox.create_index([("created_at", 1)])
         await self.tickets.create_index([("department", 1), ("created_at", -1)])
         await self.tickets.create_index([("status", 1), ("due_at", 1)])
         await self.tickets.create_index([("merged_into", 1)], sparse=True)
@@ -152,6 +288,105 @@ class TicketService:
         await self._insert_inbound(event, ticket=ticket["_id"], seq=ticket["message_count"])
         await self._add_event(ticket["_id"], TicketEventType.MESSAGE_ADDED, data={"message_id": key})
         await self._flush(ticket["_id"], cause=key)
+
+    async def handle_inbound_batch(self, events: builtins.list[InboundMessage]) -> None:
+        """Many messages of one partition, in their order, as `handle_inbound` would store them one by one.
+
+        The first message of a conversation Suara has never seen (most of a busy day: a flood brings new people)
+        opens its ticket in writes shared by the whole batch: one step of the reference counter, one insert each
+        of tickets, events and messages with their acknowledgements, one publication. Every other message
+        (threading into a ticket, status queries, survey answers, echoes, redeliveries) then takes the one-by-one
+        way, in order. The writes go tickets first, so a crash part-way leaves nothing a redelivery cannot finish:
+        a ticket without its message is found by its conversation and threaded into; a message without its
+        acknowledgement gets it from `_flush`."""
+        keys = [e.dedup_key for e in events]
+        known = {d["_id"] for d in await self.messages.find({"_id": {"$in": keys}}, {"_id": 1}).to_list(None)}
+        candidates = [e for e in events if e.dedup_key not in known and _opens_conversation(e)]
+        with_ticket: set[tuple[str, str]] = set()
+        by_channel: dict[str, set[str]] = {}
+        for event in candidates:
+            by_channel.setdefault(event.channel.value, set()).add(event.conversation_key)
+        for channel, conversations in by_channel.items():  # by channel: the index starts with it
+            found = await self.tickets.find(
+                {"channel": channel, "conversation_key": {"$in": sorted(conversations)}}, {"conversation_key": 1}
+            ).to_list(None)
+            with_ticket |= {(channel, d["conversation_key"]) for d in found}
+        fresh: builtins.list[InboundMessage] = []
+        seen: set[tuple[str, str]] = set()
+        for event in events:
+            conversation = (event.channel.value, event.conversation_key)
+            new = conversation not in seen and conversation not in with_ticket and event.dedup_key not in known
+            if new and _opens_conversation(event):
+                fresh.append(event)
+            seen.add(conversation)
+        if fresh:
+            await self._open_many(fresh)
+        opened = {id(e) for e in fresh}
+        for event in events:
+            if id(event) not in opened:
+                await self.handle_inbound(event)
+
+    async def _open_many(self, fresh: builtins.list[InboundMessage]) -> None:
+        """Open one ticket per message (each the first of a new conversation), acknowledge and publish them."""
+        now = self.now()
+        references = await self._next_references(now, len(fresh))
+        tickets, messages, outbound, events = [], [], [], []
+        for event, reference in zip(fresh, references, strict=True):
+            # The citizen's message is the ticket's first; the acknowledgement its second.
+            ticket = await self._ticket_doc(event, now, reference=reference, previous=None, message_count=2)
+            message = _inbound_doc(event, ticket=reference, seq=1)
+            tickets.append(ticket)
+            messages.append(message)
+            outbound.append(
+                _outbound_doc(
+                    outbound_id=_stable_id("ack", reference),
+                    seq=2,
+                    ticket=reference,
+                    channel=ticket["channel"],
+                    conversation_key=ticket["conversation_key"],
+                    recipient=ticket["citizen"]["channel_user_id"],
+                    text=texts.acknowledgement(
+                        reference=reference,
+                        status_url=self.status_url,
+                        extra=workflow.acknowledgement_extra(self, ticket),
+                    ),
+                    purpose=ReplyPurpose.ACKNOWLEDGEMENT,
+                    reply_to=event.dedup_key.split(":", 2)[-1],
+                    cause=event.dedup_key,
+                    author="system",
+                    private=False,
+                    # From this message: the window can only be later if an earlier-stored message (a status
+                    # query) was timestamped after it. Never too late, so never a free-form message refused.
+                    window_expires_at=window.expiry(message["created_at"]),
+                    reply_context=social.reply_target(message["reply_context"]),
+                )
+            )
+            events.append(_event_doc(reference, TicketEventType.CREATED, data={"channel": event.channel.value}))
+            events.append(_event_doc(reference, TicketEventType.MESSAGE_ADDED, data={"message_id": event.dedup_key}))
+        # The batch's outbox is one document, not a flag on each of its messages and events: marking hundreds of
+        # documents published costs the database more than everything else the batch writes. It is written after
+        # the tickets (the acknowledgements it holds name them) and before the messages (whose redelivery finds
+        # the acknowledgement stored and publishes nothing itself), and deleted once the broker has it all.
+        records = _records(outbound, events)
+        batch = {
+            "_id": new_id(),
+            "created_at": utcnow(),
+            "records": [{"topic": t, "key": k, "value": v} for t, k, v, _ in records],
+        }
+        for doc in (*outbound, *events):
+            doc["published"] = True
+        await self.tickets.insert_many(tickets)
+        await self.outbox.insert_one(batch)
+        await self.events.insert_many(events)
+        await self.messages.insert_many([*messages, *outbound])
+        for ticket in tickets:
+            log.info("ticket opened", extra={"reference": ticket["_id"], "channel": ticket["channel"]})
+        try:
+            await self.publisher.send_raw(records)
+        except BrokerUnavailable:
+            log.warning("broker unavailable; the outbox relay will publish later", extra={"count": len(records)})
+            return
+        await self.outbox.delete_one({"_id": batch["_id"]})
 
     async def _thread(self, event: InboundMessage) -> dict[str, Any]:
         """The conversation's ticket that is not closed, reopened if it was resolved recently; else a new ticket
@@ -192,6 +427,18 @@ class TicketService:
 
     async def _open_ticket(self, event: InboundMessage, now: datetime, *, previous: str | None) -> dict[str, Any]:
         reference = await self._next_reference(now)
+        doc = await self._ticket_doc(event, now, reference=reference, previous=previous)
+        await self.tickets.insert_one(doc)
+        await self._add_event(reference, TicketEventType.CREATED, data={"channel": event.channel.value})
+        if previous:
+            await self._add_event(previous, TicketEventType.UPDATED, actor="citizen", data={"followed_by": reference})
+        log.info("ticket opened", extra={"reference": reference, "channel": event.channel.value})
+        return doc
+
+    async def _ticket_doc(
+        self, event: InboundMessage, now: datetime, *, reference: str, previous: str | None, message_count: int = 1
+    ) -> dict[str, Any]:
+        """A new ticket for the event's conversation, routed, with its deadline."""
         meta = event.metadata
         anonymous = bool(meta.get("anonymous"))
         sender = event.sender
@@ -219,55 +466,33 @@ class TicketService:
             "submission_id": meta.get("submission_id"),
             "previous_reference": previous,
             "source": meta.get("source"),
-            "acknowledged": False,
-            "message_count": 1,
+            "message_count": message_count,
             "created_at": now,
             "updated_at": now,
             "last_inbound_at": now,
         }
         doc.update(await workflow.route_new(self, event, now))
-        await self.tickets.insert_one(doc)
-        await self._add_event(reference, TicketEventType.CREATED, data={"channel": event.channel.value})
-        if previous:
-            await self._add_event(previous, TicketEventType.UPDATED, actor="citizen", data={"followed_by": reference})
-        log.info("ticket opened", extra={"reference": reference, "channel": event.channel.value})
         return doc
 
     async def _next_reference(self, now: datetime) -> str:
+        return (await self._next_references(now, 1))[0]
+
+    async def _next_references(self, now: datetime, count: int) -> builtins.list[str]:
+        """`count` consecutive references of the year, taken in one step of the year's counter."""
         year = now.astimezone(WIB).year
         counter = await self.counters.find_one_and_update(
             {"_id": f"ticket:{self.prefix}:{year}"},
-            {"$inc": {"seq": 1}},
+            {"$inc": {"seq": count}},
             upsert=True,
             return_document=db.ReturnDocument.AFTER,
         )
         assert counter is not None  # upsert always returns the document
-        return f"{self.prefix}-{year}-{int(counter['seq']):06d}"
+        last = int(counter["seq"])
+        return [f"{self.prefix}-{year}-{seq:06d}" for seq in range(last - count + 1, last + 1)]
 
     async def _insert_inbound(self, event: InboundMessage, *, ticket: str | None, **extra: Any) -> None:
-        doc = {
-            "_id": event.dedup_key,
-            "ticket": ticket,
-            "direction": "inbound",
-            "channel": event.channel.value,
-            "channel_message_id": event.platform_message_id,
-            "conversation_key": event.conversation_key,
-            "kind": event.kind.value,
-            "text": event.text,
-            # An anonymous report keeps only what replying needs.
-            "sender": {"channel_user_id": event.sender.channel_user_id}
-            if event.metadata.get("anonymous")
-            else event.sender.model_dump(),
-            "attachments": [a.model_dump(exclude_none=True) for a in event.attachments],
-            "location": event.location.model_dump(exclude_none=True) if event.location else None,
-            "reply_context": event.reply_context.model_dump(exclude_none=True) if event.reply_context else None,
-            "raw": None if event.metadata.get("anonymous") else event.raw,
-            "created_at": event.received_at,
-            "stored_at": utcnow(),
-            **extra,
-        }
         with contextlib.suppress(db.DuplicateKeyError):  # a concurrent redelivery stored it first
-            await self.messages.insert_one(doc)
+            await self.messages.insert_one(_inbound_doc(event, ticket=ticket, **extra))
 
     async def _answer_status_query(self, event: InboundMessage, reference: str) -> None:
         """`cek <reference>`: answer with the ticket's status on the channel asked from; open no ticket."""
@@ -299,7 +524,8 @@ class TicketService:
         """Queue the acknowledgement if the ticket has none yet, then publish whatever is still unpublished."""
         if reference is not None:
             ticket = await self.tickets.find_one({"_id": reference})
-            if ticket is not None and not ticket.get("acknowledged"):
+            if ticket is not None:
+                # Queued once: the acknowledgement's id is the ticket's, and an existing one is left as it is.
                 await self._queue_outbound(
                     outbound_id=_stable_id("ack", reference),
                     ticket=reference,
@@ -315,7 +541,6 @@ class TicketService:
                     reply_to=cause.split(":", 2)[-1],
                     cause=cause,
                 )
-                await self.tickets.update_one({"_id": reference}, {"$set": {"acknowledged": True}})
             await self.publish_pending({"ticket": reference})
         else:
             await self.publish_pending({"cause": cause})
@@ -337,7 +562,7 @@ class TicketService:
     ) -> str:
         if await self.messages.find_one({"_id": f"out:{outbound_id}"}, {"_id": 1}) is not None:
             return outbound_id  # queued before, by an earlier delivery of its cause
-        seq = None
+        seq: int | None = None
         if ticket is not None:
             # The conversation's order is the order Suara stored it in, whatever the clocks say.
             numbered = await self.tickets.find_one_and_update(
@@ -347,37 +572,28 @@ class TicketService:
                 return_document=db.ReturnDocument.AFTER,
             )
             seq = numbered["message_count"] if numbered else None
-        doc = {
-            "_id": f"out:{outbound_id}",
-            "seq": seq,
-            "outbound_id": outbound_id,
-            "ticket": ticket,
-            "direction": "outbound",
-            "channel": channel,
-            "channel_message_id": None,
-            "conversation_key": conversation_key,
-            "recipient": recipient,
-            "kind": "text",
-            "text": text,
-            "purpose": purpose.value,
-            "reply_to": reply_to,
-            "cause": cause,
-            "author": author,
-            "delivery_status": DeliveryState.QUEUED.value,
-            "delivery_rank": DELIVERY_RANK[DeliveryState.QUEUED],
-            "delivery_error": None,
-            "published": False,
-            "created_at": utcnow(),
-        }
-        # Meta's channels take free-form messages only within 24 hours of the citizen's last one.
-        doc["window_expires_at"] = await window.expires_at(
-            self.messages, channel=channel, conversation_key=conversation_key
+        doc = _outbound_doc(
+            outbound_id=outbound_id,
+            seq=seq,
+            ticket=ticket,
+            channel=channel,
+            conversation_key=conversation_key,
+            recipient=recipient,
+            text=text,
+            purpose=purpose,
+            reply_to=reply_to,
+            cause=cause,
+            author=author,
+            private=private,
+            # Meta's channels take free-form messages only within 24 hours of the citizen's last one.
+            window_expires_at=await window.expires_at(
+                self.messages, channel=channel, conversation_key=conversation_key
+            ),
+            # Social channels: the comment, tweet or mention the reply answers.
+            reply_context=await social.outbound_context(
+                self.messages, channel=channel, conversation_key=conversation_key, reply_to=reply_to
+            ),
         )
-        # Social channels: the comment, tweet or mention the reply answers, and whether it goes privately.
-        doc["reply_context"] = await social.outbound_context(
-            self.messages, channel=channel, conversation_key=conversation_key, reply_to=reply_to
-        )
-        doc["private"] = private
         with contextlib.suppress(db.DuplicateKeyError):  # a concurrent delivery of the same cause
             await self.messages.insert_one(doc)
         return outbound_id
@@ -388,23 +604,6 @@ class TicketService:
         if older_than is not None:
             query["created_at"] = {"$lt": utcnow() - older_than}
         pending = await self.messages.find(query).sort("created_at", 1).to_list(500)
-        items: list[tuple[str, Event, bytes | None]] = []
-        for doc in pending:
-            reply = OutboundReply(
-                outbound_id=doc["outbound_id"],
-                ticket_reference=doc.get("ticket"),
-                channel=doc["channel"],
-                conversation_key=doc["conversation_key"],
-                recipient=doc["recipient"],
-                text=doc["text"],
-                purpose=doc["purpose"],
-                reply_to=doc.get("reply_to"),
-                created_at=doc["created_at"],
-                window_expires_at=doc.get("window_expires_at"),
-                reply_context=doc.get("reply_context"),
-                private=bool(doc.get("private")),
-            )
-            items.append((topics.OUTBOUND, reply, reply.partition_key))
         event_query: dict[str, Any] = {"published": False}
         if "ticket" in match:
             event_query["reference"] = match["ticket"]
@@ -413,19 +612,14 @@ class TicketService:
         if older_than is not None:
             event_query["at"] = {"$lt": utcnow() - older_than}
         events = await self.events.find(event_query).sort("at", 1).to_list(500) if event_query else []
-        for doc in events:
-            te = TicketEvent(
-                event_id=doc["_id"],
-                reference=doc["reference"],
-                type=doc["type"],
-                actor=doc["actor"],
-                at=doc["at"],
-                data=doc.get("data") or {},
-            )
-            items.append((topics.TICKET_EVENTS, te, te.partition_key))
+        return await self._publish(pending, events)
+
+    async def _publish(self, pending: builtins.list[dict[str, Any]], events: builtins.list[dict[str, Any]]) -> int:
+        """Publish these outbox documents (outbound messages, then ticket events), then mark them published."""
+        items = _records(pending, events)
         if not items:
             return 0
-        await self.publisher.publish_many(items)
+        await self.publisher.send_raw(items)
         if pending:
             await self.messages.update_many(
                 {"_id": {"$in": [d["_id"] for d in pending]}}, {"$set": {"published": True}}
@@ -434,20 +628,22 @@ class TicketService:
             await self.events.update_many({"_id": {"$in": [d["_id"] for d in events]}}, {"$set": {"published": True}})
         return len(items)
 
+    async def publish_outbox(self, *, older_than: timedelta) -> int:
+        """Publish the batches `_open_many` left in the outbox (a broker away, a crash before it deleted them)."""
+        published = 0
+        for batch in (
+            await self.outbox.find({"created_at": {"$lt": utcnow() - older_than}}).sort("created_at", 1).to_list(50)
+        ):
+            items = [(r["topic"], r.get("key"), bytes(r["value"]), ()) for r in batch["records"]]
+            await self.publisher.send_raw(items)
+            await self.outbox.delete_one({"_id": batch["_id"]})
+            published += len(items)
+        return published
+
     async def _add_event(
         self, reference: str, type_: TicketEventType, *, actor: str = "system", data: dict[str, Any] | None = None
     ) -> None:
-        await self.events.insert_one(
-            {
-                "_id": new_id(),
-                "reference": reference,
-                "type": type_.value,
-                "actor": actor,
-                "at": utcnow(),
-                "data": data or {},
-                "published": False,
-            }
-        )
+        await self.events.insert_one(_event_doc(reference, type_, actor=actor, data=data))
 
     # --- delivery statuses ---------------------------------------------------------------------------------
 
@@ -509,6 +705,80 @@ class TicketService:
                 await self._adopt_orphans(status.channel.value, platform_id)
         if result.get("ticket"):
             await self.tickets.update_one({"_id": result["ticket"]}, {"$set": {"updated_at": utcnow()}})
+
+    async def record_plain_deliveries(self, statuses: builtins.list[DeliveryStatus]) -> builtins.list[DeliveryStatus]:
+        """Apply plain statuses (no failure, error, template, watermark or further message ids) in a few writes:
+        one message's highest status only, guarded like `record_delivery` so nothing moves backwards. Returns the
+        statuses that need `record_delivery` one by one: of messages not known by that platform id (a long reply's
+        further parts, or a status before the notifier's report: kept as orphans there), and the notifier's reports
+        of message ids that have orphans waiting."""
+        leftover: builtins.list[DeliveryStatus] = []
+        target: dict[str, DeliveryStatus] = {}
+        learnt: dict[str, str] = {}
+        by_platform: dict[str, dict[str, builtins.list[DeliveryStatus]]] = {}
+        reports = [s for s in statuses if s.outbound_id and s.platform_message_id]
+        waiting: set[tuple[str, str]] = set()
+        if reports:
+            found = await self.orphans.find(
+                {"platform_message_id": {"$in": [s.platform_message_id for s in reports]}},
+                {"channel": 1, "platform_message_id": 1},
+            ).to_list(None)
+            waiting = {(d["channel"], d["platform_message_id"]) for d in found}
+        for status in statuses:
+            if status.outbound_id:
+                if status.platform_message_id and (status.channel.value, status.platform_message_id) in waiting:
+                    leftover.append(status)
+                    continue
+                key = f"out:{status.outbound_id}"
+                if status.platform_message_id:
+                    learnt[key] = status.platform_message_id
+                _keep_highest(target, key, status)
+            else:
+                assert status.platform_message_id is not None
+                by_channel = by_platform.setdefault(status.channel.value, {})
+                by_channel.setdefault(status.platform_message_id, []).append(status)
+        tickets: set[str] = set()
+        for channel, by_id in by_platform.items():
+            known = await self.messages.find(
+                {"channel": channel, "channel_message_id": {"$in": list(by_id)}, "direction": "outbound"},
+                {"channel_message_id": 1, "ticket": 1},
+            ).to_list(None)
+            ids = {d["channel_message_id"]: d for d in known}
+            for platform_id, group in by_id.items():
+                doc = ids.get(platform_id)
+                if doc is None:
+                    leftover.extend(group)
+                    continue
+                if doc.get("ticket"):
+                    tickets.add(doc["ticket"])
+                for status in group:
+                    _keep_highest(target, doc["_id"], status)
+        if not target:
+            return leftover
+        writes = []
+        for key, status in target.items():
+            rank = DELIVERY_RANK[status.status]
+            changes: dict[str, Any] = {
+                "delivery_status": status.status.value,
+                "delivery_rank": rank,
+                "delivery_updated_at": status.occurred_at,
+            }
+            if key in learnt:
+                changes["channel_message_id"] = learnt[key]
+            writes.append(db.UpdateOne({"_id": key, "delivery_rank": {"$lt": rank}}, {"$set": changes}))
+        # A receipt may have got there before the notifier's report: the message id must still be learnt.
+        writes += [
+            db.UpdateOne({"_id": key, "channel_message_id": None}, {"$set": {"channel_message_id": platform_id}})
+            for key, platform_id in learnt.items()
+        ]
+        await self.messages.bulk_write(writes, ordered=True)
+        reported = [key for key in target if key.startswith("out:")]
+        if reported:
+            found = await self.messages.find({"_id": {"$in": reported}}, {"ticket": 1}).to_list(None)
+            tickets |= {d["ticket"] for d in found if d.get("ticket")}
+        if tickets:
+            await self.tickets.update_many({"_id": {"$in": sorted(tickets)}}, {"$set": {"updated_at": utcnow()}})
+        return leftover
 
     async def _adopt_orphans(self, channel: str, platform_message_id: str) -> None:
         orphans = await self.orphans.find({"channel": channel, "platform_message_id": platform_message_id}).to_list(10)

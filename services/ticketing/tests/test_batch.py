@@ -1,0 +1,298 @@
+"""A batch of inbound messages (what the consumer takes from one poll) is stored exactly as the same messages one by
+one would be: the same tickets, the same conversation order, one acknowledgement each; and a crash part-way
+through a batch loses nothing and doubles nothing when the batch comes again."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from suara_shared.events import Channel, DeliveryStatus, InboundMessage, Sender, new_id
+
+from .conftest import App, outbound_for, web_message
+
+REFERENCE = re.compile(r"RMB-\d{4}-\d{6}")
+
+
+def whatsapp(text: str, *, number: str, message_id: str | None = None) -> InboundMessage:
+    return InboundMessage(
+        channel=Channel.WHATSAPP,
+        platform_message_id=message_id or f"wamid.{new_id()}",
+        conversation_key=number,
+        sender=Sender(channel_user_id=number, display_name="Warga", phone=f"+{number}"),
+        text=text,
+    )
+
+
+def scenario(tag: str) -> list[InboundMessage]:
+    """A busy minute on one partition: new citizens, one writing twice, a status query, redeliveries."""
+    a1 = whatsapp("Lampu jalan di Desa Sumberjo mati sejak minggu lalu", number=f"62812{tag}01")
+    b1 = web_message("Sampah menumpuk di pasar Lasem", conversation=f"web-{tag}-b")
+    a2 = whatsapp("Tambahan: sudah tiga tiang yang mati", number=f"62812{tag}01")
+    status = whatsapp("cek RMB-2026-999999", number=f"62812{tag}03")
+    d1 = whatsapp("Banjir di Kecamatan Kragan, air masuk rumah", number=f"62812{tag}04")
+    d2 = whatsapp("Mohon bantuan segera", number=f"62812{tag}04")
+    return [a1, b1, a2, status, d1, a1, b1, d2]
+
+
+def _plain(text: str | None, references: dict[str, str]) -> str | None:
+    return REFERENCE.sub(lambda found: references.get(found.group(0), found.group(0)), text) if text else text
+
+
+async def snapshot(app: App, events: list[InboundMessage]) -> list[dict[str, Any]]:
+    """Per conversation, in the scenario's order: its tickets with their conversation and audit trail, references
+    replaced by their order of opening, so two runs can be compared."""
+    conversations = list(dict.fromkeys(e.conversation_key for e in events))
+    references: dict[str, str] = {}
+    result = []
+    for key in conversations:
+        tickets = await app.service.tickets.find({"conversation_key": key}).sort("_id", 1).to_list(None)
+        messages = await app.service.messages.find({"conversation_key": key}).sort("seq", 1).to_list(None)
+        for ticket in tickets:
+            references.setdefault(ticket["_id"], f"T{len(references)}")
+
+        result.append(
+            {
+                "tickets": [
+                    {
+                        "reference": references[t["_id"]],
+                        "status": t["status"],
+                        "message_count": t["message_count"],
+                        "department": t["department"],
+                        "kecamatan": t["kecamatan"],
+                        "events": [
+                            e["type"]
+                            for e in await app.service.events.find({"reference": t["_id"]}).sort("at", 1).to_list(None)
+                        ],
+                    }
+                    for t in tickets
+                ],
+                "messages": [
+                    {
+                        "ticket": references.get(m["ticket"]) if m.get("ticket") else None,
+                        "seq": m.get("seq"),
+                        "direction": m["direction"],
+                        "purpose": m.get("purpose"),
+                        "text": _plain(m["text"], references),
+                        "published": m.get("published"),
+                        "window": m.get("window_expires_at") is not None,
+                    }
+                    for m in messages
+                ],
+            }
+        )
+    return result
+
+
+async def test_a_batch_stores_what_the_same_messages_one_by_one_store(app: App) -> None:
+    one_by_one = scenario("11")
+    for event in one_by_one:
+        await app.service.handle_inbound(event)
+    batched = scenario("22")
+    await app.service.handle_inbound_batch(batched)
+
+    expected = await snapshot(app, one_by_one)
+    got = await snapshot(app, batched)
+    assert got == expected
+    # What a citizen sees: three tickets, each acknowledged once; the second message joined the first's ticket.
+    tickets = [t for conversation in got for t in conversation["tickets"]]
+    assert len(tickets) == 3
+    acks = [m for c in got for m in c["messages"] if m["purpose"] == "acknowledgement"]
+    assert len(acks) == 3 and all(m["published"] for m in acks)
+    first = got[0]
+    assert [m["direction"] for m in first["messages"]] == ["inbound", "outbound", "inbound"]
+    # The status query was answered, and opened nothing.
+    assert got[2]["tickets"] == [] and got[2]["messages"][1]["purpose"] == "status"
+
+
+async def test_acknowledgements_of_a_batch_reach_the_outbound_topic_once_each(app: App) -> None:
+    events = [whatsapp(f"Jalan rusak nomor {i} di Desa Pandangan", number=f"6281399{i:05d}") for i in range(40)]
+    await app.service.handle_inbound_batch(events)
+    await app.service.handle_inbound_batch(events)  # the whole poll redelivered
+    numbers = {e.sender.channel_user_id for e in events}
+    acks = await outbound_for(app.settings, lambda r: r.recipient in numbers, expect=40)
+    assert sorted(a.recipient for a in acks) == sorted(numbers)
+    references = {REFERENCE.search(a.text).group(0) for a in acks}  # type: ignore[union-attr]
+    assert len(references) == 40
+    # One step of the counter for the batch: the references are consecutive.
+    numbers_of = sorted(int(r.rsplit("-", 1)[1]) for r in references)
+    assert numbers_of == list(range(numbers_of[0], numbers_of[0] + 40))
+
+
+class _CrashOn:
+    """A collection whose `insert_many` fails as a process killed at that moment would: nothing written."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def insert_many(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("killed")
+
+    insert_one = insert_many
+
+
+@pytest.mark.parametrize("crash_at", ["outbox", "events", "messages", "publisher"])
+async def test_a_batch_cut_short_by_a_crash_loses_nothing_and_doubles_nothing_when_it_comes_again(
+    app: App, crash_at: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = {"outbox": "62814771", "events": "62814772", "messages": "62814773", "publisher": "62814774"}[crash_at]
+    events = [whatsapp(f"Saluran air tersumbat di RT {i}", number=f"{prefix}{i:04d}") for i in range(12)]
+    if crash_at == "publisher":  # killed after everything was stored, before the broker had it
+
+        async def killed(*args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("killed")
+
+        monkeypatch.setattr(app.service.publisher, "send_raw", killed)
+    else:
+        monkeypatch.setattr(app.service, crash_at, _CrashOn(getattr(app.service, crash_at)))
+    with pytest.raises(RuntimeError):
+        await app.service.handle_inbound_batch(events)
+    monkeypatch.undo()
+
+    await app.service.handle_inbound_batch(events)  # the consumer restarts from the last commit
+    await app.service.publish_outbox(older_than=timedelta(0))  # and the outbox relay runs
+    assert await app.service.outbox.count_documents({}) == 0
+
+    for event in events:
+        stored = await app.service.messages.find({"_id": event.dedup_key}).to_list(None)
+        assert len(stored) == 1 and stored[0]["ticket"], event.text
+        open_tickets = await app.service.tickets.find({"conversation_key": event.conversation_key}).to_list(None)
+        holding = [t for t in open_tickets if t["_id"] == stored[0]["ticket"]]
+        assert len(holding) == 1
+        acks = await app.service.messages.find({"ticket": stored[0]["ticket"], "purpose": "acknowledgement"}).to_list(
+            None
+        )
+        assert len(acks) == 1 and acks[0]["published"] is True
+    numbers = {e.sender.channel_user_id for e in events}
+    on_topic = await outbound_for(app.settings, lambda r: r.recipient in numbers, expect=12)
+    # One acknowledgement per citizen (the notifier's ledger absorbs a record published twice by id).
+    by_recipient: dict[str, set[str]] = {}
+    for reply in on_topic:
+        by_recipient.setdefault(reply.recipient, set()).add(reply.outbound_id)
+    assert by_recipient.keys() == numbers and all(len(ids) == 1 for ids in by_recipient.values())
+
+
+async def test_a_batch_the_broker_could_not_take_waits_in_the_outbox_and_goes_out_once(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from suara_shared.kafka import BrokerUnavailable
+
+    events = [whatsapp(f"Jembatan retak di Desa Sluke {i}", number=f"6281566{i:05d}") for i in range(8)]
+
+    async def away(*args: Any, **kwargs: Any) -> None:
+        raise BrokerUnavailable("broker away")
+
+    monkeypatch.setattr(app.service.publisher, "send_raw", away)
+    await app.service.handle_inbound_batch(events)  # stored; the consumer may commit: the outbox holds the rest
+    monkeypatch.undo()
+    assert await app.service.outbox.count_documents({}) == 1
+    numbers = {e.sender.channel_user_id for e in events}
+    assert await outbound_for(app.settings, lambda r: r.recipient in numbers, expect=0, timeout_ms=1000) == []
+
+    assert await app.service.publish_outbox(older_than=timedelta(0)) == 8 + 16  # 8 acknowledgements, 16 events
+    assert await app.service.outbox.count_documents({}) == 0
+    acks = await outbound_for(app.settings, lambda r: r.recipient in numbers, expect=8)
+    assert sorted(a.recipient for a in acks) == sorted(numbers)
+
+
+def statuses_for(acks: list[dict[str, Any]], tag: str) -> list[list[DeliveryStatus]]:
+    """What a busy delivery partition brings, per acknowledgement: the notifier's report and the platform's
+    webhooks, in orders that overtake each other, backwards, failed with a closed window, for unknown ids."""
+    from suara_shared.events import DeliveryError, DeliveryState
+
+    def report(ack: dict[str, Any], wamid: str, **more: Any) -> DeliveryStatus:
+        return DeliveryStatus(
+            channel=Channel.WHATSAPP,
+            outbound_id=ack["outbound_id"],
+            platform_message_id=wamid,
+            status=DeliveryState.SENT,
+            **more,
+        )
+
+    def hook(wamid: str, state: DeliveryState, **more: Any) -> DeliveryStatus:
+        return DeliveryStatus(channel=Channel.WHATSAPP, platform_message_id=wamid, status=state, **more)
+
+    closed = DeliveryError(code="131047", title="Re-engagement message")
+    w = [f"wamid.{tag}.{i}" for i in range(len(acks))]
+    s = DeliveryState
+    # Two polls: the notifier's first reports, then everything else (the usual order, and every overtaking).
+    first = [
+        report(acks[0], w[0]),
+        report(acks[4], w[4]),
+        report(acks[5], w[5], more_platform_message_ids=(f"{w[5]}.part2",)),
+    ]
+    then = [
+        hook(w[0], s.SENT),
+        hook(w[0], s.DELIVERED),
+        hook(w[0], s.READ),
+        hook(w[1], s.DELIVERED),  # overtakes the report: kept as an orphan, then applied
+        report(acks[1], w[1]),
+        hook(w[1], s.READ),
+        report(acks[2], w[2]),
+        hook(w[2], s.FAILED, error=closed),  # the window had closed: sent again as the template
+        hook(w[3], s.FAILED, error=closed),  # the same, overtaking the report
+        report(acks[3], w[3]),
+        hook(w[4], s.READ),
+        hook(w[4], s.DELIVERED),  # backwards: ignored
+        hook(f"wamid.{tag}.unknown", s.DELIVERED),
+        hook(f"{w[5]}.part2", s.DELIVERED),  # a long reply's second part speaks for the reply
+        hook(w[0], s.DELIVERED),  # Meta delivers webhooks more than once
+        report(acks[0], w[0]),
+    ]
+    return [first, then]
+
+
+async def delivery_snapshot(app: App, acks: list[dict[str, Any]], tag: str) -> list[Any]:
+    result = []
+    for ack in acks:
+        doc = await app.service.messages.find_one({"_id": ack["_id"]})
+        assert doc is not None
+        resends = await app.service.messages.count_documents({"resend_of": ack["outbound_id"]})
+        result.append(
+            (
+                doc["delivery_status"],
+                (doc.get("channel_message_id") or "").replace(tag, "T"),
+                (doc.get("delivery_error") or {}).get("code"),
+                resends,
+            )
+        )
+    orphans = await app.service.orphans.count_documents({"platform_message_id": f"wamid.{tag}.unknown"})
+    return [result, orphans]
+
+
+async def test_delivery_statuses_in_a_batch_end_as_they_end_one_by_one(app: App) -> None:
+    from suara_ticketing import window
+
+    async def acknowledgements(prefix: str) -> list[dict[str, Any]]:
+        events = [whatsapp(f"Pohon tumbang di jalan {i}", number=f"{prefix}{i:03d}") for i in range(6)]
+        await app.service.handle_inbound_batch(events)
+        found = []
+        for event in events:
+            found.append(
+                await app.service.messages.find_one(
+                    {"conversation_key": event.conversation_key, "purpose": "acknowledgement"}
+                )
+            )
+        return found
+
+    one_acks = await acknowledgements("628160001")
+    for poll in statuses_for(one_acks, "one"):
+        for status in poll:
+            await window.record_delivery(app.service, status)
+    batch_acks = await acknowledgements("628160002")
+    for poll in statuses_for(batch_acks, "batch"):
+        await window.record_deliveries(app.service, poll)
+
+    expected = await delivery_snapshot(app, one_acks, "one")
+    assert await delivery_snapshot(app, batch_acks, "batch") == expected
+    # What the response team sees on each acknowledgement.
+    states = [row[0] for row in expected[0]]
+    assert states == ["read", "read", "failed", "failed", "read", "delivered"]
+    assert [row[3] for row in expected[0]] == [0, 0, 1, 1, 0, 0]
+    assert expected[1] == 1  # the unknown id waits as an orphan
