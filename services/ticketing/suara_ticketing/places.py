@@ -84,6 +84,15 @@ def _index() -> tuple[dict[str, str], list[_Desa]]:
     return kecamatan, desa
 
 
+@cache
+def _desa_by_first_word() -> dict[str, list[tuple[int, _Desa]]]:
+    """The desa by the first word of their name, each with its place in `_index()`'s order."""
+    by_first: dict[str, list[tuple[int, _Desa]]] = {}
+    for position, d in enumerate(_index()[1]):
+        by_first.setdefault(d.words[0], []).append((position, d))
+    return by_first
+
+
 def kecamatan_names() -> list[str]:
     return sorted(_index()[0].values())
 
@@ -115,7 +124,7 @@ def from_text(text: str | None) -> Place:
     """The kecamatan and desa a complaint text names, if any."""
     if not text:
         return Place()
-    kecamatan_by_key, desa_list = _index()
+    kecamatan_by_key = _index()[0]
     tokens = _WORD.findall(text)
     lowered = [t.casefold() for t in tokens]
 
@@ -135,17 +144,18 @@ def from_text(text: str | None) -> Place:
             continue  # "Desa Sluke" is the desa, found below
         kecamatan = kecamatan or name
 
-    candidates: list[_Desa] = []
-    for d in desa_list:
-        n = len(d.words)
-        for i in range(len(lowered) - n + 1):
-            if tuple(lowered[i : i + n]) != d.words:
+    # Each desa once, at its first marked or distinctive mention, in `_index()`'s order (longest names first).
+    found: dict[int, _Desa] = {}
+    by_first = _desa_by_first_word()
+    for i, word in enumerate(lowered):
+        for position, d in by_first.get(word, ()):
+            if position in found or tuple(lowered[i : i + len(d.words)]) != d.words:
                 continue
             marked = i > 0 and lowered[i - 1] in _DESA_MARKERS
             distinctive = tokens[i][0].isupper() and " ".join(d.words) not in _COMMON_WORDS and len(d.name) >= 5
             if marked or distinctive:
-                candidates.append(d)
-                break
+                found[position] = d
+    candidates = [found[position] for position in sorted(found)]
     if kecamatan is not None:
         candidates = [d for d in candidates if d.kecamatan == kecamatan] or candidates
     chosen = {(d.kecamatan, d.name) for d in candidates[:1]}

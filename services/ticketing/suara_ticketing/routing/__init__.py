@@ -109,8 +109,15 @@ class _Keyword:
             raise RulesError(f"keyword {raw!r} has no letters or digits")
         return cls(words, prefix)
 
-    def found_in(self, tokens: list[str]) -> bool:
+    def found_in(self, tokens: list[str], present: frozenset[str] | None = None) -> bool:
+        """Whether the keyword occurs in the tokens; `present` (the tokens as a set) rules most keywords out at once."""
         n = len(self.words)
+        if present is None:
+            present = frozenset(tokens)
+        if n == 1 and not self.prefix:
+            return self.words[0] in present
+        if n > 1 and self.words[0] not in present:
+            return False  # only the last word may match as a prefix
         for i in range(len(tokens) - n + 1):
             if tokens[i : i + n - 1] != list(self.words[:-1]):
                 continue
@@ -136,20 +143,21 @@ class Router:
     def classify(self, text: str | None, *, category: str | None = None) -> Routing:
         """The category (best keyword score; `category` when the reporter chose one), its agency and priority."""
         tokens = normalize(text or "").split()
+        present = frozenset(tokens)
         matched: list[str] = []
         best: tuple[int, str] | None = None
         if category is not None and category in self.rules.categories:
             best = (1, category)
         else:
             for code, _rule, keywords in self._categories:
-                hits = [k for k in keywords if k.found_in(tokens)]
+                hits = [k for k in keywords if k.found_in(tokens, present)]
                 score = sum(len(k.words) for k in hits)
                 if score and (best is None or score > best[0]):
                     best = (score, code)
                     matched = [" ".join(k.words) for k in hits]
         priority = Priority.NORMAL
         for level, keywords in self._priorities:
-            if any(k.found_in(tokens) for k in keywords):
+            if any(k.found_in(tokens, present) for k in keywords):
                 priority = level
                 break
         if best is None:
