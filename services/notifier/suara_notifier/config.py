@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from suara_shared.settings import XApiSettings
 
 
 class Settings(XApiSettings):
     """What the notifier needs: its port, where the channel sandbox is, how hard to retry a send, and each
-    channel's credentials (a channel without them cannot send: its replies fail `channel_not_configured`)."""
+    channel's credentials (a channel without them cannot send: its replies fail `channel_not_configured`).
+    MONGODB_URI (from the base) is where the send ledger lives."""
 
     port: int = 8003
     #: The local stand-in for the Graph and X APIs, used by adapters when no real credentials are set.
@@ -23,8 +24,15 @@ class Settings(XApiSettings):
     #: ... and never for longer than this, so one bad reply cannot hold its partition for long.
     send_retry_budget_seconds: float = Field(default=120.0, gt=0)
 
-    #: How many completed outbound ids are remembered to absorb redeliveries.
+    #: How long a notifier may hold a reply's claim in the send ledger for one send (a reply may take several
+    #: platform calls: a template after refused text, a long text's parts). A notifier killed in the middle of a
+    #: send keeps that reply's partition waiting this long before another decides about it.
+    send_lease_seconds: float = Field(default=60.0, gt=0)
+
+    #: How many finished outbound ids each process remembers, to absorb redeliveries without a database round trip.
     dedup_capacity: int = Field(default=50_000, ge=1)
+    #: Conversations whose replies are sent side by side (each conversation's replies stay in order).
+    send_concurrency: int = Field(default=16, ge=1, le=256)
 
     #: Meta's Graph API (WhatsApp, Messenger, Instagram); `make run` points it at the sandbox when no token is set.
     meta_graph_url: str = "https://graph.facebook.com"
@@ -55,6 +63,16 @@ class Settings(XApiSettings):
 
     #: Base of the public status page; a reply post cut to 280 characters ends with the ticket's link on it.
     public_status_url: str = "http://127.0.0.1:8002/status"
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> Settings:
+        # A lease shorter than a send would let another notifier settle a reply whose call is still running.
+        if self.send_lease_seconds < 2 * self.graph_timeout_seconds:
+            raise ValueError(
+                f"SEND_LEASE_SECONDS ({self.send_lease_seconds:g}) must be at least twice GRAPH_TIMEOUT_SECONDS "
+                f"({self.graph_timeout_seconds:g}): one send may take more than one platform call"
+            )
+        return self
 
     @field_validator("wa_template_parameters")
     @classmethod

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from suara_shared import topics
+from suara_shared import db, topics
 from suara_shared.events import OutboundReply
 from suara_shared.http import install_error_handlers, ops_router, serve
 from suara_shared.kafka import ConsumerLoop, Publisher, Route, backoff
@@ -17,6 +17,7 @@ from suara_shared.kafka import ConsumerLoop, Publisher, Route, backoff
 from .adapters import AdapterRegistry
 from .config import Settings
 from .delivery import Notifier, RetryPolicy
+from .ledger import SendLedger
 
 log = logging.getLogger(__name__)
 
@@ -30,39 +31,52 @@ def create_app(settings: Settings, *, adapters: AdapterRegistry | None = None, g
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client, database = db.connect(settings.mongodb_uri)
         publisher = Publisher(settings)
         registry = adapters if adapters is not None else AdapterRegistry.from_settings(settings)
+        ledger = SendLedger(database)
         notifier = Notifier(
             adapters=registry,
             publisher=publisher,
+            ledger=ledger,
             retry=RetryPolicy.from_settings(settings),
+            lease_seconds=settings.send_lease_seconds,
             dedup_capacity=settings.dedup_capacity,
+            concurrency=settings.send_concurrency,
         )
         loop = ConsumerLoop(
             settings,
             group_id=group_id,
-            routes={topics.OUTBOUND: Route(OutboundReply, notifier.handle)},
+            routes={topics.OUTBOUND: Route(OutboundReply, notifier.handle, batch=notifier.handle_batch)},
             publisher=publisher,
         )
         app.state.publisher, app.state.consumer, app.state.adapters = publisher, loop, registry
-        # No connection is made here: the consumer waits for the broker on its own, so a broker that is down
-        # at start only keeps the notifier unready instead of failing it.
+        app.state.database = database
+        # No connection is made here: the consumer waits for the broker and the database on its own, so either
+        # being down at start only keeps the notifier unready instead of failing it.
         task = asyncio.create_task(_supervise(loop), name="notifier-consumer")
+        housekeeping = asyncio.create_task(_expire_finished_sends(ledger), name="notifier-ledger-index")
         try:
             yield
         finally:
             try:
+                housekeeping.cancel()
                 loop.stop()
                 notifier.stop()
                 await task
             finally:
                 await publisher.stop()
+                await db.close(client)
                 if adapters is None:
                     await registry.aclose()
 
     async def broker_ready() -> bool:
         publisher: Publisher | None = getattr(app.state, "publisher", None)
         return publisher is not None and await publisher.ready()
+
+    async def database_ready() -> bool:
+        database: db.Database | None = getattr(app.state, "database", None)
+        return database is not None and await db.ping(database)
 
     async def consumer_running() -> bool:
         loop: ConsumerLoop | None = getattr(app.state, "consumer", None)
@@ -75,9 +89,31 @@ def create_app(settings: Settings, *, adapters: AdapterRegistry | None = None, g
     app = FastAPI(title="Suara notifier", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handlers(app)
     app.include_router(
-        ops_router({"broker": broker_ready, "consumer": consumer_running, "channels": channels_can_send})
+        ops_router(
+            {
+                "broker": broker_ready,
+                "database": database_ready,
+                "consumer": consumer_running,
+                "channels": channels_can_send,
+            }
+        )
     )
     return app
+
+
+async def _expire_finished_sends(ledger: SendLedger) -> None:
+    """Create the ledger's expiry index once the database answers. Housekeeping only: sends never wait for it."""
+    attempt = 0
+    while True:
+        try:
+            await ledger.ensure_indexes()
+            return
+        except db.MongoUnavailable:
+            attempt += 1
+            await asyncio.sleep(backoff(attempt, cap=10.0))
+        except db.PyMongoError:
+            log.exception("send ledger expiry index not created; finished entries will not expire")
+            return
 
 
 async def _supervise(loop: ConsumerLoop) -> None:

@@ -1,4 +1,5 @@
-"""Fixtures for the notifier's tests: its settings against the test broker, and a reader of delivery statuses."""
+"""Fixtures for the notifier's tests: its settings against the test broker, a send ledger in a fresh database, and
+a reader of delivery statuses."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from suara_notifier.config import Settings
-from suara_shared import topics
+from suara_notifier.ledger import SendLedger
+from suara_shared import db, topics
 from suara_shared.events import DeliveryStatus
 from suara_shared.settings import ServiceSettings
 
@@ -28,6 +30,12 @@ def notifier_settings(settings: ServiceSettings) -> Settings:
             "send_max_attempts": 4,
         }
     )
+
+
+@pytest.fixture
+def ledger(database: db.Database) -> SendLedger:
+    """The send ledger of one notifier process, in a database of the test's own."""
+    return SendLedger(database)
 
 
 @pytest.fixture

@@ -105,7 +105,7 @@ async def test_health_readiness_and_metrics(
     assert (await client.get("/healthz")).status_code == 200
     ready = await client.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"broker": True, "consumer": True, "channels": True}
+    assert ready.json()["checks"] == {"broker": True, "database": True, "consumer": True, "channels": True}
     metrics = (await client.get("/metrics")).text
     assert 'suara_notifier_replies_total{channel="web",outcome="delivered"}' in metrics
     assert "suara_notifier_send_duration_seconds_bucket" in metrics
@@ -122,4 +122,10 @@ async def test_starts_without_a_broker_and_reports_not_ready(notifier_settings: 
         assert (await client.get("/healthz")).status_code == 200
         ready = await client.get("/readyz")
         assert ready.status_code == 503
-        assert ready.json()["checks"] == {"broker": False, "consumer": False, "channels": True}
+        assert ready.json()["checks"] == {"broker": False, "database": True, "consumer": False, "channels": True}
+
+
+def test_a_claim_lease_shorter_than_a_send_is_refused_at_start(notifier_settings: Settings) -> None:
+    short = {"send_lease_seconds": 5, "graph_timeout_seconds": 10}
+    with pytest.raises(ValueError, match="SEND_LEASE_SECONDS"):
+        Settings.model_validate({**notifier_settings.model_dump(), **short})

@@ -11,6 +11,7 @@ from suara_notifier.adapters import AdapterRegistry, PermanentSendError, SendRes
 from suara_notifier.adapters.fake import ScriptedAdapter
 from suara_notifier.config import Settings
 from suara_notifier.delivery import Notifier, RetryPolicy
+from suara_notifier.ledger import SendLedger
 from suara_shared.events import Channel, DeliveryState, DeliveryStatus, Event, OutboundReply
 from suara_shared.kafka import BrokerUnavailable, Publisher
 
@@ -24,8 +25,13 @@ async def publisher(notifier_settings: Settings) -> AsyncIterator[Publisher]:
     await pub.stop()
 
 
-def _notifier(settings: Settings, publisher: Publisher, adapter: ScriptedAdapter) -> Notifier:
-    return Notifier(adapters=AdapterRegistry([adapter]), publisher=publisher, retry=RetryPolicy.from_settings(settings))
+def _notifier(settings: Settings, publisher: Publisher, ledger: SendLedger, adapter: ScriptedAdapter) -> Notifier:
+    return Notifier(
+        adapters=AdapterRegistry([adapter]),
+        publisher=publisher,
+        ledger=ledger,
+        retry=RetryPolicy.from_settings(settings),
+    )
 
 
 def _reply(channel: Channel = Channel.FACEBOOK) -> OutboundReply:
@@ -39,7 +45,7 @@ def _reply(channel: Channel = Channel.FACEBOOK) -> OutboundReply:
 
 
 async def test_transient_errors_are_retried_until_the_platform_takes_the_reply(
-    notifier_settings: Settings, publisher: Publisher, read_statuses: StatusReader
+    notifier_settings: Settings, publisher: Publisher, ledger: SendLedger, read_statuses: StatusReader
 ) -> None:
     adapter = ScriptedAdapter(
         Channel.FACEBOOK,
@@ -51,7 +57,7 @@ async def test_transient_errors_are_retried_until_the_platform_takes_the_reply(
     )
     reply = _reply()
 
-    await _notifier(notifier_settings, publisher, adapter).handle(reply)
+    await _notifier(notifier_settings, publisher, ledger, adapter).handle(reply)
 
     statuses = (await read_statuses([reply.outbound_id]))[reply.outbound_id]
     assert [(s.status, s.platform_message_id, s.error) for s in statuses] == [(DeliveryState.SENT, "m_ok", None)]
@@ -59,7 +65,7 @@ async def test_transient_errors_are_retried_until_the_platform_takes_the_reply(
 
 
 async def test_permanent_error_fails_the_reply_with_the_platform_code(
-    notifier_settings: Settings, publisher: Publisher, read_statuses: StatusReader
+    notifier_settings: Settings, publisher: Publisher, ledger: SendLedger, read_statuses: StatusReader
 ) -> None:
     adapter = ScriptedAdapter(
         Channel.WHATSAPP,
@@ -69,7 +75,7 @@ async def test_permanent_error_fails_the_reply_with_the_platform_code(
     )
     reply = _reply(Channel.WHATSAPP)
 
-    await _notifier(notifier_settings, publisher, adapter).handle(reply)
+    await _notifier(notifier_settings, publisher, ledger, adapter).handle(reply)
 
     [status] = (await read_statuses([reply.outbound_id]))[reply.outbound_id]
     assert status.status == DeliveryState.FAILED
@@ -80,12 +86,12 @@ async def test_permanent_error_fails_the_reply_with_the_platform_code(
 
 
 async def test_transient_errors_that_never_stop_end_in_failed_after_bounded_attempts(
-    notifier_settings: Settings, publisher: Publisher, read_statuses: StatusReader
+    notifier_settings: Settings, publisher: Publisher, ledger: SendLedger, read_statuses: StatusReader
 ) -> None:
     adapter = ScriptedAdapter(Channel.X, [TransientSendError("http_500", "internal error")])
     reply = _reply(Channel.X)
 
-    await _notifier(notifier_settings, publisher, adapter).handle(reply)
+    await _notifier(notifier_settings, publisher, ledger, adapter).handle(reply)
 
     [status] = (await read_statuses([reply.outbound_id]))[reply.outbound_id]
     assert status.status == DeliveryState.FAILED
@@ -94,12 +100,12 @@ async def test_transient_errors_that_never_stop_end_in_failed_after_bounded_atte
 
 
 async def test_an_adapter_bug_ends_in_a_failed_status_not_in_silence(
-    notifier_settings: Settings, publisher: Publisher, read_statuses: StatusReader
+    notifier_settings: Settings, publisher: Publisher, ledger: SendLedger, read_statuses: StatusReader
 ) -> None:
     adapter = ScriptedAdapter(Channel.INSTAGRAM, [KeyError("recipient")])
     reply = _reply(Channel.INSTAGRAM)
 
-    await _notifier(notifier_settings, publisher, adapter).handle(reply)
+    await _notifier(notifier_settings, publisher, ledger, adapter).handle(reply)
 
     [status] = (await read_statuses([reply.outbound_id]))[reply.outbound_id]
     assert status.status == DeliveryState.FAILED
@@ -107,10 +113,10 @@ async def test_an_adapter_bug_ends_in_a_failed_status_not_in_silence(
 
 
 async def test_a_redelivered_reply_is_not_sent_again(
-    notifier_settings: Settings, publisher: Publisher, read_statuses: StatusReader
+    notifier_settings: Settings, publisher: Publisher, ledger: SendLedger, read_statuses: StatusReader
 ) -> None:
     adapter = ScriptedAdapter(Channel.FACEBOOK, [SendResult(platform_message_id="m_once")])
-    notifier = _notifier(notifier_settings, publisher, adapter)
+    notifier = _notifier(notifier_settings, publisher, ledger, adapter)
     reply = _reply()
 
     await notifier.handle(reply)
@@ -133,11 +139,11 @@ class _BrokerAwayOnce(Publisher):
 
 
 async def test_a_reply_sent_while_the_broker_was_away_is_not_sent_again_on_retry(
-    notifier_settings: Settings, read_statuses: StatusReader
+    notifier_settings: Settings, ledger: SendLedger, read_statuses: StatusReader
 ) -> None:
     adapter = ScriptedAdapter(Channel.FACEBOOK, [SendResult(platform_message_id="m_kept")])
     publisher = _BrokerAwayOnce(notifier_settings)
-    notifier = _notifier(notifier_settings, publisher, adapter)
+    notifier = _notifier(notifier_settings, publisher, ledger, adapter)
     reply = _reply()
     try:
         with pytest.raises(BrokerUnavailable):  # the consumer retries the message after this
@@ -149,3 +155,53 @@ async def test_a_reply_sent_while_the_broker_was_away_is_not_sent_again_on_retry
     assert adapter.sent == [reply.outbound_id]
     [status] = (await read_statuses([reply.outbound_id]))[reply.outbound_id]
     assert status.platform_message_id == "m_kept"
+
+
+class _SlowAdapter(ScriptedAdapter):
+    """Takes a while per send, like a platform across the internet; records how many sends overlapped."""
+
+    def __init__(self) -> None:
+        super().__init__(Channel.FACEBOOK, [SendResult(platform_message_id="m", status=DeliveryState.SENT)])
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.order: list[tuple[str, str]] = []
+
+    async def send(self, reply: OutboundReply) -> SendResult:
+        import asyncio
+
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.05)
+            self.order.append((reply.conversation_key, reply.text))
+            return await super().send(reply)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_a_polls_replies_go_out_conversations_side_by_side_each_in_its_order_each_once(
+    notifier_settings: Settings, publisher: Publisher, ledger: SendLedger, read_statuses: StatusReader
+) -> None:
+    adapter = _SlowAdapter()
+    replies = [
+        OutboundReply(
+            channel=Channel.FACEBOOK,
+            conversation_key=f"psid-batch-{c}",
+            recipient=f"psid-batch-{c}",
+            text=f"balasan {n}",
+        )
+        for n in range(3)
+        for c in range(8)
+    ]
+    notifier = _notifier(notifier_settings, publisher, ledger, adapter)
+
+    await notifier.handle_batch(replies)
+    await notifier.handle_batch(replies)  # the poll redelivered: nothing goes out twice
+
+    assert sorted(adapter.sent) == sorted(r.outbound_id for r in replies)
+    for c in range(8):
+        texts = [text for key, text in adapter.order if key == f"psid-batch-{c}"]
+        assert texts == ["balasan 0", "balasan 1", "balasan 2"]
+    assert adapter.most_in_flight > 1, "one citizen's reply should not wait for another's"
+    statuses = await read_statuses([r.outbound_id for r in replies])
+    assert all(statuses[r.outbound_id][0].status is DeliveryState.SENT for r in replies)

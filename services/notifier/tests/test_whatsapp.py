@@ -22,6 +22,7 @@ from suara_notifier.adapters import AdapterRegistry
 from suara_notifier.adapters.whatsapp import WhatsAppAdapter, one_line, split_text
 from suara_notifier.config import Settings
 from suara_notifier.delivery import Notifier, RetryPolicy
+from suara_notifier.ledger import SendLedger
 from suara_notifier.main import create_app
 from suara_notifier.ratelimit import RateLimiter
 from suara_shared import topics
@@ -67,9 +68,9 @@ async def publisher(notifier_settings: Settings) -> AsyncIterator[Publisher]:
 
 
 @pytest.fixture
-async def notifier(wa_settings: Settings, publisher: Publisher) -> AsyncIterator[Notifier]:
+async def notifier(wa_settings: Settings, publisher: Publisher, ledger: SendLedger) -> AsyncIterator[Notifier]:
     registry = AdapterRegistry([WhatsAppAdapter.from_settings(wa_settings)])
-    yield Notifier(adapters=registry, publisher=publisher, retry=RetryPolicy.from_settings(wa_settings))
+    yield Notifier(adapters=registry, publisher=publisher, ledger=ledger, retry=RetryPolicy.from_settings(wa_settings))
     await registry.aclose()
 
 
@@ -192,14 +193,15 @@ async def test_meta_saying_131047_makes_the_reply_go_as_the_template(
 
 
 async def test_without_a_template_a_reply_outside_the_window_fails_clearly(
-    wa_settings: Settings, publisher: Publisher, sandbox: str, read_statuses: StatusReader
+    wa_settings: Settings, publisher: Publisher, ledger: SendLedger, sandbox: str, read_statuses: StatusReader
 ) -> None:
     settings = wa_settings.model_copy(update={"wa_template_name": ""})
     registry = AdapterRegistry([WhatsAppAdapter.from_settings(settings)])
     to = _citizen()
     reply = _reply(to, window_expires_at=utcnow() - timedelta(days=2))
     try:
-        await Notifier(adapters=registry, publisher=publisher, retry=RetryPolicy.from_settings(settings)).handle(reply)
+        retry = RetryPolicy.from_settings(settings)
+        await Notifier(adapters=registry, publisher=publisher, ledger=ledger, retry=retry).handle(reply)
     finally:
         await registry.aclose()
 

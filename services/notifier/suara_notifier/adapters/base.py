@@ -27,13 +27,15 @@ class SendResult:
 
 
 class SendError(Exception):
-    """The platform did not take the message."""
+    """The platform did not take the message (or, with `partly_sent`, took only the first parts of a split one)."""
 
     def __init__(self, code: str, detail: str | None = None, *, title: str | None = None) -> None:
         super().__init__(f"{code}: {title or detail or 'send failed'}")
         self.code = code
         self.title = title
         self.detail = detail
+        #: Some parts of a split reply were taken before this error: sending the whole reply again repeats them.
+        self.partly_sent = False
 
 
 class TransientSendError(SendError):

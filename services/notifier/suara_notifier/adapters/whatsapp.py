@@ -136,9 +136,10 @@ class WhatsAppAdapter(ChannelAdapter):
                 payload["context"] = {"message_id": reply.reply_to}
             try:
                 done.append(await self._message(payload))
-            except SendError:
+            except SendError as exc:
                 if done:
                     self._remember_progress(reply.outbound_id, done)
+                    exc.partly_sent = True
                 raise
         self._progress.pop(reply.outbound_id, None)
         return SendResult(platform_message_id=done[0] or None, more_platform_message_ids=tuple(filter(None, done[1:])))
