@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from suara_shared.settings import XApiSettings
+
+from .limits import parse_networks
 
 
 class Settings(XApiSettings):
@@ -25,10 +27,24 @@ class Settings(XApiSettings):
     fb_page_id: str | None = None
     ig_account_id: str | None = None
 
+    #: Complaints one client (IP address; IPv6: its /64) may file per minute through the web form, its API and the
+    #: kiosks, after a first `web_form_burst` at once; 0 turns the limit off. Platform webhooks are never limited.
+    web_form_rate_per_minute: float = Field(default=10.0, ge=0)
+    web_form_burst: int = Field(default=10, ge=1)
+    #: Reverse proxies (addresses or networks, comma-separated) whose `X-Forwarded-For` names the client, e.g. the
+    #: ingress controller's pod network; unset, the peer's own address is the client, whatever the header says.
+    trusted_proxies: str = ""
+
     #: X (credentials in XApiSettings): the account citizens mention or message.
     x_user_id: str | None = None
     #: Seconds between two polls of mentions and direct messages; X's rate-limit headers may stretch it.
     x_poll_interval_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)  # refused at start, naming the entry, rather than ignored
+        return value
 
     @property
     def x_polling(self) -> bool:

@@ -1,7 +1,14 @@
-"""Refuses request bodies over a size limit with 413 before any handler reads them."""
+"""Limits of what one request, and one client, may send: bodies over 1 MiB get 413 before any handler reads them;
+a client filing complaints faster than the web form's rate gets 429."""
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+
+from prometheus_client import Counter
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -75,3 +82,106 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replayed
+
+
+# --- how often one client may file a complaint ----------------------------------------------------------------
+
+
+def parse_networks(spec: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """`"10.0.0.0/8, 192.168.1.7"` as networks (a bare address is a network of one); ValueError names a bad one."""
+    networks = []
+    for part in (p.strip() for p in spec.split(",")):
+        if part:
+            try:
+                networks.append(ip_network(part, strict=False))
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {part!r}") from None
+    return tuple(networks)
+
+
+def _address(text: str) -> IPv4Address | IPv6Address | None:
+    try:
+        return ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def client_key(peer: str | None, forwarded_for: str | None, trusted: Sequence[IPv4Network | IPv6Network]) -> str:
+    """Who is asking, as a rate-limit key: the peer's address; through trusted proxies, the nearest address in
+    `X-Forwarded-For` that is not one of them (the ones left of it are whatever the client chose to send).
+    An IPv6 client is its /64: one subscriber holds a whole /64 and could otherwise take a fresh bucket each time."""
+    address = _address(peer or "")
+    if address is not None and forwarded_for and any(address in net for net in trusted):
+        for hop in reversed(forwarded_for.split(",")):
+            forwarded = _address(hop)
+            if forwarded is None:
+                break  # not an address: nothing left of it can be believed either
+            address = forwarded
+            if not any(forwarded in net for net in trusted):
+                break
+    if address is None:
+        return "unknown"
+    if address.version == 6:
+        return str(ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+class RateLimiter:
+    """Token buckets, one per client: `burst` submissions at once, then `per_minute`.
+
+    Memory stays bounded: a bucket idle long enough to have refilled says nothing a new one would not, so such
+    buckets are dropped as they age; past `max_clients`, the least recently seen client is forgotten (and so
+    forgiven) first."""
+
+    def __init__(
+        self,
+        *,
+        per_minute: float,
+        burst: int,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+        self.max_clients = max_clients
+        self._clock = clock
+        #: client -> (tokens left, when they were counted), least recently seen first.
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate > 0
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, client: str) -> float:
+        """Spend one submission of `client`: 0.0 when allowed, else the seconds until the next one is."""
+        if not self.enabled:
+            return 0.0
+        now = self._clock()
+        self._forget_idle(now)
+        tokens, then = self._buckets.pop(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - then) * self.rate)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        self._buckets[client] = (tokens, now)
+        while len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)
+        return 0.0 if allowed else (1.0 - tokens) / self.rate
+
+    def _forget_idle(self, now: float) -> None:
+        full_after = self.burst / self.rate
+        while self._buckets:
+            client, (_, then) = next(iter(self._buckets.items()))
+            if now - then < full_after:
+                return
+            del self._buckets[client]
+
+
+RATE_LIMITED = Counter(
+    "suara_web_form_rate_limited_total",
+    "Complaint submissions refused because their client sent too many (web form, its API, kiosks)",
+    ["route"],
+)

@@ -16,8 +16,9 @@ from suara_shared.http import install_error_handlers, ops_router, serve
 from suara_shared.kafka import BrokerUnavailable, Publisher
 
 from .config import Settings
-from .limits import BodyLimit
+from .limits import BodyLimit, RateLimiter, parse_networks
 from .web.kiosk import router as kiosk_router
+from .web.router import install_rate_limit_handler
 from .web.router import router as web_router
 from .webhooks import poller as x_poller
 from .webhooks.router import router as webhooks_router
@@ -58,7 +59,11 @@ def create_app(settings: Settings) -> FastAPI:
         publisher: Publisher | None = getattr(app.state, "publisher", None)
         return publisher is not None and await publisher.ready()
 
+    # Not a client to open: state the app keeps for its life (buckets of who filed how many complaints).
+    app.state.form_limiter = RateLimiter(per_minute=settings.web_form_rate_per_minute, burst=settings.web_form_burst)
+    app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     install_error_handlers(app)
+    install_rate_limit_handler(app)
     app.add_middleware(BodyLimit)
     app.include_router(ops_router({"broker": broker_ready}))
     app.include_router(web_router)

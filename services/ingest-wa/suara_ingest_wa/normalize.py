@@ -101,7 +101,7 @@ def _float(value: object) -> float | None:
         return None
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an integer beyond any float
         return None
     return number if math.isfinite(number) else None
 
@@ -290,7 +290,8 @@ def _fallback_id(raw: Json) -> str:
     given = _ident(raw.get("id"))
     if given is not None and len(given) <= _ID_MAX:
         return given
-    canonical = json.dumps(raw, sort_keys=True, default=str, ensure_ascii=False).encode()
+    # surrogatepass: a lone surrogate in a hand-built payload must not make the fallback itself fail.
+    canonical = json.dumps(raw, sort_keys=True, default=str, ensure_ascii=False).encode("utf-8", "surrogatepass")
     return "sha256:" + hashlib.sha256(canonical).hexdigest()
 
 
@@ -428,7 +429,7 @@ def normalize_webhook(payload: Json) -> WebhookBatch:
         # Only `messages` carries citizens' messages and our statuses; template, quality and account
         # updates are for people running the WhatsApp account, not for tickets.
         if field_name != "messages" or not isinstance(value, Mapping):
-            ignored.append(f"field:{field_name}")
+            ignored.append(f"field:{str(field_name)[:32]}")  # logged: never more of the payload than a name
             continue
         business = _mapping(value.get("metadata"))
         contacts = _mappings(value.get("contacts"))
@@ -437,7 +438,7 @@ def normalize_webhook(payload: Json) -> WebhookBatch:
         for status in _items(value, "statuses", ignored):
             normalized = normalize_status(status)
             if normalized is None:
-                ignored.append(f"status:{_text(_mapping(status).get('status')) or 'invalid'}")
+                ignored.append(f"status:{(_text(_mapping(status).get('status')) or 'invalid')[:32]}")
             else:
                 statuses.append(normalized)
         errors.extend(_platform_error(error) for error in _mappings(value.get("errors")))

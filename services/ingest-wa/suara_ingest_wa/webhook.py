@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections import Counter
 from typing import Annotated
@@ -11,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from suara_shared import topics
+from suara_shared import topics, untrusted
 from suara_shared.events import Channel, Event, MessageKind
 from suara_shared.http import ApiError
 from suara_shared.kafka import BrokerUnavailable, Publisher
@@ -130,8 +129,9 @@ async def receive(request: Request, settings: SettingsDep, publisher: PublisherD
         log.warning("whatsapp webhook with a missing or invalid signature refused")
         raise _rejected("bad_signature", 401, "unauthorized", "missing or invalid X-Hub-Signature-256")
     try:
-        payload = json.loads(raw)
-    except (ValueError, RecursionError):
+        # Lone surrogates replaced and nesting bounded: whatever is kept must still encode as an event.
+        payload = untrusted.loads(raw)
+    except ValueError:
         raise _rejected("malformed", 400, "malformed_json", "request body is not valid JSON") from None
     if not is_whatsapp_envelope(payload):
         # Signed with our app secret, so it came from Meta: another object (a Page, say) sent to this URL.

@@ -20,7 +20,7 @@ from suara_shared.kafka import BrokerUnavailable
 from . import pages
 from .models import WebComplaintCreate
 from .pages import Safe
-from .router import PublisherDep, _form_errors
+from .router import PublisherDep, _form_errors, retry_after
 from .service import to_inbound
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,12 @@ async def kiosk_submit(code: str, request: Request, publisher: PublisherDep) -> 
         return _html(pages.not_found_page(code), status.HTTP_404_NOT_FOUND)
     form = await request.form()
     values = {f: v.strip() for f in FIELDS if isinstance(v := form.get(f), str)}
+    if (wait := retry_after(request)) is not None:
+        notice = Safe(f'<div class="alert" role="alert"><p>{html.escape(pages.too_many(wait))}</p></div>')
+        body = _form(code, place, values, {}).replace("<form", str(notice) + "<form", 1)
+        response = _html(body, status.HTTP_429_TOO_MANY_REQUESTS)
+        response.headers["Retry-After"] = str(wait)
+        return response
     errors: dict[str, str] = {}
     try:
         complaint = WebComplaintCreate.model_validate(

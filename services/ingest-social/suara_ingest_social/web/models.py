@@ -13,9 +13,11 @@ from pydantic import (
     StringConstraints,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from suara_shared import untrusted
 from suara_shared.identity import normalize_phone
 
 #: The 14 kecamatan of Kabupaten Rembang (Kemendagri 33.17), in the order the kabupaten lists them.
@@ -59,6 +61,14 @@ class WebComplaintCreate(BaseModel):
     email: EmailStr | None = None
     kecamatan: str | None = Field(default=None, description="one of Kabupaten Rembang's 14 kecamatan")
     desa: str | None = Field(default=None, max_length=DESA_MAX, description="desa or kelurahan")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_lone_surrogates(cls, data: Any) -> Any:
+        # Valid JSON ("\ud800") that no UTF-8 encoder takes: replaced, or the accepted complaint could not be sent.
+        if isinstance(data, dict):
+            return {k: untrusted.clean_text(v) if isinstance(v, str) else v for k, v in data.items()}
+        return data
 
     @field_validator("text", mode="after")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from functools import cache
@@ -71,6 +72,16 @@ FIELD_LABELS = {
 }
 #: Fields that carry a hint paragraph the screen reader should announce with them.
 _HINTS = frozenset({"text", "phone", "anonymous", "confidential"})
+
+
+def too_many(seconds: int) -> str:
+    """What a citizen over the web form's rate reads (their text stays in the form)."""
+    wait = f"{seconds} detik" if seconds < 120 else f"{math.ceil(seconds / 60)} menit"
+    return (
+        "Terlalu banyak laporan dikirim dari jaringan Anda dalam waktu singkat, jadi laporan ini belum terkirim. "
+        f"Isian Anda masih ada di bawah: silakan kirim lagi dalam {wait}."
+    )
+
 
 BROKER_TROUBLE = (
     "Maaf, laporan Anda belum terkirim karena sistem sedang sibuk. Isian Anda masih ada di bawah: "

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Annotated, Any
 from urllib.parse import quote
 
 import httpx
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from suara_shared.http import ApiError
+from suara_shared.http import ApiError, error_body
 from suara_shared.kafka import Publisher
 
 from ..config import Settings
+from ..limits import RATE_LIMITED, RateLimiter, client_key
 from . import pages
 from .models import WebComplaintAccepted, WebComplaintCreate
 from .service import ComplaintNotAccepted, submit_complaint
@@ -76,12 +78,56 @@ def status_url(request: Request, settings: Settings, submission_id: str) -> str:
     return str(request.url_for("status_page", key=submission_id))
 
 
+class RateLimited(Exception):
+    """The client filed more complaints than the web form's rate allows; it may again in `retry_after` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+def retry_after(request: Request) -> int | None:
+    """Spend one of this client's submissions: None when it may file now, else the whole seconds to wait."""
+    limiter: RateLimiter = request.app.state.form_limiter
+    forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
+    client = client_key(request.client.host if request.client else None, forwarded, request.app.state.trusted_proxies)
+    wait = limiter.take(client)
+    if not wait:
+        return None
+    route = request.scope["route"].path if request.scope.get("route") else request.url.path
+    RATE_LIMITED.labels(route).inc()
+    log.warning("complaint refused: its client is over the web form's rate", extra={"route": route})
+    return max(1, math.ceil(wait))
+
+
+async def limit_submissions(request: Request) -> None:
+    """A dependency of the JSON API: 429 before the body is even validated."""
+    if (wait := retry_after(request)) is not None:
+        raise RateLimited(wait)
+
+
+def install_rate_limit_handler(app: FastAPI) -> None:
+    @app.exception_handler(RateLimited)
+    async def _limited(_: Request, exc: RateLimited) -> JSONResponse:
+        message = f"too many complaints from this address; try again in {exc.retry_after} s"
+        return JSONResponse(
+            error_body("rate_limited", message, retry_after=exc.retry_after),
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
+
+
 @router.post(
     "/api/v1/web/complaints",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=WebComplaintAccepted,
     tags=["web"],
-    responses={413: {"description": "body over 1 MiB"}, 503: {"description": "broker unavailable; retry"}},
+    dependencies=[Depends(limit_submissions)],
+    responses={
+        413: {"description": "body over 1 MiB"},
+        429: {"description": "too many complaints from this client; retry after `Retry-After` seconds"},
+        503: {"description": "broker unavailable; retry"},
+    },
 )
 async def create_complaint(
     complaint: WebComplaintCreate, request: Request, publisher: PublisherDep, settings: SettingsDep
@@ -110,6 +156,12 @@ async def submit_form(request: Request, publisher: PublisherDep) -> Response:
     """The form's POST: 303 to the status page, or the form again with the citizen's input and what to fix."""
     form_data = await request.form()
     values = {field: value for field in FORM_FIELDS if isinstance(value := form_data.get(field), str)}
+    if (wait := retry_after(request)) is not None:
+        return html(
+            pages.form_page(values=values, notice=pages.too_many(wait)),
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            headers={"Retry-After": str(wait)},
+        )
     try:
         complaint = WebComplaintCreate.model_validate(values)
     except ValidationError as exc:

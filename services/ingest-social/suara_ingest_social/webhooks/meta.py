@@ -41,7 +41,10 @@ ATTACHMENT_KINDS: dict[str, MessageKind] = {
     "sticker": MessageKind.STICKER,
     "location": MessageKind.LOCATION,
 }
-_ID_MAX = 512
+#: Meta's ids are far shorter (an Instagram message id is about 180 characters); a longer one is replaced by its
+#: digest, so that the keys made of two ids stay within the event's 512 characters and a sender id within 256.
+_ID_MAX = 200
+_NAME_MAX = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,21 +69,33 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _name(value: object) -> str | None:
+    """A display name, cut to what a Sender holds."""
+    name = _text(value)
+    return name[:_NAME_MAX] if name else None
+
+
 def _id(value: object) -> str | None:
     """Ids come as strings, sometimes as numbers (`app_id`); never as anything else we could trust."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return str(value)
-    return value[:_ID_MAX] if isinstance(value, str) and value else None
+        value = str(value)
+    if not isinstance(value, str) or not value:
+        return None
+    # Distinct ids stay distinct (a cut could merge two) and the same id is always the same digest.
+    return (
+        value
+        if len(value) <= _ID_MAX
+        else "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    )
 
 
 def _moment(value: object, *, millis: bool) -> datetime:
     """A platform timestamp (ms or s since the epoch) as UTC; now when absent or absurd."""
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        seconds = value / 1000 if millis else value
         try:
-            return datetime.fromtimestamp(seconds, UTC)
+            return datetime.fromtimestamp(value / 1000 if millis else value, UTC)
         except (OverflowError, OSError, ValueError):
             pass
     return utcnow()
@@ -268,7 +283,7 @@ def _page_change(own_id: str | None, change: Json, raw: Json) -> InboundMessage 
         channel=Channel.FACEBOOK,
         platform_message_id=platform_id,
         conversation_key=f"post:{post_id}:{author_id}",
-        sender=Sender(channel_user_id=author_id, display_name=_text(author.get("name"))),
+        sender=Sender(channel_user_id=author_id, display_name=_name(author.get("name"))),
         kind=MessageKind.COMMENT,
         text=text,
         reply_context=ReplyContext(comment_id=comment_id, post_id=post_id, parent_id=_id(value.get("parent_id"))),
@@ -311,7 +326,7 @@ def _instagram_change(own_id: str | None, change: Json, raw: Json, entry_time: o
             channel=Channel.INSTAGRAM,
             platform_message_id=platform_id,
             conversation_key=f"media:{media_id}:{author_id}",
-            sender=Sender(channel_user_id=author_id, display_name=_text(author.get("username"))),
+            sender=Sender(channel_user_id=author_id, display_name=_name(author.get("username"))),
             kind=MessageKind.COMMENT,
             text=text,
             reply_context=ReplyContext(comment_id=comment_id, post_id=media_id, parent_id=_id(value.get("parent_id"))),

@@ -5,7 +5,6 @@ platform retries). Bodies over 1 MiB are refused with 413 by the app's BodyLimit
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -14,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from suara_shared import topics
+from suara_shared import topics, untrusted
 from suara_shared.events import Channel, DeliveryStatus, Event, InboundMessage
 from suara_shared.http import ApiError
 from suara_shared.kafka import BrokerUnavailable, Publisher
@@ -43,8 +42,9 @@ def _rejected(channel: Channel, outcome: str, status: int, error_code: str, mess
 
 def _json(channel: Channel, raw: bytes) -> Any:
     try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
+        # Lone surrogates replaced and nesting bounded: whatever is kept must still encode as an event.
+        return untrusted.loads(raw)
+    except ValueError:
         raise _rejected(channel, "malformed", 400, "malformed_json", "request body is not valid JSON") from None
 
 

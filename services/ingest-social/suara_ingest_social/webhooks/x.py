@@ -6,10 +6,12 @@ conversation is `dm:<citizen id>`. Our own direct messages come back in the even
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from suara_shared import untrusted
 from suara_shared.events import Channel, InboundMessage, MessageKind, ReplyContext, Sender, utcnow
 
 Json = Mapping[str, Any]
@@ -23,33 +25,44 @@ def _mappings(value: object) -> list[Json]:
     return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
 
 
+#: X's ids are unsigned 64-bit numbers: at most 20 digits. Anything else is not an id (and `str.isdigit` alone
+#: would let through superscripts and other scripts' digits, which `int()` refuses or reads differently).
+_ID = re.compile(r"[0-9]{1,20}")
+_NAME_MAX = 256
+
+
 def _id(value: object) -> str | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return str(value)
-    return value if isinstance(value, str) and value.isdigit() else None
+        value = str(value)
+    return value if isinstance(value, str) and _ID.fullmatch(value) else None
 
 
 def _iso(value: object) -> datetime:
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            pass
+            return utcnow()
+        # Every other moment in Suara is aware; a naive one would fail the first comparison with them.
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
     return utcnow()
 
 
 def _millis(value: object) -> datetime:
-    text = str(value) if isinstance(value, int | str) else ""
-    if text.isdigit():
-        return datetime.fromtimestamp(int(text) / 1000, UTC)
+    text = _id(value)
+    if text is not None:
+        try:
+            return datetime.fromtimestamp(int(text) / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            pass
     return utcnow()
 
 
 def id_order(tweet_id: str) -> int:
     """X's ids are time-ordered snowflakes: comparing them as numbers compares their age."""
-    return int(tweet_id) if tweet_id.isdigit() else 0
+    return int(tweet_id) if _ID.fullmatch(tweet_id) else 0
 
 
 def users_by_id(includes: Json) -> dict[str, Json]:
@@ -58,6 +71,10 @@ def users_by_id(includes: Json) -> dict[str, Json]:
 
 def mention(tweet: Json, users: Mapping[str, Json], *, own_id: str | None) -> InboundMessage | None:
     """A v2 tweet from `GET /2/users/:id/mentions`; None for our own tweets or one without ids."""
+    cleaned = _cleaned(tweet)
+    if cleaned is None:
+        return None
+    tweet = cleaned
     tweet_id = _id(tweet.get("id"))
     author_id = _id(tweet.get("author_id"))
     if tweet_id is None or author_id is None or author_id == own_id:
@@ -71,19 +88,23 @@ def mention(tweet: Json, users: Mapping[str, Json], *, own_id: str | None) -> In
         channel=Channel.X,
         platform_message_id=tweet_id,
         conversation_key=f"tweet:{conversation}:{author_id}",
-        sender=Sender(channel_user_id=author_id, display_name=_text(author.get("name"))),
+        sender=Sender(channel_user_id=author_id, display_name=_name(author.get("name"))),
         kind=MessageKind.MENTION,
         text=_text(tweet.get("text")),
         # `comment_id` is the tweet a reply answers: the citizen's own latest one.
         reply_context=ReplyContext(in_reply_to=replied_to, comment_id=tweet_id, post_id=conversation),
         received_at=_iso(tweet.get("created_at")),
-        metadata={"username": _text(author.get("username"))},
+        metadata={"username": _name(author.get("username"))},
         raw=dict(tweet),
     )
 
 
 def dm_event(event: Json, users: Mapping[str, Json], *, own_id: str | None) -> InboundMessage | None:
     """A v2 `MessageCreate` event from `GET /2/dm_events`; ours are kept as echoes."""
+    cleaned = _cleaned(event)
+    if cleaned is None:
+        return None
+    event = cleaned
     if event.get("event_type", "MessageCreate") != "MessageCreate":
         return None
     event_id = _id(event.get("id"))
@@ -94,7 +115,7 @@ def dm_event(event: Json, users: Mapping[str, Json], *, own_id: str | None) -> I
     citizen = sender_id
     if echo:
         participants = str(event.get("dm_conversation_id") or "").split("-")
-        citizen = next((p for p in participants if p.isdigit() and p != own_id), "")
+        citizen = next((p for p in participants if _id(p) and p != own_id), "")
         if not citizen:
             return None
     sender = users.get(citizen, {})
@@ -102,7 +123,7 @@ def dm_event(event: Json, users: Mapping[str, Json], *, own_id: str | None) -> I
         channel=Channel.X,
         platform_message_id=f"dm:{event_id}",
         conversation_key=f"dm:{citizen}",
-        sender=Sender(channel_user_id=citizen, display_name=_text(sender.get("name"))),
+        sender=Sender(channel_user_id=citizen, display_name=_name(sender.get("name"))),
         kind=MessageKind.TEXT if _text(event.get("text")) else MessageKind.UNSUPPORTED,
         text=_text(event.get("text")),
         received_at=_iso(event.get("created_at")),
@@ -159,3 +180,18 @@ def account_activity(payload: Json) -> tuple[list[InboundMessage], list[str]]:
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _name(value: object) -> str | None:
+    """A display name from the users a page names (not cleaned with the tweet), cut to what a Sender holds."""
+    name = _text(value)
+    return untrusted.clean_text(name[:_NAME_MAX]) if name else None
+
+
+def _cleaned(item: Json) -> Json | None:
+    """The tweet or event fit to travel in an event (lone surrogates replaced); None when nested absurdly deep."""
+    try:
+        cleaned: Json = untrusted.clean(dict(item))
+    except untrusted.TooDeep:
+        return None
+    return cleaned

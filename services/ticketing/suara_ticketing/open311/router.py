@@ -8,6 +8,7 @@ requests that were filed through this public API."""
 
 from __future__ import annotations
 
+import hmac
 import math
 import re
 from datetime import datetime, timedelta
@@ -289,7 +290,9 @@ async def create_request(request: Request) -> list[dict[str, Any]]:
         field = ".".join(str(p) for p in first["loc"]) or "body"
         raise Open311Error(400, f"{field}: {first['msg']}") from None
     keys: frozenset[str] = request.app.state.settings.open311_keys
-    if body.api_key not in keys:
+    # Each key compared in constant time, like every other secret: a lookup's timing must not hint at a key.
+    given = body.api_key.encode()
+    if not any(hmac.compare_digest(given, key.encode()) for key in keys):
         raise Open311Error(403, "api_key: not a valid key for this endpoint")
     service = _service(request)
     if body.service_code not in service.routing.rules.categories:
