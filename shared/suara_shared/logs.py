@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 from lokal import mask_pii
+from pydantic import ValidationError
 
 #: Fields whose values are the citizen's words or identity: never logged, only their length.
 REDACTED_FIELDS = frozenset(
@@ -35,6 +36,26 @@ def mask(text: str) -> str:
     if not any(ch.isdigit() for ch in text) and "@" not in text:
         return text  # nothing Samaran's number and e-mail detectors could find; names never reach logs
     return mask_pii(text, mode="partial", types=("NIK", "PHONE", "EMAIL", "NPWP", "KK")).text
+
+
+def describe_exception(exc: BaseException | None) -> str:
+    """A traceback with each exception's message, except the input a validation error quotes (a citizen's text,
+    say): its errors are described by place and kind only."""
+    if exc is None:
+        return ""
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ValidationError):
+            message = repr(current.errors(include_input=False, include_url=False, include_context=False))
+        else:
+            message = str(current)
+        frames = "".join(traceback.format_tb(current.__traceback__))
+        parts.append(f"Traceback (most recent call last):\n{frames}{type(current).__name__}: {message}\n")
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return "\nwhich was raised while handling:\n".join(parts)
 
 
 def _clean(key: str, value: Any) -> Any:
@@ -67,7 +88,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = _clean(key, value)
         if record.exc_info and record.exc_info[0] is not None:
             entry["exc_type"] = record.exc_info[0].__name__
-            entry["exc"] = mask("".join(traceback.format_exception(*record.exc_info))[-4000:])
+            entry["exc"] = mask(describe_exception(record.exc_info[1])[-4000:])
         return orjson.dumps(entry, default=str).decode()
 
 

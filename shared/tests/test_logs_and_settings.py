@@ -53,6 +53,24 @@ class _WithSecret(ServiceSettings):
     api_token: SecretStr = SecretStr("dev-only-token")
 
 
+def test_a_validation_error_in_a_log_line_names_the_field_not_the_citizens_words() -> None:
+    from suara_shared.events import InboundMessage
+
+    words = "Jembatan di dusun kami ambruk sejak kemarin sore"
+    try:
+        try:
+            InboundMessage.model_validate({"channel": "web", "text": words, "sender": "not a sender"})
+        except ValidationError as exc:
+            raise RuntimeError("could not take the complaint") from exc
+    except RuntimeError as exc:
+        record = logging.LogRecord("suara.test", logging.ERROR, __file__, 1, "unhandled error", (), None)
+        record.exc_info = (type(exc), exc, exc.__traceback__)
+        line = orjson.loads(JsonFormatter("ingest-social").format(record))
+    assert words not in line["exc"] and "ambruk" not in line["exc"]
+    assert "sender" in line["exc"] and "could not take the complaint" in line["exc"]
+    assert "test_logs_and_settings.py" in line["exc"]  # still a traceback an operator can follow
+
+
 def test_production_refuses_placeholder_secrets_development_allows_them() -> None:
     with pytest.raises(ValidationError, match="API_TOKEN holds a placeholder"):
         _WithSecret(suara_env="production")
