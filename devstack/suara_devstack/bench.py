@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -140,24 +141,30 @@ async def send_load(webhook_url: str, *, rate: float, seconds: float, concurrenc
     total = int(rate * seconds)
     gate = asyncio.Semaphore(concurrency)
     sent: list[Sent] = []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
+        from suara_ingest_wa.testing import signed_headers
 
-        async def one(i: int) -> None:
+        def prepare(i: int) -> tuple[Sent, bytes, dict[str, str]]:
             wa_id = f"62812{int(run[:6], 16) % 1000:03d}{i:05d}"
             item = Sent(wamid=f"wamid.bench-{run}-{i}", wa_id=wa_id, at=0.0)
             body = _webhook(wa_id, item.wamid, f"Laporan uji beban {i}: lampu jalan mati di Kecamatan Sluke")
-            from suara_ingest_wa.testing import signed_headers
+            return item, body, signed_headers(body, APP_SECRET)
 
-            headers = signed_headers(body, APP_SECRET)
+        # Built and signed before the clock starts: the driver shares the machine with what it measures.
+        prepared = [prepare(i) for i in range(total)]
+
+        async def one(i: int) -> None:
+            item, body, headers = prepared[i]
             async with gate:
                 for _attempt in range(5):  # as Meta does: retry what was not answered 200
                     item.at = item.at or time.time()
                     started = time.perf_counter()
                     try:
-                        response = await http.post(webhook_url, content=body, headers=headers)
-                        item.status = response.status_code
-                    except httpx.HTTPError:
+                        async with http.post(webhook_url, data=body, headers=headers) as response:
+                            await response.read()
+                            item.status = response.status
+                    except (aiohttp.ClientError, TimeoutError):
                         item.status = 0
                     item.latency = time.perf_counter() - started
                     if item.status == 200:
@@ -264,7 +271,8 @@ def summarise(result: Result, sent: list[Sent], gathered: dict[str, Any]) -> Non
     webhook_ms = [s.latency * 1000 for s in ok.values()]
     stored_ms = [(stored[w] - ok[w].at) * 1000 for w in stored if w in ok]
     ack_ms = [(min(t) - s.at) * 1000 for s in ok.values() for t in [acks.get(s.wa_id, [])] if t]
-    last = max([*stored.values(), *(min(t) for t in acks.values())], default=first)
+    last_stored = max(stored.values(), default=first)
+    last_ack = max((min(t) for t in acks.values()), default=first)
     duplicated_acks = sum(len(t) - 1 for t in acks.values() if len(t) > 1)
     result.load = {
         "sent": len(sent),
@@ -282,7 +290,10 @@ def summarise(result: Result, sent: list[Sent], gathered: dict[str, Any]) -> Non
         "stored_p99_ms": round(percentile(stored_ms, 99), 1),
         "ack_p50_ms": round(percentile(ack_ms, 50), 1),
         "ack_p99_ms": round(percentile(ack_ms, 99), 1),
-        "e2e_per_s": round(len(stored) / max(1e-6, last - first), 1),
+        # From the first webhook sent to the last message stored (or acknowledged): while the load lasts, and after
+        # it as long as a backlog drains. Equal to the sending rate when the pipeline keeps up.
+        "e2e_per_s": round(len(stored) / max(1e-6, last_stored - first), 1),
+        "acked_per_s": round(len(acks) / max(1e-6, last_ack - first), 1),
         "webhook_mean_ms": round(statistics.fmean(webhook_ms), 2) if webhook_ms else 0.0,
     }
     result.series = {
@@ -306,6 +317,11 @@ def table(result: Result) -> str:
             "end to end (webhook → ticket stored)",
             f"{load['e2e_per_s']:,.1f} msg/s",
             f"{ratio:.1%} of the database ceiling (target ≥ 60 %)",
+        ),
+        (
+            "end to end (webhook → acknowledgement at the sandbox)",
+            f"{load.get('acked_per_s', 0):,.1f} msg/s",
+            "",
         ),
         (
             "webhook latency p50 / p99",

@@ -30,12 +30,12 @@ CHANNEL = Channel.WHATSAPP.value
 router = APIRouter(tags=["whatsapp"])
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_publisher(request: Request) -> Publisher:
+async def get_publisher(request: Request) -> Publisher:
     publisher: Publisher = request.app.state.publisher
     return publisher
 

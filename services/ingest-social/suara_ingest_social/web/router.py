@@ -47,17 +47,17 @@ _HTML_HEADERS = {
 }
 
 
-def get_publisher(request: Request) -> Publisher:
+async def get_publisher(request: Request) -> Publisher:
     publisher: Publisher = request.app.state.publisher
     return publisher
 
 
-def get_ticketing(request: Request) -> httpx.AsyncClient:
+async def get_ticketing(request: Request) -> httpx.AsyncClient:
     client: httpx.AsyncClient = request.app.state.ticketing
     return client
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
