@@ -62,15 +62,18 @@ async def record_deliveries(service: TicketService, statuses: list[DeliveryStatu
     Plain statuses (sent, delivered, read of one message, by its outbound id or its platform id) are applied
     together: a status never moves backwards, so the order they are applied in does not change the outcome, and
     only the highest of one message's statuses needs writing. Everything else (failures, which may send a
-    template again; receipts by watermark; statuses of a message whose earlier statuses wait as orphans, or that
-    is not known yet) goes one by one, in order, first."""
+    template again; receipts by watermark) goes one by one, in order, first; statuses of messages not known yet
+    by their platform id go one by one after."""
     plain: list[DeliveryStatus] = []
     for status in statuses:
         if _plain(status):
             plain.append(status)
         else:
             await record_delivery(service, status)
-    for status in await service.record_plain_deliveries(plain):
+    leftover, adopted = await service.record_plain_deliveries(plain)
+    for status in adopted:
+        await resend_outside_window(service=service, status=status)
+    for status in leftover:
         await record_delivery(service, status)
 
 

@@ -706,32 +706,25 @@ class TicketService:
         if result.get("ticket"):
             await self.tickets.update_one({"_id": result["ticket"]}, {"$set": {"updated_at": utcnow()}})
 
-    async def record_plain_deliveries(self, statuses: builtins.list[DeliveryStatus]) -> builtins.list[DeliveryStatus]:
+    async def record_plain_deliveries(
+        self, statuses: builtins.list[DeliveryStatus]
+    ) -> tuple[builtins.list[DeliveryStatus], builtins.list[DeliveryStatus]]:
         """Apply plain statuses (no failure, error, template, watermark or further message ids) in a few writes:
-        one message's highest status only, guarded like `record_delivery` so nothing moves backwards. Returns the
-        statuses that need `record_delivery` one by one: of messages not known by that platform id (a long reply's
-        further parts, or a status before the notifier's report: kept as orphans there), and the notifier's reports
-        of message ids that have orphans waiting."""
+        one message's highest status only, guarded like `record_delivery` so nothing moves backwards.
+
+        Returns the statuses `record_delivery` must take one by one (of messages not known by that platform id: a
+        long reply's further parts, or a status before the notifier's report, kept as an orphan there), and the
+        notifier's reports whose message had orphans waiting, now applied (a failure among them may call for the
+        reply to go again as a template)."""
         leftover: builtins.list[DeliveryStatus] = []
         target: dict[str, DeliveryStatus] = {}
-        learnt: dict[str, str] = {}
+        learnt: dict[str, DeliveryStatus] = {}
         by_platform: dict[str, dict[str, builtins.list[DeliveryStatus]]] = {}
-        reports = [s for s in statuses if s.outbound_id and s.platform_message_id]
-        waiting: set[tuple[str, str]] = set()
-        if reports:
-            found = await self.orphans.find(
-                {"platform_message_id": {"$in": [s.platform_message_id for s in reports]}},
-                {"channel": 1, "platform_message_id": 1},
-            ).to_list(None)
-            waiting = {(d["channel"], d["platform_message_id"]) for d in found}
         for status in statuses:
             if status.outbound_id:
-                if status.platform_message_id and (status.channel.value, status.platform_message_id) in waiting:
-                    leftover.append(status)
-                    continue
                 key = f"out:{status.outbound_id}"
                 if status.platform_message_id:
-                    learnt[key] = status.platform_message_id
+                    learnt[key] = status
                 _keep_highest(target, key, status)
             else:
                 assert status.platform_message_id is not None
@@ -754,7 +747,7 @@ class TicketService:
                 for status in group:
                     _keep_highest(target, doc["_id"], status)
         if not target:
-            return leftover
+            return leftover, []
         writes = []
         for key, status in target.items():
             rank = DELIVERY_RANK[status.status]
@@ -764,21 +757,37 @@ class TicketService:
                 "delivery_updated_at": status.occurred_at,
             }
             if key in learnt:
-                changes["channel_message_id"] = learnt[key]
+                changes["channel_message_id"] = learnt[key].platform_message_id
             writes.append(db.UpdateOne({"_id": key, "delivery_rank": {"$lt": rank}}, {"$set": changes}))
         # A receipt may have got there before the notifier's report: the message id must still be learnt.
         writes += [
-            db.UpdateOne({"_id": key, "channel_message_id": None}, {"$set": {"channel_message_id": platform_id}})
-            for key, platform_id in learnt.items()
+            db.UpdateOne(
+                {"_id": key, "channel_message_id": None}, {"$set": {"channel_message_id": report.platform_message_id}}
+            )
+            for key, report in learnt.items()
         ]
         await self.messages.bulk_write(writes, ordered=True)
+        # Statuses that came before the reports wait as orphans; looked for after the reports are written, so that
+        # one stored meanwhile (by another consumer, which then found no message) is not missed.
+        adopted: builtins.list[DeliveryStatus] = []
+        if learnt:
+            waiting = await self.orphans.find(
+                {"platform_message_id": {"$in": [r.platform_message_id for r in learnt.values()]}},
+                {"channel": 1, "platform_message_id": 1},
+            ).to_list(None)
+            pending = {(d["channel"], d["platform_message_id"]) for d in waiting}
+            for report in learnt.values():
+                assert report.platform_message_id is not None
+                if (report.channel.value, report.platform_message_id) in pending:
+                    await self._adopt_orphans(report.channel.value, report.platform_message_id)
+                    adopted.append(report)
         reported = [key for key in target if key.startswith("out:")]
         if reported:
             found = await self.messages.find({"_id": {"$in": reported}}, {"ticket": 1}).to_list(None)
             tickets |= {d["ticket"] for d in found if d.get("ticket")}
         if tickets:
             await self.tickets.update_many({"_id": {"$in": sorted(tickets)}}, {"$set": {"updated_at": utcnow()}})
-        return leftover
+        return leftover, adopted
 
     async def _adopt_orphans(self, channel: str, platform_message_id: str) -> None:
         orphans = await self.orphans.find({"channel": channel, "platform_message_id": platform_message_id}).to_list(10)
