@@ -181,3 +181,33 @@ async def test_status_url_uses_the_public_base_when_configured(
 
     body = response.json()
     assert body["status_url"] == f"https://lapor.rembangkab.go.id/status/{body['id']}"
+
+
+async def test_a_complaint_sent_again_under_its_idempotency_key_is_the_same_complaint(
+    client: httpx.AsyncClient, inbound: ReadInbound
+) -> None:
+    """A client whose first try got a 503 (or lost the answer) sends again with the same key: if the first did
+    reach the broker, the two are one message, which ticketing keeps once."""
+    marker = uuid.uuid4().hex
+    complaint = {"text": f"{COMPLAINT} ({marker})", "kecamatan": "Rembang"}
+    key = f"retry-{marker}"
+    first = await client.post("/api/v1/web/complaints", json=complaint, headers={"Idempotency-Key": key})
+    again = await client.post("/api/v1/web/complaints", json=complaint, headers={"Idempotency-Key": key})
+    other = await client.post(
+        "/api/v1/web/complaints",
+        json={**complaint, "text": f"Sampah menumpuk di pasar ({marker})"},
+        headers={"Idempotency-Key": key},
+    )
+    without = await client.post("/api/v1/web/complaints", json=complaint)
+
+    assert first.status_code == again.status_code == other.status_code == without.status_code == 202
+    assert first.json()["id"] == again.json()["id"]
+    # Another complaint under the same key, or the same one without a key, is never taken for the first.
+    assert len({first.json()["id"], other.json()["id"], without.json()["id"]}) == 3
+    records = await inbound(by_text(marker))
+    assert sorted(event.platform_message_id for _, _, event in records) == sorted(
+        [first.json()["id"], first.json()["id"], other.json()["id"], without.json()["id"]]
+    )
+
+    refused = await client.post("/api/v1/web/complaints", json=complaint, headers={"Idempotency-Key": "a b"})
+    assert refused.status_code == 422

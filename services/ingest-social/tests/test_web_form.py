@@ -164,3 +164,31 @@ async def test_broker_down_keeps_the_citizens_text_and_asks_to_try_again(
     assert _textarea(page) == COMPLAINT
     assert _field_value(page, "phone") == "0812-3456-7890"
     assert '<option value="Kragan" selected>Kragan</option>' in page
+
+
+def _token(page: str) -> str:
+    match = re.search(r'<input type="hidden" name="submission_token" value="([^"]+)">', page)
+    assert match, "no submission token"
+    return match.group(1)
+
+
+async def test_the_form_sent_twice_is_one_complaint_and_each_form_shown_is_a_new_one(
+    client: httpx.AsyncClient, inbound: ReadInbound
+) -> None:
+    """A citizen who presses the button again (a slow connection, a 503 page sent again) files one complaint."""
+    shown = (await client.get("/")).text
+    token = _token(shown)
+    assert token != _token((await client.get("/")).text)
+    marker = uuid.uuid4().hex
+    form = {"text": f"{COMPLAINT} {marker}", "kecamatan": "Lasem", "submission_token": token}
+
+    first = await client.post("/lapor", data=form)
+    again = await client.post("/lapor", data=form)
+    assert first.status_code == again.status_code == 303
+    assert first.headers["location"] == again.headers["location"]
+
+    # A form that comes back to be fixed keeps its token, so fixing and sending is still the same complaint.
+    fixed = await client.post("/lapor", data={**form, "text": "pendek"})
+    assert fixed.status_code == 422 and _token(fixed.text) == token
+    records = await inbound(by_text(marker))
+    assert {event.platform_message_id for _, _, event in records} == {first.headers["location"].rsplit("/", 1)[1]}

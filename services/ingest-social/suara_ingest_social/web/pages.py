@@ -10,7 +10,10 @@ from functools import cache
 from importlib import resources
 from string import Template
 
+from suara_shared.events import new_id
+
 from .models import KECAMATAN, PublicReply, PublicStatus
+from .service import IDEMPOTENCY_KEY
 
 #: Asia/Jakarta has kept UTC+7 without daylight saving since 1964; a fixed offset needs no tz database.
 WIB = timezone(timedelta(hours=7), "WIB")
@@ -156,6 +159,10 @@ def _error_summary(errors: Mapping[str, str]) -> Safe:
     return Safe(f'<div class="alert" role="alert"><h2>Periksa kembali isian Anda</h2><ul>{items}</ul></div>')
 
 
+#: The form's hidden field holding its idempotency key.
+TOKEN_FIELD = "submission_token"  # noqa: S105 (a field name, not a secret)
+
+
 def form_page(
     *,
     values: Mapping[str, str] | None = None,
@@ -170,6 +177,10 @@ def form_page(
         fields[f"{field}_error"], fields[f"{field}_attrs"] = _field_parts(field, errors)
         fields[f"{field}_value"] = values.get(field, "")
     fields["kecamatan_options"] = _kecamatan_options(values.get("kecamatan", ""))
+    # One token per form shown, kept when the form comes back (a 503, a field to fix): sent again, the same
+    # complaint is one complaint.
+    token = values.get(TOKEN_FIELD, "")
+    fields["token_value"] = token if IDEMPOTENCY_KEY.fullmatch(token) else new_id()
     for box in ("anonymous", "confidential"):
         checked = values.get(box, "").strip().lower() in {"true", "on", "1", "yes"}
         fields[f"{box}_checked"] = Safe(" checked" if checked else "")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import httpx
-from fastapi import APIRouter, Depends, FastAPI, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
@@ -19,7 +19,7 @@ from ..config import Settings
 from ..limits import RATE_LIMITED, RateLimiter, client_key
 from . import pages
 from .models import WebComplaintAccepted, WebComplaintCreate
-from .service import ComplaintNotAccepted, submit_complaint
+from .service import IDEMPOTENCY_KEY, ComplaintNotAccepted, submit_complaint
 from .status import (
     StatusAnswer,
     StatusNotFound,
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 router = APIRouter()
 
-FORM_FIELDS = ("text", "name", "phone", "email", "kecamatan", "desa", "anonymous", "confidential")
+FORM_FIELDS = ("text", "name", "phone", "email", "kecamatan", "desa", "anonymous", "confidential", pages.TOKEN_FIELD)
 
 #: The pages carry no script and load nothing from elsewhere; the policy makes any injected markup inert.
 _HTML_HEADERS = {
@@ -130,10 +130,22 @@ def install_rate_limit_handler(app: FastAPI) -> None:
     },
 )
 async def create_complaint(
-    complaint: WebComplaintCreate, request: Request, publisher: PublisherDep, settings: SettingsDep
+    complaint: WebComplaintCreate,
+    request: Request,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            pattern=IDEMPOTENCY_KEY.pattern,
+            description="A key of the client's choosing (8-128 of A-Z a-z 0-9 _ . : -): the same complaint sent again "
+            "under it, after a 503 or a lost answer, is one complaint with the same id",
+        ),
+    ] = None,
 ) -> WebComplaintAccepted:
-    """Accept a complaint; 202 only once the broker has it, 503 (retry) when it does not."""
-    submission_id = await submit_complaint(publisher=publisher, complaint=complaint)
+    """Accept a complaint; 202 only once the broker has it, 503 (retry, with the same `Idempotency-Key`) when it
+    does not."""
+    submission_id = await submit_complaint(publisher=publisher, complaint=complaint, idempotency_key=idempotency_key)
     return WebComplaintAccepted(id=submission_id, status_url=status_url(request, settings, submission_id))
 
 
@@ -163,11 +175,13 @@ async def submit_form(request: Request, publisher: PublisherDep) -> Response:
             headers={"Retry-After": str(wait)},
         )
     try:
-        complaint = WebComplaintCreate.model_validate(values)
+        complaint = WebComplaintCreate.model_validate({k: v for k, v in values.items() if k != pages.TOKEN_FIELD})
     except ValidationError as exc:
         return html(pages.form_page(values=values, errors=_form_errors(exc)), status.HTTP_422_UNPROCESSABLE_CONTENT)
+    token = values.get(pages.TOKEN_FIELD, "")
+    key = token if IDEMPOTENCY_KEY.fullmatch(token) else None
     try:
-        submission_id = await submit_complaint(publisher=publisher, complaint=complaint)
+        submission_id = await submit_complaint(publisher=publisher, complaint=complaint, idempotency_key=key)
     except ComplaintNotAccepted:
         return html(
             pages.form_page(values=values, notice=pages.BROKER_TROUBLE),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 
 from suara_shared import topics
 from suara_shared.events import Channel, InboundMessage, Location, MessageKind, Sender, new_id
@@ -51,9 +53,25 @@ def to_inbound(complaint: WebComplaintCreate, *, submission_id: str) -> InboundM
     )
 
 
-async def submit_complaint(*, publisher: Publisher, complaint: WebComplaintCreate) -> str:
+#: What an idempotency key (the API's `Idempotency-Key` header, the form's hidden token) may look like.
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{8,128}")
+
+
+def submission_id_for(complaint: WebComplaintCreate, idempotency_key: str | None) -> str:
+    """A new submission id; with a key, the same id for the same complaint sent again under it (a retry after a
+    503 whose first try did reach the broker becomes the same message, which ticketing keeps once). The content
+    is part of it, so two different complaints under one key are never taken for one."""
+    if idempotency_key is None:
+        return new_id()
+    content = complaint.model_dump_json().encode()
+    return hashlib.sha256(b"web-submission\x1f" + idempotency_key.encode() + b"\x1f" + content).hexdigest()[:32]
+
+
+async def submit_complaint(
+    *, publisher: Publisher, complaint: WebComplaintCreate, idempotency_key: str | None = None
+) -> str:
     """Publish the complaint and return its submission id once the broker acknowledged it."""
-    submission_id = new_id()
+    submission_id = submission_id_for(complaint, idempotency_key)
     event = to_inbound(complaint, submission_id=submission_id)
     try:
         await publisher.publish(topics.INBOUND, event, key=event.partition_key)
