@@ -17,7 +17,7 @@ class Settings(XApiSettings):
     sandbox_url: str | None = None
 
     #: A transient platform error (5xx, rate limit) is retried this many times in all ...
-    send_max_attempts: int = Field(default=6, ge=1)
+    send_max_attempts: int = Field(default=10, ge=1)
     #: ... with exponential backoff and full jitter from this base up to the cap ...
     send_retry_base_seconds: float = Field(default=0.5, gt=0)
     send_retry_cap_seconds: float = Field(default=30.0, gt=0)
