@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from suara_shared import untrusted
 from suara_shared.events import (
     Attachment,
     Channel,
@@ -288,8 +289,8 @@ def _sender(message: Json, contacts: Sequence[Json]) -> Sender:
 def _fallback_id(raw: Json) -> str:
     """A stable id for a message that lacks a usable one, so that Meta's retries still deduplicate."""
     given = _ident(raw.get("id"))
-    if given is not None and len(given) <= _ID_MAX:
-        return given
+    if given is not None and len(given) <= _ID_MAX and untrusted.clean_text(given) == given:
+        return given  # else too long, or not text the broker can carry (a lone surrogate): its digest instead
     # surrogatepass: a lone surrogate in a hand-built payload must not make the fallback itself fail.
     canonical = json.dumps(raw, sort_keys=True, default=str, ensure_ascii=False).encode("utf-8", "surrogatepass")
     return "sha256:" + hashlib.sha256(canonical).hexdigest()

@@ -232,3 +232,13 @@ def test_json_nested_absurdly_deep_is_refused_with_400_not_a_server_error(wa: Ap
         assert response.status_code == 400, (depth, response.text)
         assert response.json()["error_code"] == "malformed_json"
         assert wa.publisher.records == []
+
+
+def test_a_message_id_that_is_not_text_the_broker_can_carry_still_gives_a_valid_message() -> None:
+    """Found by hypothesis: an id ending in a lone surrogate made the fallback id itself invalid."""
+    from suara_ingest_wa.normalize import normalize_message
+
+    for raw in ({"id": "0" * 40 + "\ud800"}, {"id": "\udfff", "type": "text", "text": {"body": "x"}}):
+        message = normalize_message(raw)
+        assert message.kind == "unsupported" and message.platform_message_id.startswith("sha256:")
+        assert normalize_message(raw).platform_message_id == message.platform_message_id  # retries still dedupe

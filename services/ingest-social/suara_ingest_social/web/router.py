@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 router = APIRouter()
 
-FORM_FIELDS = ("text", "name", "phone", "email", "kecamatan", "desa", "anonymous", "confidential", pages.TOKEN_FIELD)
+COMPLAINT_FIELDS = ("text", "name", "phone", "email", "kecamatan", "desa", "anonymous", "confidential")
+FORM_FIELDS = (*COMPLAINT_FIELDS, pages.TOKEN_FIELD)
 
 #: The pages carry no script and load nothing from elsewhere; the policy makes any injected markup inert.
 _HTML_HEADERS = {
@@ -175,7 +176,7 @@ async def submit_form(request: Request, publisher: PublisherDep) -> Response:
             headers={"Retry-After": str(wait)},
         )
     try:
-        complaint = WebComplaintCreate.model_validate({k: v for k, v in values.items() if k != pages.TOKEN_FIELD})
+        complaint = WebComplaintCreate.model_validate({k: v for k, v in values.items() if k in COMPLAINT_FIELDS})
     except ValidationError as exc:
         return html(pages.form_page(values=values, errors=_form_errors(exc)), status.HTTP_422_UNPROCESSABLE_CONTENT)
     token = values.get(pages.TOKEN_FIELD, "")
