@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export UV_LINK_MODE := copy
 
-.PHONY: help install lock run test bench lint fmt clean browser
+.PHONY: help install lock run test bench chaos lint fmt clean browser
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ browser: ## Debian's Chromium for tests/browser (apt-get, as root, when /usr/bin
 
 bench: install ## Load the embedded stack with signed webhooks; prints the table, writes bench-results/*.json and *.png
 	$(BIN)/suara-dev bench $(BENCH_ARGS)
+
+chaos: install ## Fault injection on an own stack (kill -9, frozen broker, stopped database, Graph 5xx/429, duplicate webhooks); writes bench-results/chaos-*.json
+	$(BIN)/suara-dev chaos $(CHAOS_ARGS)
 
 lint: install ## ruff and mypy
 	$(BIN)/ruff check .

@@ -100,12 +100,21 @@ def main(argv: list[str] | None = None) -> int:
         from .bench import main as bench_main
 
         return bench_main(argv[1:])
+    if argv[:1] == ["chaos"]:
+        from .chaos import main as chaos_main
+
+        return chaos_main(argv[1:])
     parser = argparse.ArgumentParser(prog="suara-dev", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="start everything in the foreground")
     run_parser.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for readiness")
     measure_parser = sub.add_parser("measure", help="tickets per second stored by a running stack's consumer")
     measure_parser.add_argument("--messages", type=int, default=1000)
+    # Listed for --help; `chaos` and `bench` parse their own options (suara-dev chaos --help).
+    sub.add_parser("bench", help="load the embedded stack with signed webhooks and measure it", add_help=False)
+    sub.add_parser(
+        "chaos", help="fault injection: kill, freeze and stop parts of the stack, count what was lost", add_help=False
+    )
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args)

@@ -112,6 +112,16 @@ class EmbeddedInfra:
                 raise RuntimeError(f"port {port} for the embedded {what} is taken: is another `make run` up?")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._spawn_broker()
+        self._spawn_database()
+        try:
+            self.wait_ready(timeout)
+            asyncio.run(create_topics(self.bootstrap))
+        except Exception:
+            self.stop()
+            raise
+
+    def _spawn_broker(self) -> None:
         url = f"tcp://127.0.0.1:{self.broker_port}"
         self.procs["broker"] = spawn(
             [
@@ -127,6 +137,8 @@ class EmbeddedInfra:
             ],
             log=(self.log_dir / "broker.log").open("ab"),
         )
+
+    def _spawn_database(self) -> None:
         self.procs["database"] = spawn(
             [
                 database_binary(),
@@ -141,16 +153,25 @@ class EmbeddedInfra:
             ],
             log=(self.log_dir / "database.log").open("ab"),
         )
-        try:
-            self.wait_ready(timeout)
-            asyncio.run(create_topics(self.bootstrap))
-        except Exception:
-            self.stop()
-            raise
 
-    def wait_ready(self, timeout: float) -> None:
+    def stop_database(self) -> None:
+        """Shut the database down (SIGTERM, as an operator would); its files stay for `start_database`."""
+        proc = self.procs.pop("database", None)
+        if proc is not None:
+            stop_process(proc, timeout=30)
+
+    def start_database(self, *, wait: float | None = 60.0) -> None:
+        """Start the database again on the same files and port; wait up to `wait` seconds until it answers (None:
+        return at once, and call `wait_ready(…, only={"database"})` later, e.g. from a worker thread: the child
+        is bound to the thread that starts it, so start it from one that lives as long as it should)."""
+        if "database" not in self.procs:
+            self._spawn_database()
+        if wait is not None:
+            self.wait_ready(wait, only={"database"})
+
+    def wait_ready(self, timeout: float, *, only: set[str] | None = None) -> None:
         deadline = time.monotonic() + timeout
-        pending = {"broker", "database"}
+        pending = set(only or {"broker", "database"})
         while pending:
             for name in list(pending):
                 proc = self.procs[name]

@@ -47,6 +47,8 @@ class ServiceSpec:
     name: str
     module: str
     port: int
+    #: Settings of this process alone, over the stack's (e.g. `TICKETING_ROLES` for a consumer-only ticketing).
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def default_services(*, base_port: int = 8000) -> list[ServiceSpec]:
@@ -129,7 +131,7 @@ class Stack:
             raise
 
     def _launch(self, spec: ServiceSpec, restarts: int = 0) -> None:
-        env = {**self.service_env(), "PORT": str(spec.port)}
+        env = {**self.service_env(), **dict(spec.env), "PORT": str(spec.port)}
         log_path = self.infra.log_dir / f"{spec.name}.log"
         if self.echo is None:
             proc = spawn([sys.executable, "-m", spec.module], log=log_path.open("ab"), env=env)

@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from suara_shared.http import ApiError, install_error_handlers, ops_router, serve
 from suara_shared.settings import ServiceSettings
 
-from . import demo, phone, social_page
+from . import demo, faults, phone, social_page
 from .social import SocialSandbox
 from .whatsapp import PHONE_NUMBER_ID, WhatsAppSandbox
 
@@ -231,6 +231,8 @@ def create_app(*, capacity: int = MAX_CALLS, settings: SandboxSettings | None = 
     social = SocialSandbox(
         ingest_url=settings.ingest_social_url, app_secret=settings.meta_app_secret.get_secret_value()
     )
+    played = faults.Faults()
+    whatsapp.duplicate_webhook = lambda: played.duplicate()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -244,9 +246,11 @@ def create_app(*, capacity: int = MAX_CALLS, settings: SandboxSettings | None = 
     app.state.calls = calls
     app.state.whatsapp = whatsapp
     app.state.social = social
+    app.state.faults = played
     install_error_handlers(app)
     app.include_router(ops_router({}))
     app.include_router(phone.router)
+    app.include_router(faults.router)
     app.include_router(demo.router)
     app.include_router(social_page.router)
 
@@ -289,7 +293,10 @@ def create_app(*, capacity: int = MAX_CALLS, settings: SandboxSettings | None = 
         fields = _fields(body, raw, content_type, request.query_params)
         authorization = request.headers.get("authorization")
         headers: dict[str, str] = {}
-        social_answer = social.answer(request.method, path, fields, authorization=authorization)
+        # A Graph outage switched on under /_sandbox/faults answers before any platform does.
+        social_answer = played.graph_answer(request.method, path, fields) or social.answer(
+            request.method, path, fields, authorization=authorization
+        )
         base_url = str(request.base_url)
         wa = (
             None

@@ -59,6 +59,8 @@ class CitizenMessage(BaseModel):
     location: Place | None = None
     #: Unix seconds the message claims to be from (a test of the 24-hour window); now when absent.
     timestamp: float | None = Field(default=None, gt=0)
+    #: The wamid the message gets (a fault-injection run names its messages to find them); a new one when absent.
+    id: str | None = Field(default=None, min_length=8, max_length=200, pattern=r"^wamid\.[A-Za-z0-9._=+/-]+$")
 
 
 @router.post("/_sandbox/whatsapp/recipients/{number}/script")
@@ -123,12 +125,19 @@ async def show_media(request: Request, media_id: str) -> Response:
 
 
 @router.get("/_sandbox/whatsapp/phones")
-async def list_phones(request: Request) -> list[dict[str, Any]]:
+async def list_phones(
+    request: Request,
+    prefix: Annotated[str, Query(max_length=15, pattern=r"^\d*$")] = "",
+    detail: bool = False,
+) -> list[dict[str, Any]]:
+    """The phones (newest chat first); `prefix` keeps the numbers starting so, `detail` adds each chat as
+    `GET /_sandbox/whatsapp/phones/{number}` shows it (a fault-injection run counts what each citizen received)."""
     wa = _wa(request)
-    return [
-        {"wa_id": p.wa_id, "name": p.name, "messages": len(p.messages)}
-        for p in sorted(wa.phones.values(), key=lambda p: p.messages[-1].at if p.messages else 0, reverse=True)
-    ]
+    phones = [p for p in wa.phones.values() if p.wa_id.startswith(prefix)]
+    phones.sort(key=lambda p: p.messages[-1].at if p.messages else 0, reverse=True)
+    if detail:
+        return [wa.conversation(p.wa_id) for p in phones]
+    return [{"wa_id": p.wa_id, "name": p.name, "messages": len(p.messages)} for p in phones]
 
 
 @router.get("/_sandbox/whatsapp/phones/{number}")
@@ -152,6 +161,7 @@ async def citizen_writes(request: Request, number: str, message: CitizenMessage)
         media_id=message.media_id,
         location=message.location.model_dump(exclude_none=True) if message.location else None,
         timestamp=message.timestamp,
+        message_id=message.id,
     )
     return {"id": sent.id, "status": sent.status}
 
@@ -160,6 +170,13 @@ async def citizen_writes(request: Request, number: str, message: CitizenMessage)
 async def list_webhooks(request: Request) -> list[dict[str, Any]]:
     """Every webhook the sandbox posted to ingest-wa, oldest first, with ingest-wa's last answer."""
     return list(_wa(request).webhooks)
+
+
+@router.get("/_sandbox/whatsapp/webhooks/stats")
+async def webhook_stats(request: Request) -> dict[str, Any]:
+    """ingest-wa's answers over every attempt (`{"200": n, "503": m, "ReadTimeout": k}`), the webhooks posted
+    twice, those abandoned, and `in_hand`: webhooks and statuses still to be posted (0 once the sandbox is quiet)."""
+    return _wa(request).webhook_stats()
 
 
 @router.get("/phone", response_class=HTMLResponse)

@@ -12,7 +12,8 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,8 @@ MEDIA_URL_SECONDS = 300
 MEDIA_PATH = "/whatsapp_business/attachments/"
 #: A webhook ingest-wa does not take is retried this many times, backing off up to 30 s between tries.
 WEBHOOK_ATTEMPTS = 20
+#: Webhooks the sandbox posts to ingest-wa at once.
+WEBHOOKS_IN_FLIGHT = 32
 #: The window in which WhatsApp lets a business answer freely (channels.md §1.7).
 WINDOW_SECONDS = 24 * 3600
 
@@ -186,8 +189,19 @@ class WhatsAppSandbox:
         self.token_valid = True
         #: Every webhook posted (or being posted), newest last: what, to whom, and how ingest-wa answered.
         self.webhooks: list[dict[str, Any]] = []
+        #: Every answer ingest-wa gave (or the error instead of one), over all attempts, by status or error name.
+        self.answers: Counter[str] = Counter()
+        #: Webhooks posted a second time after ingest-wa took them (the fault `duplicate_webhook` chooses which),
+        #: by what they carried ("message", "status"); and webhooks abandoned after every attempt.
+        self.duplicates: Counter[str] = Counter()
+        self.abandoned = 0
+        #: Asked after each webhook ingest-wa took: True posts it once more, as Meta sometimes delivers twice.
+        self.duplicate_webhook: Callable[[], bool] = lambda: False
         self._tasks: set[asyncio.Task[None]] = set()
         self._http = httpx.AsyncClient(timeout=10.0, transport=transport)
+        #: Webhooks in flight at once, as Meta delivers them: a bounded number of connections. Thousands of posts
+        #: queued inside httpx's pool cost it time quadratic in their number (a bench's statuses, say).
+        self._posting = asyncio.Semaphore(WEBHOOKS_IN_FLIGHT)
         self._url_key = secrets.token_bytes(16)
 
     async def aclose(self) -> None:
@@ -380,12 +394,14 @@ class WhatsAppSandbox:
         media_id: str | None = None,
         location: Mapping[str, Any] | None = None,
         timestamp: float | None = None,
+        message_id: str | None = None,
     ) -> ChatMessage:
         """A citizen sends a message from their phone: it goes to ingest-wa as a signed webhook (retried until
-        ingest-wa takes it, as Meta does), and its ticks follow what happens to it."""
+        ingest-wa takes it, as Meta does), and its ticks follow what happens to it. `message_id` is the wamid it
+        gets (a new one when absent)."""
         phone = self.phone(wa_id, name)
         at = timestamp if timestamp is not None else time.time()
-        message: dict[str, Any] = {"from": wa_id, "id": new_wamid(), "timestamp": str(int(at))}
+        message: dict[str, Any] = {"from": wa_id, "id": message_id or new_wamid(), "timestamp": str(int(at))}
         media = self.media.get(media_id) if media_id else None
         if media is not None:
             kind = "document" if media.filename and not media.mime_type.startswith("image/") else "image"
@@ -444,19 +460,43 @@ class WhatsAppSandbox:
             return False
         # Compact and \\uXXXX-escaped, exactly the bytes Meta would sign and send.
         body = json.dumps(payload, separators=(",", ":")).encode()
+        taken = await self._post_until_taken(body, record)
+        if taken and self.duplicate_webhook():
+            # The same bytes, signature and ids once more, after the first copy was taken: Meta's at-least-once.
+            self.duplicates[what.split(" ", 1)[0]] += 1
+            await self._post_until_taken(body, {"what": what, "at": time.time(), "attempts": 0, "status": None})
+        if not taken:
+            self.abandoned += 1
+            log.warning("webhook never taken by ingest-wa", extra={"what": what, "attempts": WEBHOOK_ATTEMPTS})
+        return taken
+
+    async def _post_until_taken(self, body: bytes, record: dict[str, Any]) -> bool:
+        assert self.ingest_url is not None
         headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign(body, self.app_secret)}
         for attempt in range(WEBHOOK_ATTEMPTS):
             record["attempts"] = attempt + 1
             try:
-                response = await self._http.post(self.ingest_url, content=body, headers=headers)
+                async with self._posting:
+                    response = await self._http.post(self.ingest_url, content=body, headers=headers)
                 record["status"] = response.status_code
+                self.answers[str(response.status_code)] += 1
                 if response.status_code == 200:
                     return True
             except httpx.HTTPError as exc:
                 record["status"] = type(exc).__name__
+                self.answers[type(exc).__name__] += 1
             await asyncio.sleep(min(30.0, 0.25 * 2**attempt))
-        log.warning("webhook never taken by ingest-wa", extra={"what": what, "attempts": WEBHOOK_ATTEMPTS})
         return False
+
+    def webhook_stats(self) -> dict[str, Any]:
+        """How ingest-wa answered so far, what was posted twice or abandoned, and the work still in hand (webhooks
+        being posted or retried, statuses still to come): 0 `in_hand` means the sandbox has gone quiet."""
+        return {
+            "answers": dict(sorted(self.answers.items())),
+            "duplicates": dict(sorted(self.duplicates.items())),
+            "abandoned": self.abandoned,
+            "in_hand": len(self._tasks),
+        }
 
     # --- views -------------------------------------------------------------------------------------------------
 
