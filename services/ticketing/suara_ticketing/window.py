@@ -139,10 +139,5 @@ async def _message_of(service: TicketService, status: DeliveryStatus) -> dict[st
     platform_id = status.platform_message_id
     if not platform_id:
         return None
-    return await service.messages.find_one(
-        {
-            "channel": status.channel.value,
-            "direction": "outbound",
-            "$or": [{"channel_message_id": platform_id}, {"channel_message_ids": platform_id}],
-        }
-    )
+    named = await service.outbound_by_platform_id(status.channel.value, platform_id)
+    return None if named is None else await service.messages.find_one({"_id": named["_id"]})

@@ -652,13 +652,19 @@ class TicketService:
         if status.outbound_id:
             match: dict[str, Any] = {"_id": f"out:{status.outbound_id}"}
         elif status.platform_message_id:
-            platform_id = status.platform_message_id
-            match = {
-                "channel": status.channel.value,
-                # A long WhatsApp reply is several platform messages; a status of any of them is the reply's.
-                "$or": [{"channel_message_id": platform_id}, {"channel_message_ids": platform_id}],
-                "direction": "outbound",
-            }
+            named = await self.outbound_by_platform_id(status.channel.value, status.platform_message_id)
+            if named is None:
+                # The platform's status came before we learnt its message id: keep it until we do.
+                await self.orphans.update_one(
+                    {"_id": f"{status.channel.value}:{status.platform_message_id}:{status.status.value}"},
+                    {"$set": status.model_dump(mode="json")},
+                    upsert=True,
+                )
+                # Another consumer may have recorded the send result between the lookup and the insert.
+                if await self.outbound_by_platform_id(status.channel.value, status.platform_message_id) is not None:
+                    await self._adopt_orphans(status.channel.value, status.platform_message_id)
+                return
+            match = {"_id": named["_id"]}
         else:
             return
         rank = DELIVERY_RANK[status.status]
@@ -688,23 +694,25 @@ class TicketService:
                 await self.messages.update_one(
                     {**match, "channel_message_id": None}, {"$set": {"channel_message_id": status.platform_message_id}}
                 )
-            known = await self.messages.find_one(match, {"_id": 1})
-            if known is None and status.platform_message_id and not status.outbound_id:
-                # The platform's status came before we learnt its message id: keep it until we do.
-                await self.orphans.update_one(
-                    {"_id": f"{status.channel.value}:{status.platform_message_id}:{status.status.value}"},
-                    {"$set": status.model_dump(mode="json")},
-                    upsert=True,
-                )
-                # Another consumer may have recorded the send result between the lookup and the insert.
-                if await self.messages.find_one(match, {"_id": 1}) is not None:
-                    await self._adopt_orphans(status.channel.value, status.platform_message_id)
             return
         if status.platform_message_id and status.outbound_id:
             for platform_id in (status.platform_message_id, *status.more_platform_message_ids):
                 await self._adopt_orphans(status.channel.value, platform_id)
         if result.get("ticket"):
             await self.tickets.update_one({"_id": result["ticket"]}, {"$set": {"updated_at": utcnow()}})
+
+    async def outbound_by_platform_id(self, channel: str, platform_id: str) -> dict[str, Any] | None:
+        """The outbound message a platform id names: as its first platform message or as a further one (a long
+        WhatsApp reply is several; a status of any is the reply's). Two lookups, each answered by its own index:
+        the embedded database answers an `$or` of the two by scanning every message."""
+        found = await self.messages.find_one(
+            {"channel": channel, "channel_message_id": platform_id, "direction": "outbound"}, {"_id": 1}
+        )
+        if found is None:
+            found = await self.messages.find_one(
+                {"channel": channel, "channel_message_ids": platform_id, "direction": "outbound"}, {"_id": 1}
+            )
+        return found
 
     async def record_plain_deliveries(
         self, statuses: builtins.list[DeliveryStatus]
