@@ -339,20 +339,8 @@ class TicketService:
             messages.append(message)
             outbound.append(
                 _outbound_doc(
-                    outbound_id=_stable_id("ack", reference),
+                    **self._acknowledgement(ticket, cause=event.dedup_key),
                     seq=2,
-                    ticket=reference,
-                    channel=ticket["channel"],
-                    conversation_key=ticket["conversation_key"],
-                    recipient=ticket["citizen"]["channel_user_id"],
-                    text=texts.acknowledgement(
-                        reference=reference,
-                        status_url=self.status_url,
-                        extra=workflow.acknowledgement_extra(self, ticket),
-                    ),
-                    purpose=ReplyPurpose.ACKNOWLEDGEMENT,
-                    reply_to=event.dedup_key.split(":", 2)[-1],
-                    cause=event.dedup_key,
                     author="system",
                     private=False,
                     # From this message: the window can only be later if an earlier-stored message (a status
@@ -526,24 +514,27 @@ class TicketService:
             ticket = await self.tickets.find_one({"_id": reference})
             if ticket is not None:
                 # Queued once: the acknowledgement's id is the ticket's, and an existing one is left as it is.
-                await self._queue_outbound(
-                    outbound_id=_stable_id("ack", reference),
-                    ticket=reference,
-                    channel=ticket["channel"],
-                    conversation_key=ticket["conversation_key"],
-                    recipient=ticket["citizen"]["channel_user_id"],
-                    text=texts.acknowledgement(
-                        reference=reference,
-                        status_url=self.status_url,
-                        extra=workflow.acknowledgement_extra(self, ticket),
-                    ),
-                    purpose=ReplyPurpose.ACKNOWLEDGEMENT,
-                    reply_to=cause.split(":", 2)[-1],
-                    cause=cause,
-                )
+                await self._queue_outbound(**self._acknowledgement(ticket, cause=cause))
             await self.publish_pending({"ticket": reference})
         else:
             await self.publish_pending({"cause": cause})
+
+    def _acknowledgement(self, ticket: dict[str, Any], *, cause: str) -> dict[str, Any]:
+        """The ticket's acknowledgement, answering the message that caused it: one per ticket, by its id."""
+        reference = ticket["_id"]
+        return {
+            "outbound_id": _stable_id("ack", reference),
+            "ticket": reference,
+            "channel": ticket["channel"],
+            "conversation_key": ticket["conversation_key"],
+            "recipient": ticket["citizen"]["channel_user_id"],
+            "text": texts.acknowledgement(
+                reference=reference, status_url=self.status_url, extra=workflow.acknowledgement_extra(self, ticket)
+            ),
+            "purpose": ReplyPurpose.ACKNOWLEDGEMENT,
+            "reply_to": cause.split(":", 2)[-1],
+            "cause": cause,
+        }
 
     async def _queue_outbound(
         self,
