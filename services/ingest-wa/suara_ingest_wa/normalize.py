@@ -340,6 +340,10 @@ def normalize_message(
 ) -> InboundMessage:
     """One entry of `value.messages[]` as an InboundMessage. Never raises: a message that cannot be read
     becomes `unsupported` with its raw payload, so it is kept and never blocks the others."""
+    try:
+        message = untrusted.clean(message)  # as the webhook does: a lone surrogate never reaches the event
+    except untrusted.TooDeep:
+        message = {"value": "nested too deeply"}
     raw: Json = message if isinstance(message, Mapping) else {"value": message}
     business = business or {}
     try:
@@ -368,6 +372,10 @@ _STATES: dict[str, DeliveryState] = {
 
 def normalize_status(status: object) -> DeliveryStatus | None:
     """One entry of `value.statuses[]`; None when it names no message or a state Suara does not track."""
+    try:
+        status = untrusted.clean(status)  # the webhook cleaned it already; a caller handing it over raw need not
+    except untrusted.TooDeep:
+        return None
     entry = _mapping(status)
     message_id = _ident(entry.get("id"))
     state = _STATES.get(_text(entry.get("status")) or "")

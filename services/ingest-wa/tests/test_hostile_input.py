@@ -240,5 +240,17 @@ def test_a_message_id_that_is_not_text_the_broker_can_carry_still_gives_a_valid_
 
     for raw in ({"id": "0" * 40 + "\ud800"}, {"id": "\udfff", "type": "text", "text": {"body": "x"}}):
         message = normalize_message(raw)
-        assert message.kind == "unsupported" and message.platform_message_id.startswith("sha256:")
+        assert message.kind == "unsupported" and "\ud800" not in message.platform_message_id
         assert normalize_message(raw).platform_message_id == message.platform_message_id  # retries still dedupe
+        message.model_dump_json()  # and the broker can carry it
+
+
+def test_a_status_with_text_the_broker_cannot_carry_still_gives_a_valid_status() -> None:
+    """Found by hypothesis: a lone surrogate in a status's error text made the status unpublishable."""
+    from suara_ingest_wa.normalize import normalize_status
+
+    found = normalize_status(
+        {"id": "wamid.x", "status": "failed", "errors": [{"code": 131026, "title": "bad \ud800", "message": "\udfff"}]}
+    )
+    assert found is not None and found.error is not None and "\ufffd" in (found.error.title or "")
+    found.model_dump_json()
