@@ -28,6 +28,11 @@ class PrivateReplyRefused(Exception):
     """The ticket has no comment to answer privately, or its comment was already answered so, or is too old."""
 
 
+def is_special(event: InboundMessage) -> bool:
+    """An echo of what the Page sent, or a comment's edit or removal: `handle_special`'s to record."""
+    return bool(event.metadata.get("echo")) or event.metadata.get("edit") in ("edited", "removed")
+
+
 async def handle_special(service: TicketService, event: InboundMessage) -> bool:
     """Echoes and comment edits or removals: recorded where they belong, never opening a ticket. True if handled."""
     if event.metadata.get("echo"):

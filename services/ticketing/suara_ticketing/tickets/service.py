@@ -208,9 +208,12 @@ def _keep_highest(target: dict[str, DeliveryStatus], key: str, status: DeliveryS
 def _opens_conversation(event: InboundMessage) -> bool:
     """Whether the message, if its conversation has no ticket, simply opens one (not an echo, an edit or a
     removal, nor a status query)."""
-    if event.metadata.get("echo") or event.metadata.get("edit") in ("edited", "removed"):
-        return False
-    return not (event.kind == "text" and STATUS_QUERY.match(event.text or ""))
+    return not social.is_special(event) and _status_query(event) is None
+
+
+def _status_query(event: InboundMessage) -> re.Match[str] | None:
+    """`cek <reference>` / `status <reference>`: a question about a ticket, not a complaint."""
+    return STATUS_QUERY.match(event.text or "") if event.kind == "text" else None
 
 
 class TicketService:
@@ -278,7 +281,7 @@ class TicketService:
             return
         if await social.handle_special(self, event):
             return  # an echo of what the Page sent, or a comment's edit or removal: no ticket of its own
-        query = STATUS_QUERY.match(event.text or "") if event.kind == "text" else None
+        query = _status_query(event)
         if query:
             await self._answer_status_query(event, query.group(1).upper())
             return
