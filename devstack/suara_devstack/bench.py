@@ -4,8 +4,9 @@ It starts its own stack (broker, database, services, sandbox) on free ports, mea
 produce rate of the broker and the raw bulk-upsert rate of the database with documents of the same size, then
 sends webhooks at a set rate and concurrency, each a new citizen's text (so each opens a ticket and earns an
 acknowledgement). It reports webhook latency, end-to-end latency to the ticket stored and to the acknowledgement
-received by the sandbox, throughput, each service's peak memory, lost and duplicated messages, writes a JSON
-result and a PNG plot of latency over time."""
+received by the sandbox, throughput, each service's peak memory, the CPU time each process (services, broker,
+database, the bench's own driver) spent while the load lasted and drained, lost and duplicated messages, writes a
+JSON result and a PNG plot of latency over time."""
 
 from __future__ import annotations
 
@@ -56,6 +57,8 @@ class Result:
     ceilings: dict[str, float] = field(default_factory=dict)
     load: dict[str, Any] = field(default_factory=dict)
     memory_mib: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds (user + system, children included) each process used from the first webhook to the last ack.
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     series: dict[str, list[list[float]]] = field(default_factory=dict)
 
 
@@ -185,15 +188,26 @@ async def send_load(webhook_url: str, *, rate: float, seconds: float, concurrenc
 
 
 async def collect(stack: Stack, run: str, sent: list[Sent], *, within: float) -> dict[str, Any]:
-    """Wait until every accepted message is stored and acknowledged (or `within` passes) and gather timings."""
+    """Wait until every accepted message is stored and acknowledged (or `within` passes) and gather timings.
+
+    Every message here opens a ticket and earns an acknowledgement, which is sent only once the ticket is stored,
+    so the loop watches the sandbox (cheap) and reads the database only now and then: a scan of the messages
+    every second would take the database's time from the pipeline being measured."""
     ok = {s.wamid: s for s in sent if s.status == 200}
     by_wa = {s.wa_id: s for s in ok.values()}
     sandbox = next(f"http://127.0.0.1:{s.port}" for s in stack.services if s.name == "sandbox")
     client, database = db.connect(stack.infra.mongodb_uri)
+    mine = {"_id": {"$regex": f"^in:whatsapp:wamid\\.bench-{run}-"}}
     acks: dict[str, list[float]] = {}
     seq = 0
     deadline = time.monotonic() + within
+    next_read = time.monotonic() + 15.0
     stored: dict[str, float] = {}
+
+    async def read_stored() -> None:
+        async for doc in database["messages"].find(mine, {"stored_at": 1}):
+            stored[doc["_id"].removeprefix("in:whatsapp:")] = doc["stored_at"].timestamp()
+
     try:
         async with httpx.AsyncClient(timeout=30) as http:
             while time.monotonic() < deadline:
@@ -204,18 +218,15 @@ async def collect(stack: Stack, run: str, sent: list[Sent], *, within: float) ->
                     to = body.get("to") if isinstance(body, dict) else None
                     if call["method"] == "POST" and to in by_wa and body.get("type") in ("text", "template"):
                         acks.setdefault(to, []).append(datetime.fromisoformat(call["at"]).timestamp())
-                docs = database["messages"].find(
-                    {"_id": {"$regex": f"^in:whatsapp:wamid\\.bench-{run}-"}}, {"stored_at": 1}
-                )
-                async for doc in docs:
-                    stored[doc["_id"].removeprefix("in:whatsapp:")] = doc["stored_at"].timestamp()
-                if len(stored) >= len(ok) and len(acks) >= len(by_wa):
-                    break
+                if len(acks) >= len(by_wa) or time.monotonic() >= next_read:
+                    await read_stored()
+                    next_read = time.monotonic() + 15.0
+                    if len(stored) >= len(ok) and len(acks) >= len(by_wa):
+                        break
                 await asyncio.sleep(1.0)
+            await read_stored()
             tickets = await database["tickets"].count_documents({"conversation_key": {"$in": list(by_wa)}})
-            inbound = await database["messages"].count_documents(
-                {"_id": {"$regex": f"^in:whatsapp:wamid\\.bench-{run}-"}}
-            )
+            inbound = await database["messages"].count_documents(mine)
     finally:
         await db.close(client)
     return {"ok": ok, "stored": stored, "acks": acks, "tickets": tickets, "inbound": inbound}
@@ -233,6 +244,52 @@ def peak_memory_mib(stack: Stack) -> dict[str, float]:
             if line.startswith("VmHWM:"):
                 out[name] = round(int(line.split()[1]) / 1024, 1)
     return out
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant of `pid`, from /proc (a service started through a wrapper does its work in a child)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def cpu_seconds(pid: int, *, children: bool = True) -> float:
+    """User + system CPU seconds of `pid` (and its living descendants) so far; 0 if it is gone."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for one in [pid, *(_children(pid) if children else [])]:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14 and 15 of stat)
+    return total
+
+
+BENCH_DRIVER = "bench driver"
+
+
+def processes(stack: Stack) -> dict[str, int]:
+    """The pid of every process the bench loads: services, sandbox, broker, database and the bench itself."""
+    pids = {name: run.proc.pid for name, run in stack.running.items()}
+    pids.update({name: proc.pid for name, proc in stack.infra.procs.items()})
+    pids[BENCH_DRIVER] = os.getpid()
+    return pids
+
+
+def cpu_by_process(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each process; the driver without its children, which are the stack's processes."""
+    return {name: cpu_seconds(pid, children=name != BENCH_DRIVER) for name, pid in pids.items()}
 
 
 def plot(result: Result, path: Path) -> None:
@@ -307,6 +364,16 @@ def summarise(result: Result, sent: list[Sent], gathered: dict[str, Any]) -> Non
     }
 
 
+def _cpu_rows(result: Result) -> list[tuple[str, str, str]]:
+    """CPU seconds per process, busiest first, with its share and the milliseconds it cost per stored message."""
+    total = sum(result.cpu_seconds.values()) or 1.0
+    stored = result.load.get("stored") or 1
+    return [
+        (f"CPU {name}", f"{seconds:,.1f} s", f"{seconds / total:.0%}, {seconds * 1000 / stored:.2f} ms per message")
+        for name, seconds in sorted(result.cpu_seconds.items(), key=lambda kv: -kv[1])
+    ]
+
+
 def table(result: Result) -> str:
     c, load = result.ceilings, result.load
     ratio = load["e2e_per_s"] / c["db_upserts_per_s"] if c.get("db_upserts_per_s") else 0.0
@@ -345,6 +412,7 @@ def table(result: Result) -> str:
             "target 0 / 0 / 0",
         ),
         *[(f"peak memory {name}", f"{mib} MiB", "") for name, mib in sorted(result.memory_mib.items())],
+        *_cpu_rows(result),
     ]
     width = max(len(r[0]) for r in rows)
     vwidth = max(len(r[1]) for r in rows)
@@ -376,6 +444,8 @@ async def bench(args: argparse.Namespace) -> Result:
         run = uuid.uuid4().hex[:8]
         port = next(s.port for s in stack.services if s.name == "ingest-wa")
         print(f"bench: sending {int(args.rate * args.seconds)} webhooks at {args.rate}/s…", flush=True)
+        pids = processes(stack)
+        cpu_before = cpu_by_process(pids)
         sent = await send_load(
             f"http://127.0.0.1:{port}/webhooks/whatsapp",
             rate=args.rate,
@@ -385,6 +455,7 @@ async def bench(args: argparse.Namespace) -> Result:
         )
         print("bench: waiting for every ticket and acknowledgement…", flush=True)
         gathered = await collect(stack, run, sent, within=args.drain_timeout)
+        result.cpu_seconds = {name: round(s - cpu_before[name], 1) for name, s in cpu_by_process(pids).items()}
         result.memory_mib = peak_memory_mib(stack)
         summarise(result, sent, gathered)
     finally:

@@ -198,6 +198,15 @@ def _records(
     return [(topic, key, event.model_dump_json().encode(), ()) for topic, event, key in items]
 
 
+def by_platform_ids(channel: str, field: str, platform_ids: list[str]) -> dict[str, Any]:
+    """Messages of `channel` that a platform gave one of these ids (`field`: the first id, or any of a long reply's).
+
+    Exactly the fields of the index on (channel, field), nothing else (callers check `direction` on what comes back):
+    the embedded database serves a filter from a compound index only when the filter names the index's own fields;
+    with one more it walks every message of the channel instead. MongoDB uses the same index either way."""
+    return {"channel": channel, field: platform_ids[0] if len(platform_ids) == 1 else {"$in": platform_ids}}
+
+
 def _keep_highest(target: dict[str, DeliveryStatus], key: str, status: DeliveryStatus) -> None:
     """Keep, for one message, the status that ranks highest (the later one of equal rank)."""
     held = target.get(key)
@@ -697,16 +706,15 @@ class TicketService:
 
     async def outbound_by_platform_id(self, channel: str, platform_id: str) -> dict[str, Any] | None:
         """The outbound message a platform id names: as its first platform message or as a further one (a long
-        WhatsApp reply is several; a status of any is the reply's). Two lookups, each answered by its own index:
-        the embedded database answers an `$or` of the two by scanning every message."""
-        found = await self.messages.find_one(
-            {"channel": channel, "channel_message_id": platform_id, "direction": "outbound"}, {"_id": 1}
-        )
-        if found is None:
-            found = await self.messages.find_one(
-                {"channel": channel, "channel_message_ids": platform_id, "direction": "outbound"}, {"_id": 1}
+        WhatsApp reply is several; a status of any is the reply's). Two lookups, each answered by its own index."""
+        for field in ("channel_message_id", "channel_message_ids"):
+            found = await self.messages.find(by_platform_ids(channel, field, [platform_id]), {"direction": 1}).to_list(
+                None
             )
-        return found
+            for doc in found:
+                if doc.get("direction") == "outbound":
+                    return doc
+        return None
 
     async def record_plain_deliveries(
         self, statuses: builtins.list[DeliveryStatus]
@@ -735,10 +743,10 @@ class TicketService:
         tickets: set[str] = set()
         for channel, by_id in by_platform.items():
             known = await self.messages.find(
-                {"channel": channel, "channel_message_id": {"$in": list(by_id)}, "direction": "outbound"},
-                {"channel_message_id": 1, "ticket": 1},
+                by_platform_ids(channel, "channel_message_id", list(by_id)),
+                {"channel_message_id": 1, "ticket": 1, "direction": 1},
             ).to_list(None)
-            ids = {d["channel_message_id"]: d for d in known}
+            ids = {d["channel_message_id"]: d for d in known if d.get("direction") == "outbound"}
             for platform_id, group in by_id.items():
                 doc = ids.get(platform_id)
                 if doc is None:

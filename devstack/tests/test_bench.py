@@ -1,0 +1,70 @@
+"""What `make bench` reports besides its timings: the CPU time each process spent (a service whose work is done
+by a child process is charged with it), shown busiest first with its share and its cost per message."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from suara_devstack.bench import Result, cpu_seconds, table
+
+BUSY = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass\n"
+
+
+def test_cpu_seconds_counts_a_process_and_the_children_doing_its_work() -> None:
+    # A wrapper that only waits on a child that burns 0.5 s of CPU: the wrapper is charged with the child's time.
+    wrapper = subprocess.Popen(  # noqa: S603 - our own interpreter and code
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys\n"
+            f"subprocess.run([sys.executable, '-c', {BUSY.format(seconds=0.5)!r}, 'x'])\n"
+            "import time; time.sleep(30)\n",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        seen = alone = 0.0
+        while time.monotonic() < deadline and seen < 0.4:
+            time.sleep(0.2)
+            seen = max(seen, cpu_seconds(wrapper.pid))
+            alone = cpu_seconds(wrapper.pid, children=False)
+        # While the child runs its time is on the wrapper's; the child counted alone would have been missed.
+        assert seen >= 0.4
+        # The bench's own process is counted alone: its children are the stack's processes, listed on their own.
+        assert alone < 0.3
+    finally:
+        wrapper.kill()
+        wrapper.wait()
+    assert cpu_seconds(wrapper.pid) == 0.0  # gone: nothing to read, no crash
+
+
+def test_table_lists_cpu_busiest_first_with_share_and_cost_per_message() -> None:
+    result = Result(
+        settings={"rate": 100.0},
+        machine={},
+        ceilings={"broker_produce_per_s": 10_000.0, "db_upserts_per_s": 1_000.0},
+        load={
+            "e2e_per_s": 50.0,
+            "acked_per_s": 40.0,
+            "webhook_p50_ms": 5.0,
+            "webhook_p99_ms": 20.0,
+            "stored_p50_ms": 100.0,
+            "stored_p99_ms": 300.0,
+            "ack_p50_ms": 200.0,
+            "ack_p99_ms": 600.0,
+            "sent": 1000,
+            "accepted": 1000,
+            "stored": 1000,
+            "acknowledged": 1000,
+            "lost": 0,
+            "duplicated_messages": 0,
+            "duplicated_acks": 0,
+        },
+        cpu_seconds={"ticketing": 2.0, "database": 6.0, "ingest-wa": 2.0},
+    )
+    lines = [line for line in table(result).splitlines() if line.startswith("CPU ")]
+    assert [line.split()[1] for line in lines] == ["database", "ticketing", "ingest-wa"]
+    assert "60%" in lines[0] and "6.00 ms per message" in lines[0]
+    assert "5.0% of the database ceiling" in table(result)
