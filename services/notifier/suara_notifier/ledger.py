@@ -74,6 +74,8 @@ class SendLedger:
 
     def __init__(self, database: db.Database, *, owner: str | None = None) -> None:
         self._sends = database[COLLECTION]
+        #: Claims and outcomes of the replies in flight (up to SEND_CONCURRENCY) go to the database together.
+        self._group = db.GroupWrites(self._sends)
         self.owner = owner or new_id()
 
     async def ensure_indexes(self) -> None:
@@ -82,10 +84,11 @@ class SendLedger:
 
     async def claim(self, reply: OutboundReply, *, lease: float) -> Claim | None:
         """Claim the reply for this process (state `sending`): None when it is ours now, else the entry that was
-        there first. One round trip, two when the reply was claimed before."""
+        there first. One round trip (shared with the other claims made meanwhile), two when the reply was claimed
+        before."""
         now = utcnow()
         try:
-            await self._sends.insert_one(
+            await self._group.insert(
                 {
                     "_id": reply.outbound_id,
                     "state": SendState.SENDING.value,
@@ -128,7 +131,9 @@ class SendLedger:
         """Record what the platform answered; from then on nobody sends the reply again. Idempotent; False when
         the claim was not ours any more (our lease ran out and another process settled it)."""
         assert status.outbound_id is not None
-        return await self._change({"_id": status.outbound_id, "owner": self.owner}, _finished(status))
+        return await self._group.update(
+            {"_id": status.outbound_id, "owner": self.owner}, {"$set": _finished(status), "$inc": {"revision": 1}}
+        )
 
     async def settle(self, claim: Claim, status: DeliveryStatus) -> bool:
         """Close someone else's claim with `status` (it stopped in the middle), if it is still as read."""

@@ -1,0 +1,79 @@
+"""Group commit (`db.GroupWrites`): writes asked for together reach the database as one bulk write, and every
+caller still gets its own outcome: its insert refused as a duplicate alone, its update matched or not, the
+database's absence as an error it can wait out."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pymongo import AsyncMongoClient, monitoring
+
+from suara_devstack.infra import EmbeddedInfra, free_port
+from suara_shared import db
+
+
+class BulkWrites(monitoring.CommandListener):
+    """Counts the write commands the driver sends, by name."""
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in ("insert", "update"):
+            self.commands.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_concurrent_writes_share_round_trips_and_keep_their_own_outcomes(database: db.Database) -> None:
+    sends = database["sends"]
+    await sends.insert_one({"_id": "taken", "owner": "other"})
+    group = db.GroupWrites(sends)
+
+    async def insert(key: str) -> str:
+        try:
+            await group.insert({"_id": key, "owner": "me"})
+        except db.DuplicateKeyError:
+            return "duplicate"
+        return "inserted"
+
+    outcomes = await asyncio.gather(*(insert(f"r{i}") for i in range(20)), insert("taken"))
+    assert outcomes == ["inserted"] * 20 + ["duplicate"]
+    assert await sends.count_documents({"owner": "me"}) == 20
+    assert (await sends.find_one({"_id": "taken"}) or {})["owner"] == "other"  # the duplicate changed nothing
+
+    # Updates: the one whose match fails is told so, the others are applied.
+    matched = await asyncio.gather(
+        *(group.update({"_id": f"r{i}", "owner": "me"}, {"$set": {"state": "sent"}}) for i in range(5)),
+        group.update({"_id": "taken", "owner": "me"}, {"$set": {"state": "sent"}}),
+    )
+    assert matched == [True] * 5 + [False]
+    assert await sends.count_documents({"state": "sent"}) == 5
+
+
+async def test_twenty_concurrent_claims_are_one_bulk_write(infra: EmbeddedInfra, database: db.Database) -> None:
+    listener = BulkWrites()
+    client: AsyncMongoClient[db.Document] = AsyncMongoClient(infra.mongodb_uri, event_listeners=[listener])
+    try:
+        group = db.GroupWrites(client[database.name]["sends"])
+        await asyncio.gather(*(group.insert({"_id": f"r{i}"}) for i in range(20)))
+        assert listener.commands == ["insert"]
+        await asyncio.gather(*(group.update({"_id": f"r{i}"}, {"$set": {"n": i}}) for i in range(20)))
+        assert listener.commands == ["insert", "update"]
+    finally:
+        await client.close()
+
+
+async def test_without_the_database_every_caller_gets_an_error_it_can_wait_out() -> None:
+    client, database = db.connect(f"mongodb://127.0.0.1:{free_port()}/x", timeout_ms=300)
+    try:
+        group = db.GroupWrites(database["sends"])
+        results = await asyncio.gather(*(group.insert({"_id": f"r{i}"}) for i in range(3)), return_exceptions=True)
+        assert len(results) == 3
+        assert all(isinstance(r, Exception) and db.is_unavailable(r) for r in results), results
+    finally:
+        await db.close(client)
