@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from suara_ticketing.tickets.service import by_platform_ids
+from suara_shared.events import Channel, DeliveryStatus
+from suara_ticketing.tickets.service import by_platform_ids, orphans_of
 
 from .conftest import App
 
@@ -37,3 +38,28 @@ async def test_a_delivery_status_finds_its_message_through_an_index(app: App, fi
     winning = await plan(app, "messages", by_platform_ids("whatsapp", field, ids))
     assert "COLLSCAN" not in stages(winning)
     assert "IXSCAN" in stages(winning)
+
+
+@pytest.mark.parametrize(
+    "channel, ids",
+    [("whatsapp", ["wamid.one"]), (None, ["wamid.one"]), (None, ["wamid.one", "wamid.two"])],
+)
+async def test_a_send_report_finds_the_statuses_waiting_for_it_through_an_index(
+    app: App, channel: str | None, ids: list[str]
+) -> None:
+    winning = await plan(app, "delivery_orphans", orphans_of(channel, ids))
+    assert "COLLSCAN" not in stages(winning)
+    assert "IXSCAN" in stages(winning)
+
+
+async def test_statuses_of_messages_suara_never_sent_do_not_pile_up(app: App) -> None:
+    """A status whose message never turns up (a reply typed in the WhatsApp Business app, say) waits a week, then
+    the database drops it: the orphans stay few, so looking them up stays cheap."""
+    status = DeliveryStatus(channel=Channel.WHATSAPP, platform_message_id="wamid.typed-by-hand", status="delivered")
+    await app.service.record_delivery(status)
+    waiting = await app.service.orphans.find_one({"platform_message_id": "wamid.typed-by-hand"})
+    assert waiting is not None and waiting["stored_at"] is not None
+    ttl = [
+        spec for spec in (await app.service.orphans.index_information()).values() if spec["key"] == [("stored_at", 1)]
+    ]
+    assert ttl and ttl[0]["expireAfterSeconds"] == 7 * 24 * 3600

@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 WIB = ZoneInfo("Asia/Jakarta")
 STATUS_QUERY = re.compile(r"^\s*(?:cek|status)\s+([A-Za-z]{2,10}-\d{4}-\d{6})\s*[.!?]?\s*$", re.IGNORECASE)
 #: A ticket in one of these takes the conversation's next message; a closed one does not.
+#: How long a delivery status waits for its message's send report before it is dropped.
+ORPHANS_KEPT = timedelta(days=7)
 THREADABLE = [s.value for s in TicketStatus if s is not TicketStatus.CLOSED]
 
 
@@ -207,6 +209,16 @@ def by_platform_ids(channel: str, field: str, platform_ids: list[str]) -> dict[s
     return {"channel": channel, field: platform_ids[0] if len(platform_ids) == 1 else {"$in": platform_ids}}
 
 
+def orphans_of(channel: str | None, platform_ids: list[str]) -> dict[str, Any]:
+    """Statuses kept waiting for these platform ids (of one channel, or of any): the fields of the orphans' index,
+    leading field first."""
+    ids: str | dict[str, list[str]] = platform_ids[0] if len(platform_ids) == 1 else {"$in": platform_ids}
+    query: dict[str, Any] = {"platform_message_id": ids}
+    if channel is not None:
+        query["channel"] = channel
+    return query
+
+
 def _keep_highest(target: dict[str, DeliveryStatus], key: str, status: DeliveryStatus) -> None:
     """Keep, for one message, the status that ranks highest (the later one of equal rank)."""
     held = target.get(key)
@@ -277,6 +289,11 @@ class TicketService:
         await self.access.ensure_indexes()
         await self.messages.create_index(window.INDEX)
         await self.messages.create_index([("channel", 1), ("channel_message_ids", 1)], sparse=True)
+        # Statuses that came before their message's send report: looked up for every report, so by index (a
+        # busy day leaves thousands waiting a few seconds each); those of messages Suara never sent (a reply
+        # typed in the WhatsApp Business app, say) are never claimed and go after a week.
+        await self.orphans.create_index([("platform_message_id", 1), ("channel", 1)])
+        await self.orphans.create_index("stored_at", expireAfterSeconds=int(ORPHANS_KEPT.total_seconds()))
 
     # --- inbound -------------------------------------------------------------------------------------------
 
@@ -660,7 +677,7 @@ class TicketService:
                 # The platform's status came before we learnt its message id: keep it until we do.
                 await self.orphans.update_one(
                     {"_id": f"{status.channel.value}:{status.platform_message_id}:{status.status.value}"},
-                    {"$set": status.model_dump(mode="json")},
+                    {"$set": status.model_dump(mode="json"), "$setOnInsert": {"stored_at": utcnow()}},
                     upsert=True,
                 )
                 # Another consumer may have recorded the send result between the lookup and the insert.
@@ -782,7 +799,7 @@ class TicketService:
         adopted: builtins.list[DeliveryStatus] = []
         if learnt:
             waiting = await self.orphans.find(
-                {"platform_message_id": {"$in": [r.platform_message_id for r in learnt.values()]}},
+                orphans_of(None, [r.platform_message_id for r in learnt.values() if r.platform_message_id]),
                 {"channel": 1, "platform_message_id": 1},
             ).to_list(None)
             pending = {(d["channel"], d["platform_message_id"]) for d in waiting}
@@ -800,10 +817,11 @@ class TicketService:
         return leftover, adopted
 
     async def _adopt_orphans(self, channel: str, platform_message_id: str) -> None:
-        orphans = await self.orphans.find({"channel": channel, "platform_message_id": platform_message_id}).to_list(10)
+        orphans = await self.orphans.find(orphans_of(channel, [platform_message_id])).to_list(10)
         for doc in orphans:
             await self.orphans.delete_one({"_id": doc["_id"]})
             doc.pop("_id", None)
+            doc.pop("stored_at", None)
             await self.record_delivery(DeliveryStatus.model_validate(doc))
 
     # --- the response team's actions -----------------------------------------------------------------------
