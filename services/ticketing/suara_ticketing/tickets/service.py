@@ -49,9 +49,9 @@ log = logging.getLogger(__name__)
 
 WIB = ZoneInfo("Asia/Jakarta")
 STATUS_QUERY = re.compile(r"^\s*(?:cek|status)\s+([A-Za-z]{2,10}-\d{4}-\d{6})\s*[.!?]?\s*$", re.IGNORECASE)
-#: A ticket in one of these takes the conversation's next message; a closed one does not.
 #: How long a delivery status waits for its message's send report before it is dropped.
 ORPHANS_KEPT = timedelta(days=7)
+#: A ticket in one of these takes the conversation's next message; a closed one does not.
 THREADABLE = [s.value for s in TicketStatus if s is not TicketStatus.CLOSED]
 
 
