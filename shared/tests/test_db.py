@@ -77,3 +77,33 @@ async def test_without_the_database_every_caller_gets_an_error_it_can_wait_out()
         assert all(isinstance(r, Exception) and db.is_unavailable(r) for r in results), results
     finally:
         await db.close(client)
+
+
+async def test_increment_gives_each_concurrent_caller_its_own_number(database: db.Database) -> None:
+    """The numbering of a conversation's messages: twenty writers at once each get a different next number."""
+    tickets = database["tickets"]
+    await tickets.insert_one({"_id": "RMB-2026-000001", "message_count": 1, "status": "new"})
+    after = await asyncio.gather(
+        *(db.increment(tickets, "RMB-2026-000001", "message_count", also={"status": "open"}) for _ in range(20))
+    )
+    assert sorted(doc["message_count"] for doc in after if doc) == list(range(2, 22))
+    assert all(doc and doc["status"] == "open" for doc in after)
+    stored = await tickets.find_one({"_id": "RMB-2026-000001"})
+    assert stored is not None and stored["message_count"] == 21 and stored["status"] == "open"
+    assert await db.increment(tickets, "RMB-2026-999999", "message_count") is None
+
+
+async def test_increment_does_not_use_find_and_modify(infra: EmbeddedInfra, database: db.Database) -> None:
+    """The embedded database answers findAndModify by reading the whole collection: increment never asks it."""
+    listener = BulkWrites()
+    seen: list[str] = []
+    listener.started = lambda event: seen.append(event.command_name)  # type: ignore[method-assign]
+    client: AsyncMongoClient[db.Document] = AsyncMongoClient(infra.mongodb_uri, event_listeners=[listener])
+    try:
+        tickets = client[database.name]["tickets"]
+        await tickets.insert_one({"_id": "T1"})
+        seen.clear()
+        assert (await db.increment(tickets, "T1", "message_count") or {}).get("message_count") == 1
+        assert "findAndModify" not in seen and "update" in seen
+    finally:
+        await client.close()

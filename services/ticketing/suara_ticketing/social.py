@@ -80,12 +80,7 @@ async def _record_echo(service: TicketService, event: InboundMessage) -> None:
     reference = ticket["_id"] if ticket is not None and ticket.get("status") != "closed" else None
     seq = None
     if reference is not None:
-        numbered = await service.tickets.find_one_and_update(
-            {"_id": reference},
-            {"$inc": {"message_count": 1}, "$set": {"updated_at": utcnow()}},
-            projection={"message_count": 1},
-            return_document=db.ReturnDocument.AFTER,
-        )
+        numbered = await db.increment(service.tickets, reference, "message_count", also={"updated_at": utcnow()})
         seq = numbered["message_count"] if numbered else None
     doc = {
         "_id": event.dedup_key,

@@ -421,11 +421,7 @@ class TicketService:
             if found["status"] in (TicketStatus.PENDING, TicketStatus.RESOLVED):
                 changes["status"] = TicketStatus.OPEN.value
             changes.update(workflow.enrich_on_message(self, found, event))
-            updated = await self.tickets.find_one_and_update(
-                {"_id": found["_id"]},
-                {"$set": changes, "$inc": {"message_count": 1}},
-                return_document=db.ReturnDocument.AFTER,
-            )
+            updated = await db.increment(self.tickets, found["_id"], "message_count", also=changes)
             if "status" in changes:
                 await self._add_event(
                     found["_id"],
@@ -585,12 +581,7 @@ class TicketService:
         seq: int | None = None
         if ticket is not None:
             # The conversation's order is the order Suara stored it in, whatever the clocks say.
-            numbered = await self.tickets.find_one_and_update(
-                {"_id": ticket},
-                {"$inc": {"message_count": 1}},
-                projection={"message_count": 1},
-                return_document=db.ReturnDocument.AFTER,
-            )
+            numbered = await db.increment(self.tickets, ticket, "message_count")
             seq = numbered["message_count"] if numbered else None
         doc = _outbound_doc(
             outbound_id=outbound_id,
@@ -702,12 +693,10 @@ class TicketService:
         update: dict[str, Any] = {"$set": changes}
         if status.more_platform_message_ids:
             update["$addToSet"] = {"channel_message_ids": {"$each": list(status.more_platform_message_ids)}}
-        result = await self.messages.find_one_and_update(
-            {**match, "delivery_rank": {"$lt": rank}},
-            update,
-            projection={"ticket": 1, "channel": 1},
-            return_document=db.ReturnDocument.AFTER,
-        )
+        # An update, then a read of what it changed (the message's ticket and channel never change): findAndModify
+        # would be one round trip, but the embedded database answers it by reading every message.
+        applied = await self.messages.update_one({**match, "delivery_rank": {"$lt": rank}}, update)
+        result = await self.messages.find_one(match, {"ticket": 1, "channel": 1}) if applied.matched_count else None
         if result is None:
             if status.platform_message_id and status.outbound_id:
                 # A receipt (a Messenger watermark) got there first: the message id must still be learnt.

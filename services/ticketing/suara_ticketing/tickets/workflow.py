@@ -204,10 +204,11 @@ async def record_survey_answer(service: TicketService, event: InboundMessage) ->
         return False
     score = int(answer.group(1))
     reference = ticket["_id"]
-    numbered = await service.tickets.find_one_and_update(
-        {"_id": reference},
-        {"$set": {"satisfaction": {"score": score, "at": now}, "updated_at": now}, "$inc": {"message_count": 1}},
-        return_document=db.ReturnDocument.AFTER,
+    numbered = await db.increment(
+        service.tickets,
+        reference,
+        "message_count",
+        also={"satisfaction": {"score": score, "at": now}, "updated_at": now},
     )
     await service._insert_inbound(event, ticket=reference, seq=(numbered or ticket)["message_count"])
     await service._add_event(reference, TicketEventType.SURVEY_ANSWERED, actor="citizen", data={"score": score})
