@@ -264,7 +264,8 @@ def _children(pid: int) -> list[int]:
 
 
 def cpu_seconds(pid: int, *, children: bool = True) -> float:
-    """User + system CPU seconds of `pid` (and its living descendants) so far; 0 if it is gone."""
+    """User + system CPU seconds of `pid` so far, 0 if it is gone; with `children`, those of its descendants too
+    (living ones, and those it has waited for). Without, its own alone."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for one in [pid, *(_children(pid) if children else [])]:
@@ -272,7 +273,8 @@ def cpu_seconds(pid: int, *, children: bool = True) -> float:
             fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14 and 15 of stat)
+        # utime, stime (fields 14, 15 of stat), then cutime, cstime: children it waited for (16, 17).
+        total += sum(int(f) for f in fields[11 : 15 if children else 13]) / tick
     return total
 
 

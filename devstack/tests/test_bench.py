@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from suara_devstack.bench import Result, cpu_seconds, table
+from suara_devstack.bench import Result, _children, cpu_seconds, table
 
 BUSY = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass\n"
 
@@ -30,8 +30,12 @@ def test_cpu_seconds_counts_a_process_and_the_children_doing_its_work() -> None:
             time.sleep(0.2)
             seen = max(seen, cpu_seconds(wrapper.pid))
             alone = cpu_seconds(wrapper.pid, children=False)
-        # While the child runs its time is on the wrapper's; the child counted alone would have been missed.
+        # The child's time is on the wrapper's, while it runs and once it is done (the wrapper waited for it).
         assert seen >= 0.4
+        while _children(wrapper.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _children(wrapper.pid)
+        assert cpu_seconds(wrapper.pid) >= 0.45  # all of the child's 0.5 s, counted since it ended
         # The bench's own process is counted alone: its children are the stack's processes, listed on their own.
         assert alone < 0.3
     finally:
