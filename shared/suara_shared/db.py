@@ -77,7 +77,7 @@ async def close(client: AsyncMongoClient[Document]) -> None:
 
 async def increment(collection: Collection, _id: Any, field: str, *, also: Document | None = None) -> Document | None:
     """Add one to `field` of the document `_id` (setting `also` with it) atomically, and return the document as
-    it is after; None when there is none.
+    read with both applied (a field another writer changed meanwhile may be older); None when there is none.
 
     A compare-and-set on the field's value, retried if another writer came in between, where findAndModify would
     take one round trip: the embedded database answers findAndModify by reading the whole collection to write the
@@ -139,9 +139,10 @@ class GroupWrites:
             group, self._pending = self._pending[: self._most], self._pending[self._most :]
             try:
                 outcomes = await self._write_group([(first, update) for first, update, _ in group])
-            except asyncio.CancelledError:  # shutting down: nobody is left waiting for ever
+            except asyncio.CancelledError:  # shutting down: nobody is left waiting for ever, nothing written later
                 for _, _, done in [*group, *self._pending]:
                     done.cancel()
+                self._pending = []
                 raise
             except Exception as exc:  # the database away, say: every caller of the group gets the error
                 outcomes = [exc] * len(group)
