@@ -809,10 +809,7 @@ async def supervised(stack: Stack) -> AsyncIterator[Harness]:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        # Bounded, so that after Ctrl-C the stack is stopped next whatever these clients wait for (an interrupted
-        # run once took 45 s to stop while the database was busy; where it waited was not found).
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(h.aclose(), timeout=10)
+        await h.aclose()
 
 
 async def run_scenarios(stack: Stack, config: ChaosConfig, outcomes: list[Outcome] | None = None) -> list[Outcome]:
