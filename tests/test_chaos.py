@@ -3,8 +3,8 @@
 Each test plays one fault while citizens write on WhatsApp through the sandbox (whose webhooks are retried until
 ingest-wa answers 200) and, for the broker and the database, on the web form's API too (submitting again after a
 503, as the answer asks), waits until the system is quiet, and checks against the database and the sandbox that
-every message was stored once on one ticket, every ticket's acknowledgement reached the citizen once, nothing was
-dead-lettered — and that the fault really happened."""
+every message was stored once on one ticket, every ticket's acknowledgement reached the citizen once and shows as
+delivered on the ticket, nothing was dead-lettered — and that the fault really happened."""
 
 from __future__ import annotations
 
@@ -78,5 +78,6 @@ async def test_fault_loses_and_duplicates_nothing(harness: Harness, fault: str) 
     assert (outcome.lost, outcome.unthreaded, outcome.duplicated) == (0, 0, 0), report
     assert outcome.tickets == outcome.citizens and outcome.split == 0, report
     assert (outcome.acks_missing, outcome.acks_duplicated) == (0, 0), report
+    assert outcome.acks_unconfirmed == 0, f"acknowledgements received, not shown delivered on the ticket:\n{report}"
     assert outcome.dlq == 0, report
     assert outcome.ok, report

@@ -64,8 +64,12 @@ GROUPS = {
     "suara-notifier": topics.OUTBOUND,
     "suara-ticketing-delivery": topics.DELIVERY,
 }
-MUST_DRAIN = ("suara-ticketing", "suara-notifier")
+#: Groups that must have committed to the end before the run counts: what citizens sent, what they are sent, and
+#: the delivery statuses (so that each ticket shows its acknowledgement's last tick, as the desk would see it).
+MUST_DRAIN = ("suara-ticketing", "suara-notifier", "suara-ticketing-delivery")
 PARTITIONS = {t.name: t.partitions for t in topics.ALL_TOPICS}
+#: An acknowledgement's delivery status on its ticket once the citizen has it (a web reply is delivered when stored).
+SHOWN = ("delivered", "read")
 REFERENCE = re.compile(r"\b[A-Z][A-Z0-9]*-\d{4}-\d{6}\b")
 #: Citizens' messages: varied enough to be routed to different departments, never a `cek` or a survey answer.
 TEXTS = (
@@ -136,6 +140,7 @@ class Outcome:
     acks_sent: int = 0  # tickets whose acknowledgement reached the citizen (the sandbox; a web status page)
     acks_duplicated: int = 0  # acknowledgements received beyond one per ticket
     acks_missing: int = 0  # tickets whose acknowledgement never reached the citizen
+    acks_unconfirmed: int = 0  # acknowledgements received whose ticket does not show them delivered (or read)
     dlq: int = 0  # letters added to the dead-letter topic
     seconds: float = 0.0
     quiet: bool = False  # the system went quiet within the drain timeout
@@ -145,7 +150,15 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        wrong = (self.lost, self.duplicated, self.split, self.unthreaded, self.acks_duplicated, self.acks_missing)
+        wrong = (
+            self.lost,
+            self.duplicated,
+            self.split,
+            self.unthreaded,
+            self.acks_duplicated,
+            self.acks_missing,
+            self.acks_unconfirmed,
+        )
         return self.injected and self.quiet and self.dlq == 0 and not any(wrong)
 
 
@@ -587,6 +600,7 @@ class Harness:
         outcome.acks_duplicated = sum(n - 1 for n in received.values() if n > 1)
         outcome.acks_missing = len(everyone) - outcome.acks_sent
         outcome.evidence["acks_on_tickets"] = dict(states)
+        outcome.acks_unconfirmed = min(outcome.acks_sent, sum(n for state, n in states.items() if state not in SHOWN))
         if failures:
             outcome.evidence["ack_failures"] = dict(failures)
         if stray:
@@ -852,6 +866,7 @@ def problems(o: Outcome) -> list[str]:
         "citizens split over tickets": o.split,
         "acks duplicated": o.acks_duplicated,
         "acks missing": o.acks_missing,
+        "acks received but not shown delivered on their ticket": o.acks_unconfirmed,
         "dead letters": o.dlq,
     }
     return found + [f"{n} {what}" for what, n in counts.items() if n]
