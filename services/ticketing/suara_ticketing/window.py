@@ -139,5 +139,4 @@ async def _message_of(service: TicketService, status: DeliveryStatus) -> dict[st
     platform_id = status.platform_message_id
     if not platform_id:
         return None
-    named = await service.outbound_by_platform_id(status.channel.value, platform_id)
-    return None if named is None else await service.messages.find_one({"_id": named["_id"]})
+    return await service.outbound_by_platform_id(status.channel.value, platform_id, whole=True)

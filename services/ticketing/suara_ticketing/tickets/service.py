@@ -200,20 +200,24 @@ def _records(
     return [(topic, key, event.model_dump_json().encode(), ()) for topic, event, key in items]
 
 
+def _one_of(values: list[str]) -> str | dict[str, list[str]]:
+    """A filter's value matching any of `values`: the value itself when there is one."""
+    return values[0] if len(values) == 1 else {"$in": values}
+
+
 def by_platform_ids(channel: str, field: str, platform_ids: list[str]) -> dict[str, Any]:
     """Messages of `channel` that a platform gave one of these ids (`field`: the first id, or any of a long reply's).
 
     Exactly the fields of the index on (channel, field), nothing else (callers check `direction` on what comes back):
     the embedded database serves a filter from a compound index only when the filter names the index's own fields;
     with one more it walks every message of the channel instead. MongoDB uses the same index either way."""
-    return {"channel": channel, field: platform_ids[0] if len(platform_ids) == 1 else {"$in": platform_ids}}
+    return {"channel": channel, field: _one_of(platform_ids)}
 
 
 def orphans_of(channel: str | None, platform_ids: list[str]) -> dict[str, Any]:
     """Statuses kept waiting for these platform ids (of one channel, or of any): the fields of the orphans' index,
     leading field first."""
-    ids: str | dict[str, list[str]] = platform_ids[0] if len(platform_ids) == 1 else {"$in": platform_ids}
-    query: dict[str, Any] = {"platform_message_id": ids}
+    query: dict[str, Any] = {"platform_message_id": _one_of(platform_ids)}
     if channel is not None:
         query["channel"] = channel
     return query
@@ -710,13 +714,15 @@ class TicketService:
         if result.get("ticket"):
             await self.tickets.update_one({"_id": result["ticket"]}, {"$set": {"updated_at": utcnow()}})
 
-    async def outbound_by_platform_id(self, channel: str, platform_id: str) -> dict[str, Any] | None:
+    async def outbound_by_platform_id(
+        self, channel: str, platform_id: str, *, whole: bool = False
+    ) -> dict[str, Any] | None:
         """The outbound message a platform id names: as its first platform message or as a further one (a long
-        WhatsApp reply is several; a status of any is the reply's). Two lookups, each answered by its own index."""
+        WhatsApp reply is several; a status of any is the reply's). Two lookups, each answered by its own index.
+        Its `_id` and direction, or with `whole` the whole message."""
+        projection = None if whole else {"direction": 1}
         for field in ("channel_message_id", "channel_message_ids"):
-            found = await self.messages.find(by_platform_ids(channel, field, [platform_id]), {"direction": 1}).to_list(
-                None
-            )
+            found = await self.messages.find(by_platform_ids(channel, field, [platform_id]), projection).to_list(None)
             for doc in found:
                 if doc.get("direction") == "outbound":
                     return doc
