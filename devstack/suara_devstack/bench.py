@@ -35,7 +35,7 @@ from suara_shared.events import Channel, InboundMessage, Sender
 
 from .infra import EmbeddedInfra, default_env, free_port
 from .stack import Stack, default_services
-from .testing import _free_base
+from .testing import _free_base, url
 
 BENCH_TOPIC = "suara.bench.v1"
 APP_SECRET = default_env()["META_APP_SECRET"]
@@ -195,7 +195,7 @@ async def collect(stack: Stack, run: str, sent: list[Sent], *, within: float) ->
     every second would take the database's time from the pipeline being measured."""
     ok = {s.wamid: s for s in sent if s.status == 200}
     by_wa = {s.wa_id: s for s in ok.values()}
-    sandbox = next(f"http://127.0.0.1:{s.port}" for s in stack.services if s.name == "sandbox")
+    sandbox = url(stack, "sandbox")
     client, database = db.connect(stack.infra.mongodb_uri)
     mine = {"_id": {"$regex": f"^in:whatsapp:wamid\\.bench-{run}-"}}
     acks: dict[str, list[float]] = {}
@@ -444,12 +444,11 @@ async def bench(args: argparse.Namespace) -> Result:
             await upsert_ceiling(infra.mongodb_uri, count=args.ceiling_count), 1
         )
         run = uuid.uuid4().hex[:8]
-        port = next(s.port for s in stack.services if s.name == "ingest-wa")
         print(f"bench: sending {int(args.rate * args.seconds)} webhooks at {args.rate}/s…", flush=True)
         pids = processes(stack)
         cpu_before = cpu_by_process(pids)
         sent = await send_load(
-            f"http://127.0.0.1:{port}/webhooks/whatsapp",
+            url(stack, "ingest-wa", "/webhooks/whatsapp"),
             rate=args.rate,
             seconds=args.seconds,
             concurrency=args.concurrency,

@@ -50,7 +50,7 @@ from suara_shared import db, topics
 
 from .infra import EmbeddedInfra, free_port
 from .stack import ServiceSpec, Stack, default_services
-from .testing import _free_base
+from .testing import _free_base, url
 
 log = logging.getLogger("suara.chaos")
 
@@ -301,8 +301,7 @@ class Harness:
         self._scenario = 0
 
     def url(self, service: str, path: str = "") -> str:
-        port = next(s.port for s in self.stack.services if s.name == service)
-        return f"http://127.0.0.1:{port}{path}"
+        return url(self.stack, service, path)
 
     async def aclose(self) -> None:
         await self.http.aclose()
