@@ -108,7 +108,11 @@ class EmbeddedInfra:
         list on every write, so a write cost 0.25 ms of its CPU without and 0.4 → 4.7 ms with, growing over 15,000
         writes (measured). A single process has no failover for the driver's one retry to ride out; our consumers
         redo a failed write themselves, idempotently. A replica set's URI (deploy/) keeps them."""
-        return f"mongodb://127.0.0.1:{self.db_port}/suara?retryWrites=false"
+        return self.database_uri("suara")
+
+    def database_uri(self, name: str) -> str:
+        """The URI of another database on the embedded server (tests give each their own), same options."""
+        return f"mongodb://127.0.0.1:{self.db_port}/{name}?retryWrites=false"
 
     def start(self, *, timeout: float = 60.0) -> None:
         """Start both, wait until they answer, create the topics. Raises with the log tail on failure."""

@@ -31,7 +31,7 @@ async def app(infra: EmbeddedInfra, database: db.Database) -> AsyncIterator[App]
     settings = Settings(
         kafka_bootstrap_servers=infra.bootstrap,
         kafka_enable_idempotence=False,
-        mongodb_uri=f"mongodb://127.0.0.1:{infra.db_port}/{database.name}",
+        mongodb_uri=infra.database_uri(database.name),
         admin_api_token=TOKEN,
         ticketing_roles="api",
         ticket_prefix="RMB",

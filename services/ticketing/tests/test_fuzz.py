@@ -36,7 +36,7 @@ def client(infra: EmbeddedInfra) -> Iterator[TestClient]:
         Settings(
             kafka_bootstrap_servers=infra.bootstrap,
             kafka_enable_idempotence=False,
-            mongodb_uri=f"mongodb://127.0.0.1:{infra.db_port}/{name}",
+            mongodb_uri=infra.database_uri(name),
             admin_api_token=TOKEN,
             ticketing_roles="api",
         )

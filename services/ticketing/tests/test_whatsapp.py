@@ -54,7 +54,7 @@ async def wa_app(infra: EmbeddedInfra, database: db.Database, sandbox: str, tmp_
     settings = Settings(
         kafka_bootstrap_servers=infra.bootstrap,
         kafka_enable_idempotence=False,
-        mongodb_uri=f"mongodb://127.0.0.1:{infra.db_port}/{database.name}",
+        mongodb_uri=infra.database_uri(database.name),
         admin_api_token=TOKEN,
         ticketing_roles="api",
         meta_graph_url=sandbox,
