@@ -5,19 +5,24 @@ the database's time from everything else once there are thousands: a status a se
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from suara_shared.events import Channel, DeliveryStatus
+from suara_ticketing.live import changed_since
 from suara_ticketing.tickets.service import by_platform_ids, orphans_of
 
 from .conftest import App
 
 
-async def plan(app: App, collection: str, query: dict[str, Any]) -> dict[str, Any]:
+async def plan(
+    app: App, collection: str, query: dict[str, Any], *, sort: dict[str, int] | None = None
+) -> dict[str, Any]:
     database = app.service.messages.database
-    explained = await database.command({"explain": {"find": collection, "filter": query}, "verbosity": "queryPlanner"})
+    find: dict[str, Any] = {"find": collection, "filter": query, **({"sort": sort} if sort else {})}
+    explained = await database.command({"explain": find, "verbosity": "queryPlanner"})
     winning: dict[str, Any] = explained["queryPlanner"]["winningPlan"]
     return winning
 
@@ -63,3 +68,13 @@ async def test_statuses_of_messages_suara_never_sent_do_not_pile_up(app: App) ->
         spec for spec in (await app.service.orphans.index_information()).values() if spec["key"] == [("stored_at", 1)]
     ]
     assert ttl and ttl[0]["expireAfterSeconds"] == 7 * 24 * 3600
+
+
+@pytest.mark.parametrize("scope", [{}, {"department": "dpupr"}], ids=["whole desk", "department agent"])
+async def test_the_consoles_poll_for_changes_reads_only_the_changed_tickets(app: App, scope: dict[str, Any]) -> None:
+    """Every open console asks every 2.5 s what changed since its last look (`live.changes`); reading every ticket
+    for that, each time, for each agent, would keep the database busy with a year's tickets."""
+    query = changed_since(datetime(2026, 11, 29, tzinfo=UTC), scope)
+    winning = await plan(app, "tickets", query, sort={"updated_at": -1})
+    assert "COLLSCAN" not in stages(winning)
+    assert "IXSCAN" in stages(winning)
