@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from . import db, topics
 from .events import Event, utcnow
-from .metrics import CONSUMER_LAG, DLQ_MESSAGES, KAFKA_CONSUMED, KAFKA_PUBLISHED, PROCESSING_SECONDS
+from .metrics import CONSUMER_LAG, DLQ_MESSAGES, KAFKA_CONSUMED, KAFKA_PUBLISHED, PROCESSING_SECONDS, PUBLISH_SECONDS
 from .settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,7 @@ class Publisher:
             await self.start()
             assert self._producer is not None
             producer = self._producer
+            started = time.perf_counter()
 
             async def _send_all() -> None:
                 futures = [
@@ -137,6 +138,7 @@ class Publisher:
                 await asyncio.gather(*futures)
 
             await asyncio.wait_for(_send_all(), timeout=self._timeout)
+            PUBLISH_SECONDS.observe(time.perf_counter() - started)
         except (KafkaError, TimeoutError, BrokerUnavailable) as exc:
             for topic, *_ in items:
                 KAFKA_PUBLISHED.labels(topic, "error").inc()

@@ -30,6 +30,12 @@ PROCESSING_SECONDS = Histogram(
     ["topic"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+# What a webhook's answer waits for most of the time: the broker acknowledging what the request published.
+PUBLISH_SECONDS = Histogram(
+    "suara_kafka_publish_seconds",
+    "Time from handing records to the broker to its acknowledgement of all of them",
+    buckets=(0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 HTTP_REQUESTS = Counter(
     "suara_http_requests_total",
     "HTTP requests answered, by route and status class",

@@ -280,3 +280,9 @@ async def test_health_readiness_and_metrics(client: httpx.AsyncClient, wa_settin
     assert (await client.post(URL, content=body, headers=_signed(wa_settings, body))).status_code == 200
     metrics = (await client.get("/metrics")).text
     assert 'suara_webhook_requests_total{channel="whatsapp",outcome="accepted"}' in metrics
+    # How long the answers waited for the broker, what an operator looks at when Meta reports slow webhooks.
+    acknowledged = REGISTRY.get_sample_value("suara_kafka_publish_seconds_count") or 0.0
+    message = meta_body(envelope({"contacts": citizen(SITI, "Siti"), "messages": [text_message(SITI, wamid(), "a")]}))
+    assert (await client.post(URL, content=message, headers=_signed(wa_settings, message))).status_code == 200
+    assert REGISTRY.get_sample_value("suara_kafka_publish_seconds_count") == acknowledged + 1
+    assert "suara_kafka_publish_seconds_bucket" in (await client.get("/metrics")).text
