@@ -5,6 +5,7 @@ database's absence as an error it can wait out."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from pymongo import AsyncMongoClient, monitoring
 
@@ -77,6 +78,41 @@ async def test_without_the_database_every_caller_gets_an_error_it_can_wait_out()
         assert all(isinstance(r, Exception) and db.is_unavailable(r) for r in results), results
     finally:
         await db.close(client)
+
+
+class Gated:
+    """The collection, with its bulk writes held at a gate: a group can be caught while it is at the database."""
+
+    def __init__(self, collection: db.Collection) -> None:
+        self.collection = collection
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def bulk_write(self, ops: list[Any], *, ordered: bool) -> Any:
+        self.entered.set()
+        await self.gate.wait()
+        return await self.collection.bulk_write(ops, ordered=ordered)
+
+
+async def test_stopping_mid_write_releases_every_caller_and_writes_nothing_afterwards(database: db.Database) -> None:
+    """A service stopping cancels its tasks, the group's writer among them, while a group is at the database and
+    more wait their turn: every caller is released (none waits for ever), and none of those writes is made after
+    the stop, by a writer nobody waits for any more."""
+    gated = Gated(database["sends"])
+    group = db.GroupWrites(gated, most=2)  # type: ignore[arg-type]
+    callers = [asyncio.create_task(group.insert({"_id": f"r{i}"})) for i in range(5)]
+    await asyncio.wait_for(gated.entered.wait(), 5)
+    writers = [t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "GroupWrites._write"]  # type: ignore[union-attr]
+    assert len(writers) == 1
+    writers[0].cancel()
+    results = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 5)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results), results
+    gated.gate.set()
+    await asyncio.sleep(0.2)
+    assert await database["sends"].count_documents({}) == 0
+    # The group is not left stuck: the next write (after a restart of the work, say) goes through.
+    await asyncio.wait_for(group.insert({"_id": "after"}), 5)
+    assert await database["sends"].count_documents({}) == 1
 
 
 async def test_increment_gives_each_concurrent_caller_its_own_number(database: db.Database) -> None:
