@@ -120,6 +120,7 @@ def test_an_alert_watches(prod: Rendered, concern: str, metric: str) -> None:
         "suara_tickets_by_status",
         "suara_ticket_deadline_breaches_total",
         "suara_channel_token_valid",
+        "suara_kafka_publish_seconds_bucket",
     ],
 )
 def test_the_dashboard_shows(prod: Rendered, metric: str) -> None:
