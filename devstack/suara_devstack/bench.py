@@ -139,9 +139,14 @@ async def upsert_ceiling(uri: str, *, count: int, batch: int = 500) -> float:
         await db.close(client)
 
 
-async def send_load(webhook_url: str, *, rate: float, seconds: float, concurrency: int, run: str) -> list[Sent]:
-    """Send one webhook every 1/rate seconds for `seconds`, at most `concurrency` in flight."""
+async def send_load(
+    webhook_url: str, *, rate: float, seconds: float, concurrency: int, run: str, per_citizen: int = 1
+) -> list[Sent]:
+    """Send one webhook every 1/rate seconds for `seconds`, at most `concurrency` in flight. With `per_citizen`
+    above one, every citizen writes that many messages: all first messages, then all second ones, and so on (a
+    citizen's next message comes a 1/per_citizen of the run later, as a follow-up to a ticket opened before)."""
     total = int(rate * seconds)
+    citizens = max(1, total // per_citizen)
     gate = asyncio.Semaphore(concurrency)
     sent: list[Sent] = []
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -149,7 +154,7 @@ async def send_load(webhook_url: str, *, rate: float, seconds: float, concurrenc
         from suara_ingest_wa.testing import signed_headers
 
         def prepare(i: int) -> tuple[Sent, bytes, dict[str, str]]:
-            wa_id = f"62812{int(run[:6], 16) % 1000:03d}{i:05d}"
+            wa_id = f"62812{int(run[:6], 16) % 1000:03d}{i % citizens:05d}"
             item = Sent(wamid=f"wamid.bench-{run}-{i}", wa_id=wa_id, at=0.0)
             body = _webhook(wa_id, item.wamid, f"Laporan uji beban {i}: lampu jalan mati di Kecamatan Sluke")
             return item, body, signed_headers(body, APP_SECRET)
@@ -194,7 +199,7 @@ async def collect(stack: Stack, run: str, sent: list[Sent], *, within: float) ->
     so the loop watches the sandbox (cheap) and reads the database only now and then: a scan of the messages
     every second would take the database's time from the pipeline being measured."""
     ok = {s.wamid: s for s in sent if s.status == 200}
-    by_wa = {s.wa_id: s for s in ok.values()}
+    by_wa = {s.wa_id: s for s in ok.values()}  # the citizens: one ticket and one acknowledgement each
     sandbox = url(stack, "sandbox")
     client, database = db.connect(stack.infra.mongodb_uri)
     mine = {"_id": {"$regex": f"^in:whatsapp:wamid\\.bench-{run}-"}}
@@ -329,7 +334,11 @@ def summarise(result: Result, sent: list[Sent], gathered: dict[str, Any]) -> Non
     first = min((s.at for s in sent), default=0.0)
     webhook_ms = [s.latency * 1000 for s in ok.values()]
     stored_ms = [(stored[w] - ok[w].at) * 1000 for w in stored if w in ok]
-    ack_ms = [(min(t) - s.at) * 1000 for s in ok.values() for t in [acks.get(s.wa_id, [])] if t]
+    # A citizen's acknowledgement answers their first message (later ones thread into the same ticket).
+    first_at: dict[str, float] = {}
+    for s in sorted(ok.values(), key=lambda s: s.at):
+        first_at.setdefault(s.wa_id, s.at)
+    ack_ms = [(min(acks[wa]) - at) * 1000 for wa, at in first_at.items() if wa in acks]
     last_stored = max(stored.values(), default=first)
     last_ack = max((min(t) for t in acks.values()), default=first)
     duplicated_acks = sum(len(t) - 1 for t in acks.values() if len(t) > 1)
@@ -359,9 +368,7 @@ def summarise(result: Result, sent: list[Sent], gathered: dict[str, Any]) -> Non
         "webhook_ms": [[round(s.at - first, 3), round(s.latency * 1000, 2)] for s in ok.values()],
         "stored_ms": [[round(ok[w].at - first, 3), round((stored[w] - ok[w].at) * 1000, 1)] for w in stored if w in ok],
         "ack_ms": [
-            [round(s.at - first, 3), round((min(acks[s.wa_id]) - s.at) * 1000, 1)]
-            for s in ok.values()
-            if s.wa_id in acks
+            [round(at - first, 3), round((min(acks[wa]) - at) * 1000, 1)] for wa, at in first_at.items() if wa in acks
         ],
     }
 
@@ -406,7 +413,7 @@ def table(result: Result) -> str:
         (
             "sent / accepted / stored / acknowledged",
             f"{load['sent']} / {load['accepted']} / {load['stored']} / {load['acknowledged']}",
-            "",
+            f"{load['tickets']} tickets, {result.settings.get('per_citizen', 1)} messages per citizen",
         ),
         (
             "lost / duplicated messages / duplicated acks",
@@ -426,7 +433,12 @@ async def bench(args: argparse.Namespace) -> Result:
     infra = EmbeddedInfra(data_dir=tmp / "data", log_dir=tmp / "logs", broker_port=free_port(), db_port=free_port())
     stack = Stack(infra=infra, services=default_services(base_port=_free_base()))
     result = Result(
-        settings={"rate": args.rate, "seconds": args.seconds, "concurrency": args.concurrency},
+        settings={
+            "rate": args.rate,
+            "seconds": args.seconds,
+            "concurrency": args.concurrency,
+            "per_citizen": args.per_citizen,
+        },
         machine={
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -444,7 +456,8 @@ async def bench(args: argparse.Namespace) -> Result:
             await upsert_ceiling(infra.mongodb_uri, count=args.ceiling_count), 1
         )
         run = uuid.uuid4().hex[:8]
-        print(f"bench: sending {int(args.rate * args.seconds)} webhooks at {args.rate}/s…", flush=True)
+        total = int(args.rate * args.seconds)
+        print(f"bench: sending {total} webhooks at {args.rate}/s, {args.per_citizen} per citizen…", flush=True)
         pids = processes(stack)
         cpu_before = cpu_by_process(pids)
         sent = await send_load(
@@ -453,6 +466,7 @@ async def bench(args: argparse.Namespace) -> Result:
             seconds=args.seconds,
             concurrency=args.concurrency,
             run=run,
+            per_citizen=args.per_citizen,
         )
         print("bench: waiting for every ticket and acknowledgement…", flush=True)
         gathered = await collect(stack, run, sent, within=args.drain_timeout)
@@ -469,6 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=500.0, help="webhooks per second")
     parser.add_argument("--seconds", type=float, default=6.0, help="how long to send")
     parser.add_argument("--concurrency", type=int, default=64, help="webhooks in flight at most")
+    parser.add_argument(
+        "--per-citizen", type=int, default=1, help="messages each citizen sends (the ones after the first thread)"
+    )
     parser.add_argument("--ceiling-count", type=int, default=10_000, help="messages/documents for the ceilings")
     parser.add_argument("--drain-timeout", type=float, default=900.0, help="seconds to wait for every ticket")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))

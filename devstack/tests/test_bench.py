@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from suara_devstack.bench import Result, _children, cpu_seconds, table
+from suara_devstack.bench import Result, Sent, _children, cpu_seconds, summarise, table
 
 BUSY = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass\n"
 
@@ -62,6 +62,7 @@ def test_table_lists_cpu_busiest_first_with_share_and_cost_per_message() -> None
             "accepted": 1000,
             "stored": 1000,
             "acknowledged": 1000,
+            "tickets": 1000,
             "lost": 0,
             "duplicated_messages": 0,
             "duplicated_acks": 0,
@@ -72,3 +73,24 @@ def test_table_lists_cpu_busiest_first_with_share_and_cost_per_message() -> None
     assert [line.split()[1] for line in lines] == ["database", "ticketing", "ingest-wa"]
     assert "60%" in lines[0] and "6.00 ms per message" in lines[0]
     assert "5.0% of the database ceiling" in table(result)
+
+
+def test_with_follow_ups_a_citizens_acknowledgement_is_timed_from_their_first_message() -> None:
+    """`--per-citizen 2`: Siti writes twice, Budi once; one acknowledgement each, answering the first message."""
+    sent = [
+        Sent("wamid.1", "siti", at=100.0, latency=0.004, status=200),
+        Sent("wamid.2", "budi", at=100.5, latency=0.004, status=200),
+        Sent("wamid.3", "siti", at=103.0, latency=0.004, status=200),
+    ]
+    gathered = {
+        "ok": {s.wamid: s for s in sent},
+        "stored": {"wamid.1": 101.0, "wamid.2": 101.5, "wamid.3": 103.5},
+        "acks": {"siti": [102.0], "budi": [104.5]},
+        "tickets": 2,
+        "inbound": 3,
+    }
+    result = Result(settings={"rate": 1.0, "per_citizen": 2}, machine={})
+    summarise(result, sent, gathered)
+    assert result.load["acknowledged"] == 2 and result.load["duplicated_acks"] == 0
+    assert sorted(ms for _, ms in result.series["ack_ms"]) == [2000.0, 4000.0]  # not Siti's 102 - 103 < 0
+    assert result.load["stored_p50_ms"] == 1000.0  # every message timed to its own storing
