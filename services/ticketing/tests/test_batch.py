@@ -178,6 +178,33 @@ async def test_a_batch_cut_short_by_a_crash_loses_nothing_and_doubles_nothing_wh
     assert by_recipient.keys() == numbers and all(len(ids) == 1 for ids in by_recipient.values())
 
 
+async def test_the_relay_waits_for_a_batch_whose_messages_the_database_did_not_take(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database went away between the batch's outbox and its messages: the relay must not hand the
+    acknowledgements to the notifier before they exist on their tickets (the citizen would get one the desk shows
+    as never sent, its delivery report finding nothing to mark); the consumer's retry stores and sends them."""
+    events = [whatsapp(f"Tanggul retak di Desa Tasikagung {i}", number=f"6281577{i:05d}") for i in range(6)]
+    monkeypatch.setattr(app.service, "messages", _CrashOn(app.service.messages))
+    with pytest.raises(RuntimeError):
+        await app.service.handle_inbound_batch(events)
+    monkeypatch.undo()
+    assert await app.service.publish_outbox(older_than=timedelta(0)) == 0
+    numbers = {e.sender.channel_user_id for e in events}
+    assert await outbound_for(app.settings, lambda r: r.recipient in numbers, expect=0, timeout_ms=1000) == []
+
+    await app.service.handle_inbound_batch(events)  # the consumer's retry, the database back
+    acks = await outbound_for(app.settings, lambda r: r.recipient in numbers, expect=6)
+    for reply in acks:
+        stored = await app.service.messages.find_one({"_id": f"out:{reply.outbound_id}"})
+        assert stored is not None and stored["purpose"] == "acknowledgement"
+    await app.service.publish_outbox(older_than=timedelta(0))  # now its replies are stored: out, and gone
+    assert await app.service.outbox.count_documents({}) == 0
+    assert {a.outbound_id for a in await outbound_for(app.settings, lambda r: r.recipient in numbers, expect=12)} == {
+        a.outbound_id for a in acks
+    }
+
+
 async def test_a_batch_the_broker_could_not_take_waits_in_the_outbox_and_goes_out_once(
     app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:

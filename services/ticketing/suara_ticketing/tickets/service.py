@@ -53,6 +53,8 @@ STATUS_QUERY = re.compile(r"^\s*(?:cek|status)\s+([A-Za-z]{2,10}-\d{4}-\d{6})\s*
 ORPHANS_KEPT = timedelta(days=7)
 #: A ticket in one of these takes the conversation's next message; a closed one does not.
 THREADABLE = [s.value for s in TicketStatus if s is not TicketStatus.CLOSED]
+#: An outbox batch whose replies are still not stored after this long is said so in the log (see publish_outbox).
+OUTBOX_HELD_TOO_LONG = timedelta(minutes=5)
 
 
 class NotFound(Exception):
@@ -389,24 +391,37 @@ class TicketService:
             )
             events.append(_event_doc(reference, TicketEventType.CREATED, data={"channel": event.channel.value}))
             events.append(_event_doc(reference, TicketEventType.MESSAGE_ADDED, data={"message_id": event.dedup_key}))
-        # The batch's outbox is one document, not a flag on each of its messages and events: marking hundreds of
-        # documents published costs the database more than everything else the batch writes. It is written after
-        # the tickets (the acknowledgements it holds name them) and before the messages (whose redelivery finds
-        # the acknowledgement stored and publishes nothing itself), and deleted once the broker has it all.
+        await self.tickets.insert_many(tickets)
+        await self._store_and_publish(inbound=messages, outbound=outbound, events=events)
+        for ticket in tickets:
+            log.info("ticket opened", extra={"reference": ticket["_id"], "channel": ticket["channel"]})
+
+    async def _store_and_publish(
+        self,
+        *,
+        inbound: builtins.list[dict[str, Any]],
+        outbound: builtins.list[dict[str, Any]],
+        events: builtins.list[dict[str, Any]],
+    ) -> None:
+        """Store a batch's messages and audit events (after the tickets they name) and publish the replies and
+        events, through one outbox document.
+
+        The batch's outbox is one document, not a flag on each of its messages and events: marking hundreds of
+        documents published costs the database more than everything else the batch writes. It is written before
+        the messages (whose redelivery finds them stored and publishes nothing itself) and deleted once the broker
+        has it all; it names its replies, so that the relay waits for them to be stored (`publish_outbox`)."""
         records = _records(outbound, events)
         batch = {
             "_id": new_id(),
             "created_at": utcnow(),
             "records": [{"topic": t, "key": k, "value": v} for t, k, v, _ in records],
+            "messages": [doc["_id"] for doc in outbound],
         }
         for doc in (*outbound, *events):
             doc["published"] = True
-        await self.tickets.insert_many(tickets)
         await self.outbox.insert_one(batch)
         await self.events.insert_many(events)
-        await self.messages.insert_many([*messages, *outbound])
-        for ticket in tickets:
-            log.info("ticket opened", extra={"reference": ticket["_id"], "channel": ticket["channel"]})
+        await self.messages.insert_many([*inbound, *outbound])
         try:
             await self.publisher.send_raw(records)
         except BrokerUnavailable:
@@ -654,6 +669,17 @@ class TicketService:
         for batch in (
             await self.outbox.find({"created_at": {"$lt": utcnow() - older_than}}).sort("created_at", 1).to_list(50)
         ):
+            replies = batch.get("messages") or []
+            if replies and await self.messages.count_documents({"_id": {"$in": replies}}) < len(replies):
+                # Its messages were not stored (the database went away part-way): the consumer's retry of the batch
+                # stores and sends them. Published now, a reply would reach the citizen before it exists on its
+                # ticket, and its delivery report would find nothing to mark (chaos saw acks left "queued").
+                if batch["created_at"] < utcnow() - OUTBOX_HELD_TOO_LONG:
+                    log.warning(
+                        "outbox batch still waiting for its replies to be stored",
+                        extra={"batch": batch["_id"], "replies": len(replies)},
+                    )
+                continue
             items = [(r["topic"], r.get("key"), bytes(r["value"]), ()) for r in batch["records"]]
             await self.publisher.send_raw(items)
             await self.outbox.delete_one({"_id": batch["_id"]})
