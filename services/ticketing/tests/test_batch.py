@@ -122,6 +122,89 @@ async def test_acknowledgements_of_a_batch_reach_the_outbound_topic_once_each(ap
     assert numbers_of == list(range(numbers_of[0], numbers_of[0] + 40))
 
 
+def follow_ups(tag: str) -> tuple[list[InboundMessage], list[InboundMessage]]:
+    """Two polls: citizens open tickets, then write again. In the second, one writes twice (the second time naming
+    a kecamatan), one sends a bare "5" (no survey pending: a message like any other), one's ticket waits on them
+    (pending: their message reopens it), one asks a status question and then adds a photo caption."""
+    a, b, c, d = (f"62817{tag}{i}" for i in range(4))
+    first = [
+        whatsapp("Lampu penerangan jalan mati", number=a),
+        whatsapp("Jalan berlubang dekat sekolah", number=b),
+        whatsapp("Air PDAM tidak mengalir", number=c),
+        whatsapp("Saluran irigasi jebol", number=d),
+    ]
+    second = [
+        whatsapp("Sudah seminggu tidak menyala", number=a),
+        whatsapp("5", number=b),
+        whatsapp("Masih belum mengalir sampai sekarang", number=c),
+        whatsapp("Lokasinya di Desa Dasun, Kecamatan Lasem", number=a),
+        whatsapp("cek RMB-2026-999999", number=d),
+        whatsapp("Sawah terendam", number=d),
+    ]
+    return first, second
+
+
+async def test_follow_ups_in_a_batch_end_as_they_end_one_by_one(app: App) -> None:
+    async def run(tag: str, handle: Any) -> list[InboundMessage]:
+        first, second = follow_ups(tag)
+        await app.service.handle_inbound_batch(first)
+        pending = await app.service.tickets.find_one({"conversation_key": first[2].conversation_key})
+        assert pending is not None
+        await app.service.tickets.update_one({"_id": pending["_id"]}, {"$set": {"status": "pending"}})
+        await handle(second)
+        return [*first, *second]
+
+    async def one_by_one(events: list[InboundMessage]) -> None:
+        for event in events:
+            await app.service.handle_inbound(event)
+
+    expected = await snapshot(app, await run("1", one_by_one))
+    got = await snapshot(app, await run("2", app.service.handle_inbound_batch))
+    assert got == expected
+    # What the desk sees: every message on its conversation's one ticket, in the order written, the place found.
+    a = got[0]
+    assert len(a["tickets"]) == 1 and a["tickets"][0]["message_count"] == 4
+    assert [m["seq"] for m in a["messages"]] == [1, 2, 3, 4]
+    assert a["tickets"][0]["kecamatan"] == "Lasem"
+    assert a["tickets"][0]["events"].count("message_added") == 3
+    assert got[2]["tickets"][0]["status"] == "open"  # reopened by the citizen's message
+
+
+class _Renumbered:
+    """The tickets, with an agent's reply numbered on each ticket right before a batch numbers its messages."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.replied: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def update_one(self, match: dict[str, Any], update: dict[str, Any], **kwargs: Any) -> Any:
+        if "message_count" in match and match["_id"] not in self.replied:
+            self.replied.add(match["_id"])
+            await self.inner.update_one({"_id": match["_id"]}, {"$inc": {"message_count": 1}})
+        return await self.inner.update_one(match, update, **kwargs)
+
+
+async def test_a_follow_up_whose_ticket_was_numbered_meanwhile_keeps_its_place(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = follow_ups("3")
+    await app.service.handle_inbound_batch(first)
+    monkeypatch.setattr(app.service, "tickets", _Renumbered(app.service.tickets))
+    await app.service.handle_inbound_batch([second[0], second[2]])
+    monkeypatch.undo()
+    for event in (second[0], second[2]):
+        stored = await app.service.messages.find_one({"_id": event.dedup_key})
+        assert stored is not None and stored["ticket"]
+        ticket = await app.service.tickets.find_one({"_id": stored["ticket"]})
+        assert ticket is not None
+        # Numbered after the reply that came in between, never on top of it.
+        numbers = [m["seq"] for m in await app.service.messages.find({"ticket": ticket["_id"]}).to_list(None)]
+        assert len(numbers) == len(set(numbers)) and stored["seq"] == ticket["message_count"]
+
+
 class _CrashOn:
     """A collection whose `insert_many` fails as a process killed at that moment would: nothing written."""
 
@@ -176,6 +259,41 @@ async def test_a_batch_cut_short_by_a_crash_loses_nothing_and_doubles_nothing_wh
     for reply in on_topic:
         by_recipient.setdefault(reply.recipient, set()).add(reply.outbound_id)
     assert by_recipient.keys() == numbers and all(len(ids) == 1 for ids in by_recipient.values())
+
+
+@pytest.mark.parametrize("crash_at", ["outbox", "events", "messages", "publisher"])
+async def test_follow_ups_cut_short_by_a_crash_are_stored_once_in_order_when_they_come_again(
+    app: App, crash_at: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = {"outbox": "62819771", "events": "62819772", "messages": "62819773", "publisher": "62819774"}[crash_at]
+    opening = [whatsapp(f"Pipa bocor di RT {i}", number=f"{prefix}{i:04d}") for i in range(6)]
+    await app.service.handle_inbound_batch(opening)
+    later = [whatsapp(f"Tambahan {n} untuk RT {i}", number=f"{prefix}{i:04d}") for n in (1, 2) for i in range(6)]
+    if crash_at == "publisher":
+
+        async def killed(*args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("killed")
+
+        monkeypatch.setattr(app.service.publisher, "send_raw", killed)
+    else:
+        monkeypatch.setattr(app.service, crash_at, _CrashOn(getattr(app.service, crash_at)))
+    with pytest.raises(RuntimeError):
+        await app.service.handle_inbound_batch(later)
+    monkeypatch.undo()
+
+    await app.service.handle_inbound_batch(later)  # the consumer restarts from the last commit
+    await app.service.publish_outbox(older_than=timedelta(0))
+    assert await app.service.outbox.count_documents({}) == 0
+    for event in opening:
+        ticket = await app.service.tickets.find_one({"conversation_key": event.conversation_key})
+        assert ticket is not None
+        inbound = await app.service.messages.find({"ticket": ticket["_id"], "direction": "inbound"}).to_list(None)
+        texts = [m["text"] for m in sorted(inbound, key=lambda m: m["seq"])]
+        number = event.conversation_key[-4:]
+        # Each message once, on the conversation's ticket, in the order the citizen wrote them.
+        assert texts == [event.text, f"Tambahan 1 untuk RT {int(number)}", f"Tambahan 2 untuk RT {int(number)}"]
+        added = await app.service.events.count_documents({"reference": ticket["_id"], "type": "message_added"})
+        assert added >= 3
 
 
 async def test_the_relay_waits_for_a_batch_whose_messages_the_database_did_not_take(

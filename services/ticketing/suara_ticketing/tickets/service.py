@@ -362,9 +362,75 @@ class TicketService:
         if fresh:
             await self._open_many(fresh)
         opened = {id(e) for e in fresh}
-        for event in events:
-            if id(event) not in opened:
+        rest = [e for e in events if id(e) not in opened]
+        stored = known | {e.dedup_key for e in fresh}
+        joined = await self._join_many(rest, stored=stored) if rest else set()
+        for event in rest:
+            if id(event) not in joined:
                 await self.handle_inbound(event)
+
+    async def _join_many(self, events: builtins.list[InboundMessage], *, stored: set[str]) -> set[int]:
+        """Store the messages that join a ticket already open, in writes shared by the batch: those of conversations
+        whose every message here is a plain one (no redelivery, status query, survey-like answer, echo or edit)
+        and whose ticket is new or open (nothing to reopen) and acknowledged. One compare-and-set per ticket
+        numbers its messages in order; the messages and their audit events go in one insert each, the events
+        published through the batch's outbox. Returns the events stored (by `id`); the others take the one-by-one
+        way, `handle_inbound`."""
+        conversations: dict[tuple[str, str], builtins.list[InboundMessage]] = {}
+        unfit: set[tuple[str, str]] = set()
+        keys: set[str] = set()
+        for event in events:
+            conversation = (event.channel.value, event.conversation_key)
+            conversations.setdefault(conversation, []).append(event)
+            plain = _opens_conversation(event) and not workflow.may_answer_survey(event)
+            if not plain or event.dedup_key in stored or event.dedup_key in keys:
+                unfit.add(conversation)
+            keys.add(event.dedup_key)
+        candidates = {c: group for c, group in conversations.items() if c not in unfit}
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for channel in sorted({c for c, _ in candidates}):  # by channel: the index starts with it
+            named = sorted(key for c, key in candidates if c == channel)
+            docs = await self.tickets.find(
+                {"channel": channel, "conversation_key": {"$in": named}, "status": {"$in": THREADABLE}}
+            ).to_list(None)
+            for doc in sorted(docs, key=lambda d: d["created_at"]):  # the newest of a conversation's, as `_thread`
+                found[(channel, doc["conversation_key"])] = doc
+        # A ticket without its acknowledgement (a batch that opened it was cut short) is finished one by one.
+        acks = {f"out:{_stable_id('ack', t['_id'])}": key for key, t in found.items()}
+        if acks:
+            stored_acks = await self.messages.find({"_id": {"$in": list(acks)}}, {"_id": 1}).to_list(None)
+            acknowledged = {acks[d["_id"]] for d in stored_acks}
+            found = {key: t for key, t in found.items() if key in acknowledged}
+        now = self.now()
+        inbound: builtins.list[dict[str, Any]] = []
+        audit: builtins.list[dict[str, Any]] = []
+        joined: set[int] = set()
+        for conversation, group in candidates.items():
+            ticket = found.get(conversation)
+            if ticket is None or ticket["status"] not in (TicketStatus.NEW, TicketStatus.OPEN):
+                continue
+            seen = dict(ticket)
+            changes: dict[str, Any] = {"updated_at": now, "last_inbound_at": now}
+            for event in group:  # each message enriches the ticket as the one before left it
+                more = workflow.enrich_on_message(self, seen, event)
+                seen.update(more)
+                changes.update(more)
+            count = ticket["message_count"]
+            numbered = await self.tickets.update_one(
+                {"_id": ticket["_id"], "message_count": count},
+                {"$inc": {"message_count": len(group)}, "$set": changes},
+            )
+            if numbered.matched_count != 1:
+                continue  # numbered meanwhile (an agent's reply, say): these go one by one, after it
+            for seq, event in enumerate(group, start=count + 1):
+                inbound.append(_inbound_doc(event, ticket=ticket["_id"], seq=seq))
+                audit.append(
+                    _event_doc(ticket["_id"], TicketEventType.MESSAGE_ADDED, data={"message_id": event.dedup_key})
+                )
+            joined |= {id(e) for e in group}
+        if inbound:
+            await self._store_and_publish(inbound=inbound, outbound=[], events=audit)
+        return joined
 
     async def _open_many(self, fresh: builtins.list[InboundMessage]) -> None:
         """Open one ticket per message (each the first of a new conversation), acknowledge and publish them."""

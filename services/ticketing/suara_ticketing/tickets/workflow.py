@@ -182,11 +182,16 @@ async def after_citizen_reopened(service: TicketService, ticket: dict[str, Any],
             )
 
 
+def may_answer_survey(event: InboundMessage) -> bool:
+    """Whether the message looks like a satisfaction score ("1".."5"), which `record_survey_answer` looks into."""
+    return event.kind == "text" and bool(event.text) and SURVEY_SCORE.match(event.text or "") is not None
+
+
 async def record_survey_answer(service: TicketService, event: InboundMessage) -> bool:
     """A "1".."5" after a resolution is the citizen's satisfaction: recorded, thanked, and nothing reopened."""
-    if event.kind != "text" or not event.text:
+    if not may_answer_survey(event):
         return False
-    answer = SURVEY_SCORE.match(event.text)
+    answer = SURVEY_SCORE.match(event.text or "")
     if answer is None:
         return False
     now = service.now()
