@@ -413,7 +413,7 @@ def table(result: Result) -> str:
         (
             "sent / accepted / stored / acknowledged",
             f"{load['sent']} / {load['accepted']} / {load['stored']} / {load['acknowledged']}",
-            f"{load['tickets']} tickets, {result.settings.get('per_citizen', 1)} messages per citizen",
+            f"{load['tickets']} tickets; messages per citizen: {result.settings.get('per_citizen', 1)}",
         ),
         (
             "lost / duplicated messages / duplicated acks",
