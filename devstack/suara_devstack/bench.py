@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import statistics
 import tempfile
 import time
@@ -237,6 +238,38 @@ async def collect(stack: Stack, run: str, sent: list[Sent], *, within: float) ->
     return {"ok": ok, "stored": stored, "acks": acks, "tickets": tickets, "inbound": inbound}
 
 
+PUBLISH_BUCKET = re.compile(r'^suara_kafka_publish_seconds_bucket\{le="([^"]+)"\} ([0-9.e+]+)$', re.MULTILINE)
+
+
+async def publish_buckets(stack: Stack) -> dict[float, float]:
+    """ingest-wa's histogram of how long its publications waited for the broker: upper bound (s) -> count."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        text = (await http.get(url(stack, "ingest-wa", "/metrics"))).text
+    return {float(le): float(count) for le, count in PUBLISH_BUCKET.findall(text)}
+
+
+def _ms(seconds: float | None) -> float | None:
+    """Milliseconds, or None when unknown or past the histogram's last bound."""
+    return None if seconds is None or seconds == float("inf") else round(seconds * 1000, 1)
+
+
+def _bound(ms: float | None) -> str:
+    return "?" if ms is None else f"≤ {ms:g}"
+
+
+def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float | None:
+    """The upper bound of the bucket holding the q-quantile of what was counted between two readings (the
+    histogram says no more precisely); None when nothing was."""
+    counts = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    total = counts[-1][1] if counts else 0.0
+    if total <= 0:
+        return None
+    for le, cumulative in counts:
+        if cumulative >= q / 100 * total:
+            return le
+    return counts[-1][0]
+
+
 def peak_memory_mib(stack: Stack) -> dict[str, float]:
     """Each service's peak resident memory (VmHWM), from /proc."""
     out: dict[str, float] = {}
@@ -404,6 +437,11 @@ def table(result: Result) -> str:
             f"{load['webhook_p50_ms']} / {load['webhook_p99_ms']} ms",
             f"target p99 ≤ 25 ms at 500/s (sent at {result.settings['rate']}/s)",
         ),
+        (
+            "  of which waiting for the broker p50 / p99",
+            f"{_bound(load.get('broker_ack_p50_ms'))} / {_bound(load.get('broker_ack_p99_ms'))} ms",
+            "ingest-wa's suara_kafka_publish_seconds, while sending",
+        ),
         ("webhook → ticket stored p50 / p99", f"{load['stored_p50_ms']:,} / {load['stored_p99_ms']:,} ms", ""),
         (
             "webhook → acknowledgement at the sandbox p50 / p99",
@@ -460,6 +498,7 @@ async def bench(args: argparse.Namespace) -> Result:
         print(f"bench: sending {total} webhooks at {args.rate}/s, {args.per_citizen} per citizen…", flush=True)
         pids = processes(stack)
         cpu_before = cpu_by_process(pids)
+        acks_before = await publish_buckets(stack)
         sent = await send_load(
             url(stack, "ingest-wa", "/webhooks/whatsapp"),
             rate=args.rate,
@@ -468,11 +507,15 @@ async def bench(args: argparse.Namespace) -> Result:
             run=run,
             per_citizen=args.per_citizen,
         )
+        acks_after = await publish_buckets(stack)
         print("bench: waiting for every ticket and acknowledgement…", flush=True)
         gathered = await collect(stack, run, sent, within=args.drain_timeout)
         result.cpu_seconds = {name: round(s - cpu_before[name], 1) for name, s in cpu_by_process(pids).items()}
         result.memory_mib = peak_memory_mib(stack)
         summarise(result, sent, gathered)
+        # What the webhooks' answers waited for: the broker's acknowledgement, while the load was sent.
+        for q in (50, 99):
+            result.load[f"broker_ack_p{q}_ms"] = _ms(bucket_quantile(acks_before, acks_after, q))
     finally:
         await asyncio.to_thread(stack.stop)
     return result

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from suara_devstack.bench import Result, Sent, _children, cpu_seconds, summarise, table
+from suara_devstack.bench import Result, Sent, _children, bucket_quantile, cpu_seconds, summarise, table
 
 BUSY = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass\n"
 
@@ -94,3 +94,15 @@ def test_with_follow_ups_a_citizens_acknowledgement_is_timed_from_their_first_me
     assert result.load["acknowledged"] == 2 and result.load["duplicated_acks"] == 0
     assert sorted(ms for _, ms in result.series["ack_ms"]) == [2000.0, 4000.0]  # not Siti's 102 - 103 < 0
     assert result.load["stored_p50_ms"] == 1000.0  # every message timed to its own storing
+
+
+def test_the_brokers_share_of_the_webhook_latency_comes_from_what_the_run_added_to_the_histogram() -> None:
+    """The bench reads ingest-wa's `suara_kafka_publish_seconds` before and after sending: only the run's own
+    publications count (not the ones before it), and a quantile is the upper bound of its bucket."""
+    before = {0.003: 500.0, 0.01: 500.0, 0.05: 500.0, float("inf"): 500.0}  # 500 fast ones before the run
+    after = {0.003: 550.0, 0.01: 580.0, 0.05: 599.0, float("inf"): 600.0}  # the run: 50 / 30 / 19 / 1 of 100
+    assert bucket_quantile(before, after, 50) == 0.003
+    assert bucket_quantile(before, after, 80) == 0.01
+    assert bucket_quantile(before, after, 99) == 0.05
+    assert bucket_quantile(before, after, 100) == float("inf")
+    assert bucket_quantile(after, after, 50) is None  # nothing published during the run
