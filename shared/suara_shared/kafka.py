@@ -8,7 +8,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -147,6 +147,14 @@ class Publisher:
             KAFKA_PUBLISHED.labels(topic, "ok").inc()
 
 
+async def _close(consumer: AIOKafkaConsumer, *, within: float = 5.0) -> None:
+    """Stop a consumer, giving up after `within` seconds: leaving the group waits on a broker that may be gone."""
+    try:
+        await asyncio.wait_for(consumer.stop(), timeout=within)
+    except (KafkaError, TimeoutError) as exc:
+        log.warning("consumer not stopped cleanly; the broker will expire it", extra={"error": repr(exc)})
+
+
 Handler = Callable[[Any, ConsumerRecord[bytes, bytes]], Awaitable[None]]
 
 
@@ -212,10 +220,14 @@ class ConsumerLoop:
                 **client_options(self._settings),
             )
             try:
-                await consumer.start()
+                # Raced against stop(): joining the group waits for the broker for as long as it takes (for ever, if
+                # it went away after answering once), and a service being stopped must not wait with it.
+                if not await self._unless_stopping(consumer.start()):
+                    await _close(consumer)
+                    break
                 return consumer
             except KafkaError as exc:
-                await consumer.stop()
+                await _close(consumer)
                 delay = backoff(attempt, cap=5.0)
                 attempt += 1
                 log.warning(
@@ -228,6 +240,25 @@ class ConsumerLoop:
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    async def _unless_stopping(self, work: Coroutine[Any, Any, None]) -> bool:
+        """Run `work` until it ends (True; its error raised) or `stop()` is called first (False; it is cancelled)."""
+        job = asyncio.ensure_future(work)
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({job, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            job.cancel()
+            raise
+        finally:
+            stopping.cancel()
+        if job.done():
+            job.result()
+            return True
+        job.cancel()
+        with contextlib.suppress(asyncio.CancelledError, KafkaError):
+            await job
+        return False
 
     async def run(self) -> None:
         """Consume until `stop()` is called."""
@@ -249,7 +280,7 @@ class ConsumerLoop:
                 self._record_lag(consumer)
         finally:
             self.running = False
-            await consumer.stop()
+            await _close(consumer)
             log.info("consumer stopped", extra={"group": self._group_id})
 
     async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:

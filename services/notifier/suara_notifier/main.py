@@ -22,6 +22,8 @@ from .ledger import SendLedger
 log = logging.getLogger(__name__)
 
 GROUP_ID = "suara-notifier"
+#: How long a stopping notifier waits for its consumer (Kubernetes kills it 30 s after SIGTERM).
+STOP_WITHIN_SECONDS = 20.0
 
 
 def create_app(settings: Settings, *, adapters: AdapterRegistry | None = None, group_id: str = GROUP_ID) -> FastAPI:
@@ -63,7 +65,15 @@ def create_app(settings: Settings, *, adapters: AdapterRegistry | None = None, g
                 housekeeping.cancel()
                 loop.stop()
                 notifier.stop()
-                await task
+                try:
+                    # Long enough for a send in flight (one platform call, GRAPH_TIMEOUT_SECONDS) to finish and be
+                    # recorded; bounded, because with the database away each write waits for it in turn.
+                    await asyncio.wait_for(task, timeout=STOP_WITHIN_SECONDS)
+                except TimeoutError:
+                    log.warning(
+                        "consumer did not stop in time; what it had not committed is redelivered to the next notifier",
+                        extra={"seconds": STOP_WITHIN_SECONDS},
+                    )
             finally:
                 await publisher.stop()
                 await db.close(client)
