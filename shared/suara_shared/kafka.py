@@ -220,8 +220,8 @@ class ConsumerLoop:
                 **client_options(self._settings),
             )
             try:
-                # Raced against stop(): joining the group waits for the broker for as long as it takes (for ever, if
-                # it went away after answering once), and a service being stopped must not wait with it.
+                # Raced against stop(): joining the group waits for the broker, and a service being stopped must not
+                # wait with it (a notifier whose broker went away while it joined did not stop in over a minute).
                 if not await self._unless_stopping(consumer.start()):
                     await _close(consumer)
                     break
