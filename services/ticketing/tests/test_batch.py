@@ -170,6 +170,44 @@ async def test_follow_ups_in_a_batch_end_as_they_end_one_by_one(app: App) -> Non
     assert got[2]["tickets"][0]["status"] == "open"  # reopened by the citizen's message
 
 
+class _Counted:
+    """A collection that counts the writes asked of it, by method."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.writes: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self.inner, name)
+        if name.startswith(("insert", "update", "bulk", "delete", "find_one_and")):
+
+            async def counted(*args: Any, **kwargs: Any) -> Any:
+                self.writes[name] = self.writes.get(name, 0) + 1
+                return await found(*args, **kwargs)
+
+            return counted
+        return found
+
+
+async def test_follow_ups_in_a_batch_share_their_writes(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Twelve follow-ups to six tickets: one numbering write per ticket, one insert of the messages and one of their
+    audit events, instead of a dozen round trips each (what lets the desk keep up when citizens write twice)."""
+    opening = [whatsapp(f"Sampah liar di RT {i}", number=f"62818550{i:04d}") for i in range(6)]
+    await app.service.handle_inbound_batch(opening)
+    later = [whatsapp(f"Foto menyusul {n} RT {i}", number=f"62818550{i:04d}") for n in (1, 2) for i in range(6)]
+    counted = {name: _Counted(getattr(app.service, name)) for name in ("tickets", "messages", "events")}
+    for name, collection in counted.items():
+        monkeypatch.setattr(app.service, name, collection)
+    await app.service.handle_inbound_batch(later)
+    monkeypatch.undo()
+    assert counted["tickets"].writes == {"update_one": 6}
+    assert counted["messages"].writes == {"insert_many": 1}
+    assert counted["events"].writes == {"insert_many": 1}
+    for event in later:
+        stored = await app.service.messages.find_one({"_id": event.dedup_key})
+        assert stored is not None and stored["ticket"]
+
+
 class _Renumbered:
     """The tickets, with an agent's reply numbered on each ticket right before a batch numbers its messages."""
 
