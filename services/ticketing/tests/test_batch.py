@@ -258,6 +258,10 @@ class _CrashOn:
     insert_one = insert_many
 
 
+#: Where a batch can be cut short: one of its three writes, or the publication once everything is stored.
+CRASH_POINTS = ["outbox", "events", "messages", "publisher"]
+
+
 async def crash_then_recover(
     app: App, monkeypatch: pytest.MonkeyPatch, crash_at: str, events: list[InboundMessage]
 ) -> None:
@@ -280,11 +284,11 @@ async def crash_then_recover(
     assert await app.service.outbox.count_documents({}) == 0
 
 
-@pytest.mark.parametrize("crash_at", ["outbox", "events", "messages", "publisher"])
+@pytest.mark.parametrize("crash_at", CRASH_POINTS)
 async def test_a_batch_cut_short_by_a_crash_loses_nothing_and_doubles_nothing_when_it_comes_again(
     app: App, crash_at: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    prefix = {"outbox": "62814771", "events": "62814772", "messages": "62814773", "publisher": "62814774"}[crash_at]
+    prefix = f"6281477{CRASH_POINTS.index(crash_at) + 1}"
     events = [whatsapp(f"Saluran air tersumbat di RT {i}", number=f"{prefix}{i:04d}") for i in range(12)]
     await crash_then_recover(app, monkeypatch, crash_at, events)
 
@@ -307,11 +311,11 @@ async def test_a_batch_cut_short_by_a_crash_loses_nothing_and_doubles_nothing_wh
     assert by_recipient.keys() == numbers and all(len(ids) == 1 for ids in by_recipient.values())
 
 
-@pytest.mark.parametrize("crash_at", ["outbox", "events", "messages", "publisher"])
+@pytest.mark.parametrize("crash_at", CRASH_POINTS)
 async def test_follow_ups_cut_short_by_a_crash_are_stored_once_in_order_when_they_come_again(
     app: App, crash_at: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    prefix = {"outbox": "62819771", "events": "62819772", "messages": "62819773", "publisher": "62819774"}[crash_at]
+    prefix = f"6281977{CRASH_POINTS.index(crash_at) + 1}"
     opening = [whatsapp(f"Pipa bocor di RT {i}", number=f"{prefix}{i:04d}") for i in range(6)]
     await app.service.handle_inbound_batch(opening)
     later = [whatsapp(f"Tambahan {n} untuk RT {i}", number=f"{prefix}{i:04d}") for n in (1, 2) for i in range(6)]

@@ -382,7 +382,7 @@ class TicketService:
         for event in events:
             conversation = (event.channel.value, event.conversation_key)
             conversations.setdefault(conversation, []).append(event)
-            plain = _opens_conversation(event) and not workflow.may_answer_survey(event)
+            plain = _opens_conversation(event) and workflow.survey_score(event) is None
             if not plain or event.dedup_key in stored or event.dedup_key in keys:
                 unfit.add(conversation)
             keys.add(event.dedup_key)

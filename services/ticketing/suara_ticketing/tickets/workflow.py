@@ -182,17 +182,16 @@ async def after_citizen_reopened(service: TicketService, ticket: dict[str, Any],
             )
 
 
-def may_answer_survey(event: InboundMessage) -> bool:
-    """Whether the message looks like a satisfaction score ("1".."5"), which `record_survey_answer` looks into."""
-    return event.kind == "text" and bool(event.text) and SURVEY_SCORE.match(event.text or "") is not None
+def survey_score(event: InboundMessage) -> int | None:
+    """The satisfaction score ("1".."5") the message looks like, which `record_survey_answer` looks into."""
+    answer = SURVEY_SCORE.match(event.text or "") if event.kind == "text" else None
+    return int(answer.group(1)) if answer else None
 
 
 async def record_survey_answer(service: TicketService, event: InboundMessage) -> bool:
     """A "1".."5" after a resolution is the citizen's satisfaction: recorded, thanked, and nothing reopened."""
-    if not may_answer_survey(event):
-        return False
-    answer = SURVEY_SCORE.match(event.text or "")
-    if answer is None:
+    score = survey_score(event)
+    if score is None:
         return False
     now = service.now()
     ticket = await service.tickets.find_one(
@@ -207,7 +206,6 @@ async def record_survey_answer(service: TicketService, event: InboundMessage) ->
     )
     if ticket is None:
         return False
-    score = int(answer.group(1))
     reference = ticket["_id"]
     numbered = await db.increment(
         service.tickets,
