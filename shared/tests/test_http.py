@@ -47,3 +47,24 @@ async def test_requests_are_counted_by_route_template_and_status_class() -> None
         ("unmatched", "4xx", 1),
     ):
         assert _count(after, path, status) - _count(before, path, status) == added, (path, status)
+
+
+def test_what_startup_built_is_left_out_of_full_collections_before_serving(monkeypatch) -> None:
+    """A full collection walked everything the process had loaded, stopping ingest-wa's event loop for 60-76 ms
+    with webhooks waiting; `serve` freezes it all before the first request, so such a pass walks only what
+    requests created since."""
+    import gc
+
+    from suara_shared import http
+    from suara_shared.settings import ServiceSettings
+
+    frozen_when_served: list[int] = []
+    monkeypatch.setattr(http, "configure_logging", lambda *_: None)
+    monkeypatch.setattr(http.uvicorn, "run", lambda *_, **__: frozen_when_served.append(gc.get_freeze_count()))
+    gc.unfreeze()
+    try:
+        http.serve(FastAPI(), ServiceSettings(), service="test", port=0)
+        # Everything alive at that point: far more than the app alone (every module, class and function).
+        assert frozen_when_served and frozen_when_served[0] > 10_000
+    finally:
+        gc.unfreeze()
