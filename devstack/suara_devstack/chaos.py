@@ -173,7 +173,7 @@ def chaos_services(base_port: int) -> list[ServiceSpec]:
     for spec in default_services(base_port=base_port):
         if spec.name == "ticketing":
             services.append(replace(spec, env=(("TICKETING_ROLES", "api"),)))
-            services.append(ServiceSpec(CONSUMER, spec.module, base_port + 4, env=(("TICKETING_ROLES", "consumer"),)))
+            services.append(replace(spec, name=CONSUMER, port=base_port + 4, env=(("TICKETING_ROLES", "consumer"),)))
         elif spec.name == "ingest-social":
             services.append(replace(spec, env=(("WEB_FORM_RATE_PER_MINUTE", "0"),)))
         else:

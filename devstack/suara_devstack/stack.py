@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from .infra import EmbeddedInfra, default_env, spawn, stop_process
+from .infra import BACKGROUND, EmbeddedInfra, default_env, spawn, stop_process
 
 log = logging.getLogger("suara.devstack")
 
@@ -49,16 +49,18 @@ class ServiceSpec:
     port: int
     #: Settings of this process alone, over the stack's (e.g. `TICKETING_ROLES` for a consumer-only ticketing).
     env: tuple[tuple[str, str], ...] = ()
+    #: How far below the webhook path it runs (`infra.BACKGROUND` for what Kafka buffers for).
+    nice: int = 0
 
 
 def default_services(*, base_port: int = 8000) -> list[ServiceSpec]:
     """The four services and the channel sandbox, on the contract's ports (8000–8003, 8009) by default."""
     return [
-        ServiceSpec("ticketing", "suara_ticketing", base_port),
+        ServiceSpec("ticketing", "suara_ticketing", base_port, nice=BACKGROUND),
         ServiceSpec("ingest-wa", "suara_ingest_wa", base_port + 1),
         ServiceSpec("ingest-social", "suara_ingest_social", base_port + 2),
-        ServiceSpec("notifier", "suara_notifier", base_port + 3),
-        ServiceSpec("sandbox", "suara_devstack.sandbox", base_port + 9),
+        ServiceSpec("notifier", "suara_notifier", base_port + 3, nice=BACKGROUND),
+        ServiceSpec("sandbox", "suara_devstack.sandbox", base_port + 9, nice=BACKGROUND),
     ]
 
 
@@ -134,9 +136,9 @@ class Stack:
         env = {**self.service_env(), **dict(spec.env), "PORT": str(spec.port)}
         log_path = self.infra.log_dir / f"{spec.name}.log"
         if self.echo is None:
-            proc = spawn([sys.executable, "-m", spec.module], log=log_path.open("ab"), env=env)
+            proc = spawn([sys.executable, "-m", spec.module], log=log_path.open("ab"), env=env, nice=spec.nice)
         else:
-            proc = spawn([sys.executable, "-m", spec.module], log=subprocess.PIPE, env=env)
+            proc = spawn([sys.executable, "-m", spec.module], log=subprocess.PIPE, env=env, nice=spec.nice)
             threading.Thread(target=self._pump, args=(spec.name, proc, log_path), daemon=True).start()
         self.running[spec.name] = Running(spec, proc, time.monotonic(), restarts)
 
