@@ -66,6 +66,11 @@ async def test_an_agent_sees_and_changes_only_their_departments_tickets(app: App
     assert (await app.client.get("/api/v1/deadlines", headers=pdam)).status_code == 403  # supervisors only
     stats = (await app.client.get("/api/v1/stats", headers=pdam)).json()
     assert stats["by_department"] == {"PDAM": 1}
+    # The inbox's counts above the list: the department's tickets only, never another's.
+    counts = (await app.client.get("/api/v1/stats/counts", headers=pdam)).json()
+    assert counts == {"total": stats["total"], "by_status": stats["by_status"]} and counts["total"] == 1
+    other = await app.client.get("/api/v1/stats/counts", headers=pdam, params={"department": "DPUPR"})
+    assert other.status_code == 404
 
 
 async def test_a_confidential_report_hides_the_citizen_from_all_but_supervisors(app: App) -> None:

@@ -223,7 +223,7 @@ function ticketRow(ticket, fresh) {
 }
 
 async function loadCounts() {
-  const stats = await api("/stats");
+  const stats = await api("/stats/counts");
   const boxes = [el("div", { class: "count" }, el("b", {}, stats.total), t("total"))];
   for (const status of state.options.statuses) {
     boxes.push(el("div", { class: "count", "data-status": status }, el("b", {}, stats.by_status[status] || 0), t("statusName")[status]));
