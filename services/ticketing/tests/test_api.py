@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 from suara_shared.events import Channel, new_id
+from suara_ticketing.access.models import Principal, Role
 
 from .conftest import App, outbound_for, web_message
 
@@ -33,6 +37,59 @@ async def test_pages_follow_the_cursor_newest_first_without_gaps_or_repeats(app:
         if cursor is None:
             break
     assert seen == refs
+
+
+async def test_pages_are_the_newest_first_whether_tickets_came_a_minute_or_years_ago(app: App) -> None:
+    """The list looks at the last day first, then 8 days, 64, 512, then everything (the embedded database reads
+    every match before sorting); whatever it looks at, every page must be the one the whole desk's order gives:
+    tickets on either side of each span's edge, three sharing one instant across a page break, one from the
+    future (a clock ahead), none lost or repeated, for the whole desk, a status, a department and an agent."""
+    now = app.service.now()
+    ages_in_days = [-0.01, 0, 0.001, 0.5, 0.99, 1.01, 3, 7.99, 8.01, 30, 63.9, 64.1, 200, 511.9, 512.1, 1000, 3000]
+    tied = now - timedelta(days=8.01)  # three at the same instant, just past the 8-day edge
+    docs: list[dict[str, Any]] = []
+    for i, age in enumerate([*ages_in_days, 8.01, 8.01]):
+        created = tied if age == 8.01 else now - timedelta(days=age)
+        docs.append(
+            {
+                "_id": f"RMB-2026-{900000 + i:06d}",
+                "created_at": created,
+                "updated_at": created,
+                "status": ("new", "open", "closed")[i % 3],
+                "department": ("DPUPR", "Dishub", None)[i % 3],
+            }
+        )
+    await app.service.tickets.insert_many(docs)
+
+    def newest_first(chosen: list[dict[str, Any]]) -> list[str]:
+        return [d["_id"] for d in sorted(chosen, key=lambda d: (d["created_at"], d["_id"]), reverse=True)]
+
+    agent = Principal(name="ani", role=Role.AGENT, department="Dishub")
+    views = [
+        ({}, None, newest_first(docs)),
+        ({"status": "open"}, None, newest_first([d for d in docs if d["status"] == "open"])),
+        ({"department": "DPUPR"}, None, newest_first([d for d in docs if d["department"] == "DPUPR"])),
+        ({}, agent, newest_first([d for d in docs if d["department"] == "Dishub"])),
+        (
+            {"status": "open"},
+            agent,
+            newest_first([d for d in docs if d["department"] == "Dishub" and d["status"] == "open"]),
+        ),
+        ({"department": "DPUPR"}, agent, []),  # another department's tickets: none, not the agent's own
+    ]
+    for filters, principal, expected in views:
+        for limit in (1, 2, 4, 50):
+            seen: list[str] = []
+            cursor = None
+            while True:
+                page, cursor = await app.service.list(
+                    filters=filters, q=None, limit=limit, cursor=cursor, principal=principal
+                )
+                assert len(page) <= limit
+                seen += [d["_id"] for d in page]
+                if cursor is None:
+                    break
+            assert seen == expected, (filters, principal, limit)
 
 
 async def test_filters_and_search(app: App) -> None:

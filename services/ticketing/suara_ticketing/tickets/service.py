@@ -55,6 +55,10 @@ ORPHANS_KEPT = timedelta(days=7)
 THREADABLE = [s.value for s in TicketStatus if s is not TicketStatus.CLOSED]
 #: An outbox batch whose replies are still not stored after this long is said so in the log (see publish_outbox).
 OUTBOX_HELD_TOO_LONG = timedelta(minutes=5)
+#: How far back the ticket list looks before it looks at everything (`TicketService._newest`)...
+LIST_SPANS = tuple(timedelta(days=8**n) for n in range(4))
+#: ... when its query is one equality on one of these (or none): each has an index with created_at.
+SPANNED = frozenset({"status", "department"})
 
 
 class NotFound(Exception):
@@ -947,7 +951,11 @@ class TicketService:
         query: dict[str, Any] = {key: value for key, value in filters.items()}
         clauses: list[dict[str, Any]] = [match] if match else []
         if principal is not None and principal.scoped:
-            clauses.append(principal.scope())
+            scope = principal.scope()
+            if all(query.get(key, value) == value for key, value in scope.items()):
+                query.update(scope)  # beside the filters, where an index can serve it (see `_newest`)
+            else:
+                clauses.append(scope)  # a filter for another department: nothing
         if q and q.strip():
             # No text index (the embedded database has none): an escaped, case-insensitive regex over a lower-case
             # copy of everything the citizen wrote. Names of confidential reporters are searchable only by those
@@ -965,12 +973,33 @@ class TicketService:
             )
         if clauses:
             query["$and"] = clauses
-        docs = await self.tickets.find(query).sort([("created_at", -1), ("_id", -1)]).limit(limit + 1).to_list(None)
+        docs = await self._newest(query, limit + 1, before=decode_cursor(cursor)[0] if cursor else self.now())
         next_cursor = None
         if len(docs) > limit:
             docs = docs[:limit]
             next_cursor = encode_cursor(docs[-1]["created_at"], docs[-1]["_id"])
         return docs, next_cursor
+
+    async def _newest(self, query: dict[str, Any], count: int, *, before: datetime) -> builtins.list[dict[str, Any]]:
+        """The `count` newest tickets matching `query` (created_at, then reference, both descending).
+
+        The embedded database reads every match before it sorts, where MongoDB stops at the limit: the inbox's
+        unfiltered first page cost it 160 ms at 10,000 tickets. So a query an index serves
+        in that order (none, or one equality on a field of `SPANNED`) is asked for ever older spans back from
+        `before`: the last day, 8 days, 64, 512, then all. Whatever lies outside a span is older than all of it,
+        so a span with `count` matches answers alone; each next span is 8 times longer, so a query that needs
+        them all costs little more than one over everything. Other queries go as they are: there the embedded
+        database reads through another index, or none, and the spans only repeat its work (measured)."""
+        order = [("created_at", -1), ("_id", -1)]
+        if len(query) <= 1 and set(query) <= SPANNED:
+            for span in LIST_SPANS:
+                spanned = {**query, "created_at": {"$gte": before - span}}
+                docs: builtins.list[dict[str, Any]] = (
+                    await self.tickets.find(spanned).sort(order).limit(count).to_list(None)
+                )
+                if len(docs) == count:
+                    return docs
+        return await self.tickets.find(query).sort(order).limit(count).to_list(None)
 
     async def update(
         self, reference: str, changes: dict[str, Any], *, actor: str, principal: Principal | None = None
