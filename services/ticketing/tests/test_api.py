@@ -87,7 +87,7 @@ async def test_pages_are_the_newest_first_whether_tickets_came_a_minute_or_years
                 )
                 assert len(page) <= limit
                 seen += [d["_id"] for d in page]
-                if cursor is None:
+                if cursor is None or len(seen) > len(docs):  # a cursor that never ends repeats tickets
                     break
             assert seen == expected, (filters, principal, limit)
 
