@@ -179,7 +179,8 @@ async def test_x_samples_polled_land_as_mentions_and_dms(stack: Stack, http: htt
 
 async def _both(http: httpx.AsyncClient, stack: Stack, user: str) -> list[dict[str, Any]] | None:
     tickets = await _tickets(http, stack, "x", user)
-    return tickets if len(tickets) == 2 else None
+    # A ticket is stored a moment before the messages of its batch: wait until each shows its message.
+    return tickets if len(tickets) == 2 and all(t["messages"] for t in tickets) else None
 
 
 async def test_echoes_open_no_ticket_and_an_inbox_reply_is_recorded(stack: Stack, http: httpx.AsyncClient) -> None:
@@ -290,7 +291,7 @@ async def test_x_mention_gets_a_reply_post_and_a_dm_a_dm(stack: Stack, http: htt
 
     async def mention_ticket() -> dict[str, Any] | None:
         for t in await _tickets(http, stack, "x", user):
-            if t["messages"][0]["kind"] == "mention" and _sent(t, "acknowledgement"):
+            if t["messages"] and t["messages"][0]["kind"] == "mention" and _sent(t, "acknowledgement"):
                 return t
         return None
 
@@ -309,7 +310,7 @@ async def test_x_mention_gets_a_reply_post_and_a_dm_a_dm(stack: Stack, http: htt
 
     async def dm_ticket() -> dict[str, Any] | None:
         for t in await _tickets(http, stack, "x", user):
-            if t["messages"][0]["kind"] == "text" and _sent(t, "acknowledgement"):
+            if t["messages"] and t["messages"][0]["kind"] == "text" and _sent(t, "acknowledgement"):
                 return t
         return None
 
@@ -403,7 +404,10 @@ def _inbound(ticket: dict[str, Any]) -> list[dict[str, Any]]:
 async def _x_tickets(http: httpx.AsyncClient, stack: Stack, user: str, count: int) -> list[dict[str, Any]]:
     async def probe() -> list[dict[str, Any]] | None:
         tickets = await _tickets(http, stack, "x", user)
-        return sorted(tickets, key=lambda t: _inbound(t)[0]["kind"]) if len(tickets) == count else None
+        # A ticket is stored a moment before the messages of its batch: wait until each shows its message.
+        if len(tickets) != count or not all(_inbound(t) for t in tickets):
+            return None
+        return sorted(tickets, key=lambda t: _inbound(t)[0]["kind"])
 
     found: list[dict[str, Any]] = await eventually(probe, within=WITHIN, what=f"{count} X tickets of {user}")
     return found
