@@ -135,10 +135,9 @@ class Stack:
     def _launch(self, spec: ServiceSpec, restarts: int = 0) -> None:
         env = {**self.service_env(), **dict(spec.env), "PORT": str(spec.port)}
         log_path = self.infra.log_dir / f"{spec.name}.log"
-        if self.echo is None:
-            proc = spawn([sys.executable, "-m", spec.module], log=log_path.open("ab"), env=env, nice=spec.nice)
-        else:
-            proc = spawn([sys.executable, "-m", spec.module], log=subprocess.PIPE, env=env, nice=spec.nice)
+        output = log_path.open("ab") if self.echo is None else subprocess.PIPE
+        proc = spawn([sys.executable, "-m", spec.module], log=output, env=env, nice=spec.nice)
+        if self.echo is not None:
             threading.Thread(target=self._pump, args=(spec.name, proc, log_path), daemon=True).start()
         self.running[spec.name] = Running(spec, proc, time.monotonic(), restarts)
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+
 import httpx
+import pytest
 from fastapi import FastAPI
 
+from suara_shared import http
 from suara_shared.http import install_error_handlers, ops_router
+from suara_shared.settings import ServiceSettings
 
 
 async def _ok() -> bool:
@@ -49,15 +54,10 @@ async def test_requests_are_counted_by_route_template_and_status_class() -> None
         assert _count(after, path, status) - _count(before, path, status) == added, (path, status)
 
 
-def test_what_startup_built_is_left_out_of_full_collections_before_serving(monkeypatch) -> None:
+def test_what_startup_built_is_left_out_of_full_collections_before_serving(monkeypatch: pytest.MonkeyPatch) -> None:
     """A full collection walked everything the process had loaded, stopping ingest-wa's event loop for 60-76 ms
     with webhooks waiting; `serve` freezes it all before the first request, so such a pass walks only what
     requests created since."""
-    import gc
-
-    from suara_shared import http
-    from suara_shared.settings import ServiceSettings
-
     frozen_when_served: list[int] = []
     monkeypatch.setattr(http, "configure_logging", lambda *_: None)
     monkeypatch.setattr(http.uvicorn, "run", lambda *_, **__: frozen_when_served.append(gc.get_freeze_count()))

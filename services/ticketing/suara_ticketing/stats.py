@@ -40,9 +40,12 @@ class Satisfaction(BaseModel):
     distribution: dict[str, int]
 
 
-class StatsRead(BaseModel):
+class CountsRead(BaseModel):
     total: int
     by_status: dict[str, int]
+
+
+class StatsRead(CountsRead):
     by_channel: dict[str, int]
     by_department: dict[str, int]
     by_kecamatan: dict[str, int]
@@ -52,11 +55,6 @@ class StatsRead(BaseModel):
     within_deadline: DeadlineShare
     satisfaction: Satisfaction
     office_hours: str
-
-
-class CountsRead(BaseModel):
-    total: int
-    by_status: dict[str, int]
 
 
 class StatsFilters(BaseModel):
