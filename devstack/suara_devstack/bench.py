@@ -61,6 +61,8 @@ class Result:
     memory_mib: dict[str, float] = field(default_factory=dict)
     #: CPU seconds (user + system, children included) each process used from the first webhook to the last ack.
     cpu_seconds: dict[str, float] = field(default_factory=dict)
+    #: What the load cost the database, per collection: commands and the time it reports spending on them (µs).
+    database: dict[str, dict[str, int]] = field(default_factory=dict)
     series: dict[str, list[list[float]]] = field(default_factory=dict)
 
 
@@ -335,6 +337,41 @@ def cpu_by_process(pids: dict[str, int]) -> dict[str, float]:
     return {name: cpu_seconds(pid, children=name != BENCH_DRIVER) for name, pid in pids.items()}
 
 
+#: `top`'s sections for each kind of command (mongod's shape), in the order the table lists them.
+TOP_KINDS = {"queries": "find", "getmore": "getMore", "insert": "insert", "update": "update", "remove": "delete"}
+
+
+async def database_top(uri: str) -> dict[str, dict[str, int]]:
+    """The database's own account of its work so far (`top`, as mongod gives it): per collection, the commands it
+    ran and the microseconds they took, in all (`count`, `micros`) and by kind (`find`, `update`… `other`)."""
+    client, _database = db.connect(uri)
+    try:
+        totals = (await client.admin.command("top"))["totals"]
+    finally:
+        await db.close(client)
+    out: dict[str, dict[str, int]] = {}
+    for ns, sections in totals.items():
+        if not isinstance(sections, dict) or "total" not in sections or ns.startswith(("admin.", "config.")):
+            continue
+        work = {"count": int(sections["total"]["count"]), "micros": int(sections["total"]["time"])}
+        for section, kind in TOP_KINDS.items():
+            work[kind] = int(sections.get(section, {}).get("count", 0))
+        work["other"] = work["count"] - sum(work[kind] for kind in TOP_KINDS.values())
+        out[ns.split(".", 1)[1]] = work
+    return out
+
+
+def top_difference(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """What was done between two readings of `database_top`, collections with nothing done left out."""
+    out = {}
+    for name, now in after.items():
+        was = before.get(name, {})
+        done = {key: value - was.get(key, 0) for key, value in now.items()}
+        if done["count"] > 0:
+            out[name] = done
+    return out
+
+
 def plot(result: Result, path: Path) -> None:
     """Latency over time: webhook answer, ticket stored, acknowledgement received."""
     import matplotlib
@@ -413,10 +450,18 @@ def _cpu_rows(result: Result) -> list[tuple[str, str, str]]:
     """CPU seconds per process, busiest first, with its share and the milliseconds it cost per stored message."""
     total = sum(result.cpu_seconds.values()) or 1.0
     stored = result.load.get("stored") or 1
-    return [
+    rows = [
         (f"CPU {name}", f"{seconds:,.1f} s", f"{seconds / total:.0%}, {seconds * 1000 / stored:.2f} ms per message")
         for name, seconds in sorted(result.cpu_seconds.items(), key=lambda kv: -kv[1])
     ]
+    for name, work in sorted(result.database.items(), key=lambda kv: -kv[1]["micros"]):
+        kinds = ", ".join(
+            f"{work[kind] / stored:.2f} {kind}" for kind in [*TOP_KINDS.values(), "other"] if work.get(kind)
+        )
+        rows.append(
+            (f"database on {name}", f"{work['micros'] / 1000 / stored:.2f} ms", f"per message; commands: {kinds}")
+        )
+    return rows
 
 
 def table(result: Result) -> str:
@@ -501,6 +546,7 @@ async def bench(args: argparse.Namespace) -> Result:
         print(f"bench: sending {total} webhooks at {args.rate}/s, {args.per_citizen} per citizen…", flush=True)
         pids = processes(stack)
         cpu_before = cpu_by_process(pids)
+        top_before = await database_top(infra.mongodb_uri)
         acks_before = await publish_buckets(stack)
         sent = await send_load(
             url(stack, "ingest-wa", "/webhooks/whatsapp"),
@@ -514,6 +560,7 @@ async def bench(args: argparse.Namespace) -> Result:
         print("bench: waiting for every ticket and acknowledgement…", flush=True)
         gathered = await collect(stack, run, sent, within=args.drain_timeout)
         result.cpu_seconds = {name: round(s - cpu_before[name], 1) for name, s in cpu_by_process(pids).items()}
+        result.database = top_difference(top_before, await database_top(infra.mongodb_uri))
         result.memory_mib = peak_memory_mib(stack)
         summarise(result, sent, gathered)
         # What the webhooks' answers waited for: the broker's acknowledgement, while the load was sent.

@@ -1,5 +1,6 @@
 """What `make bench` reports besides its timings: the CPU time each process spent (a service whose work is done
-by a child process is charged with it), shown busiest first with its share and its cost per message."""
+by a child process is charged with it), shown busiest first with its share and its cost per message; and the
+database's own account of the commands the load cost it, per collection."""
 
 from __future__ import annotations
 
@@ -7,9 +8,41 @@ import subprocess
 import sys
 import time
 
-from suara_devstack.bench import Result, Sent, _children, bucket_quantile, cpu_seconds, summarise, table
+from suara_devstack.bench import (
+    Result,
+    Sent,
+    _children,
+    bucket_quantile,
+    cpu_seconds,
+    database_top,
+    summarise,
+    table,
+    top_difference,
+)
+from suara_devstack.infra import EmbeddedInfra
+from suara_shared import db
 
 BUSY = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass\n"
+
+
+LOAD = {
+    "e2e_per_s": 50.0,
+    "acked_per_s": 40.0,
+    "webhook_p50_ms": 5.0,
+    "webhook_p99_ms": 20.0,
+    "stored_p50_ms": 100.0,
+    "stored_p99_ms": 300.0,
+    "ack_p50_ms": 200.0,
+    "ack_p99_ms": 600.0,
+    "sent": 1000,
+    "accepted": 1000,
+    "stored": 1000,
+    "acknowledged": 1000,
+    "tickets": 1000,
+    "lost": 0,
+    "duplicated_messages": 0,
+    "duplicated_acks": 0,
+}
 
 
 def test_cpu_seconds_counts_a_process_and_the_children_doing_its_work() -> None:
@@ -49,30 +82,52 @@ def test_table_lists_cpu_busiest_first_with_share_and_cost_per_message() -> None
         settings={"rate": 100.0},
         machine={},
         ceilings={"broker_produce_per_s": 10_000.0, "db_upserts_per_s": 1_000.0},
-        load={
-            "e2e_per_s": 50.0,
-            "acked_per_s": 40.0,
-            "webhook_p50_ms": 5.0,
-            "webhook_p99_ms": 20.0,
-            "stored_p50_ms": 100.0,
-            "stored_p99_ms": 300.0,
-            "ack_p50_ms": 200.0,
-            "ack_p99_ms": 600.0,
-            "sent": 1000,
-            "accepted": 1000,
-            "stored": 1000,
-            "acknowledged": 1000,
-            "tickets": 1000,
-            "lost": 0,
-            "duplicated_messages": 0,
-            "duplicated_acks": 0,
-        },
+        load=LOAD,
         cpu_seconds={"ticketing": 2.0, "database": 6.0, "ingest-wa": 2.0},
     )
     lines = [line for line in table(result).splitlines() if line.startswith("CPU ")]
     assert [line.split()[1] for line in lines] == ["database", "ticketing", "ingest-wa"]
     assert "60%" in lines[0] and "6.00 ms per message" in lines[0]
     assert "5.0% of the database ceiling" in table(result)
+
+
+async def test_the_databases_work_is_counted_per_collection_and_kind_of_command(
+    infra: EmbeddedInfra, database: db.Database
+) -> None:
+    """`make bench` reads the database's `top` before and after the load: what the load did to each collection,
+    by kind of command, and the time the database says it spent; collections it did not touch are left out."""
+    idle = database["idle"]
+    await idle.insert_one({"_id": 1})
+    before = await database_top(infra.mongodb_uri)
+    busy = database["busy"]
+    await busy.insert_many([{"_id": i} for i in range(3)])  # one command, however many documents
+    for i in range(3):
+        await busy.update_one({"_id": i}, {"$set": {"seen": True}})
+    assert await busy.find_one({"_id": 2}) is not None
+    await busy.delete_one({"_id": 0})
+    assert await busy.count_documents({}) == 2  # an aggregate: neither find nor write
+    done = top_difference(before, await database_top(infra.mongodb_uri))
+    assert "idle" not in done
+    work = done["busy"]
+    assert (work["insert"], work["update"], work["find"], work["delete"]) == (1, 3, 1, 1)
+    assert work["other"] >= 1 and work["count"] == 6 + work["other"] and work["micros"] > 0
+
+
+def test_table_lists_the_databases_work_per_message_busiest_first() -> None:
+    result = Result(
+        settings={"rate": 100.0},
+        machine={},
+        ceilings={"broker_produce_per_s": 10_000.0, "db_upserts_per_s": 1_000.0},
+        load={**LOAD, "stored": 100},
+        database={
+            "tickets": {"count": 10, "micros": 50_000, "update": 10},
+            "messages": {"count": 300, "micros": 200_000, "find": 250, "update": 50},
+        },
+    )
+    lines = [line for line in table(result).splitlines() if line.startswith("database on ")]
+    assert [line.split()[2] for line in lines] == ["messages", "tickets"]
+    assert "2.00 ms" in lines[0] and "2.50 find, 0.50 update" in lines[0]
+    assert "0.50 ms" in lines[1] and "0.10 update" in lines[1]
 
 
 def test_with_follow_ups_a_citizens_acknowledgement_is_timed_from_their_first_message() -> None:
