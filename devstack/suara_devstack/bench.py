@@ -343,7 +343,8 @@ TOP_KINDS = {"queries": "find", "getmore": "getMore", "insert": "insert", "updat
 
 async def database_top(uri: str) -> dict[str, dict[str, int]]:
     """The database's own account of its work so far (`top`, as mongod gives it): per collection, the commands it
-    ran and the microseconds they took, in all (`count`, `micros`) and by kind (`find`, `update`… `other`)."""
+    ran and the microseconds they took, in all (`count`, `micros`) and by kind (`find`, `update`… `other`, and
+    `find_us`… for their time)."""
     client, _database = db.connect(uri)
     try:
         totals = (await client.admin.command("top"))["totals"]
@@ -356,7 +357,9 @@ async def database_top(uri: str) -> dict[str, dict[str, int]]:
         work = {"count": int(sections["total"]["count"]), "micros": int(sections["total"]["time"])}
         for section, kind in TOP_KINDS.items():
             work[kind] = int(sections.get(section, {}).get("count", 0))
+            work[kind + "_us"] = int(sections.get(section, {}).get("time", 0))
         work["other"] = work["count"] - sum(work[kind] for kind in TOP_KINDS.values())
+        work["other_us"] = work["micros"] - sum(work[kind + "_us"] for kind in TOP_KINDS.values())
         out[ns.split(".", 1)[1]] = work
     return out
 
