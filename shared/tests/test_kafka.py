@@ -147,3 +147,58 @@ async def test_batches_go_to_the_batch_handler_and_a_bad_record_is_set_aside_alo
         assert sorted(reasons) == [b"handler_error", b"invalid_event"]
     finally:
         await publisher.stop()
+
+
+async def test_with_gather_records_arriving_one_by_one_are_handled_together(settings: ServiceSettings) -> None:
+    """Delivery statuses trickle in a few per second; written one poll at a time they cost a write each. A loop
+    with `gather_seconds` lets them gather after a poll that was not full: ten records published 50 ms apart reach
+    the handler together, not one by one, and none is lost; a loop asked to stop while it lets them gather does
+    not wait its time out."""
+    tag = f"gather-{id(settings)}"
+    topic = f"test.gather.{tag}"
+    publisher = Publisher(settings)
+    calls: list[list[str]] = []
+
+    async def handle(event: InboundMessage, _record: object) -> None:
+        calls.append([event.platform_message_id])
+
+    async def handle_batch(events: list[InboundMessage]) -> None:
+        calls.append([e.platform_message_id for e in events])
+
+    def message(n: int) -> InboundMessage:
+        return InboundMessage(
+            channel=Channel.WEB,
+            platform_message_id=f"{tag}-{n:03d}",
+            conversation_key="c-gather",
+            sender=Sender(channel_user_id="u1"),
+            text=f"pesan {n}",
+        )
+
+    try:
+        await publisher.publish(topic, message(0), key=b"kg")
+        loop = ConsumerLoop(
+            settings,
+            group_id=f"test-{tag}",
+            routes={topic: Route(InboundMessage, handle, batch=handle_batch)},
+            publisher=publisher,
+            gather_seconds=5.0,
+        )
+        task = asyncio.create_task(loop.run())
+        for _ in range(400):
+            if calls:
+                break
+            await asyncio.sleep(0.05)
+        assert calls == [[f"{tag}-000"]]
+        for n in range(1, 11):
+            await publisher.publish(topic, message(n), key=b"kg")
+            await asyncio.sleep(0.05)
+        for _ in range(200):
+            if sum(len(c) for c in calls) >= 11:
+                break
+            await asyncio.sleep(0.05)
+        assert [m for c in calls for m in c] == [f"{tag}-{n:03d}" for n in range(11)]
+        assert len(calls) <= 3, calls
+        loop.stop()  # now letting records gather for 5 s
+        await asyncio.wait_for(task, 3)
+    finally:
+        await publisher.stop()

@@ -31,6 +31,12 @@ from .tickets.service import TicketService
 
 log = logging.getLogger(__name__)
 
+#: Delivery statuses (three or four per reply) are written per batch, each message's highest once: after a poll
+#: that did not fill a batch the consumer lets statuses gather this long, so that a reply's sent, delivered and read
+#: (and the notifier's report they often overtake) are more often written together. Ticks show up to a second later.
+DELIVERY_GATHER_SECONDS = 1.0
+DELIVERY_BATCH = 500
+
 
 async def _relay(service: TicketService, every: float, stop: asyncio.Event) -> None:
     """Publish outbound messages and events whose first publication failed (the outbox relay)."""
@@ -115,6 +121,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         settings,
                         group_id="suara-ticketing-delivery",
                         publisher=publisher,
+                        max_records=DELIVERY_BATCH,
+                        gather_seconds=DELIVERY_GATHER_SECONDS,
                         routes={
                             topics.DELIVERY: Route(
                                 DeliveryStatus,

@@ -63,21 +63,19 @@ async def record_deliveries(service: TicketService, statuses: list[DeliveryStatu
     together: a status never moves backwards, so the order they are applied in does not change the outcome, and
     only the highest of one message's statuses needs writing. Everything else (failures, which may send a
     template again; receipts by watermark) goes one by one, in order, first; statuses of messages not known yet
-    by their platform id go one by one after."""
-    plain: list[DeliveryStatus] = []
+    by their platform id are kept together to wait for the notifier's report."""
+    plain_ones: list[DeliveryStatus] = []
     for status in statuses:
-        if _plain(status):
-            plain.append(status)
+        if plain(status):
+            plain_ones.append(status)
         else:
             await record_delivery(service, status)
-    leftover, adopted = await service.record_plain_deliveries(plain)
-    for status in adopted:
+    for status in await service.record_plain_deliveries(plain_ones):
         await resend_outside_window(service=service, status=status)
-    for status in leftover:
-        await record_delivery(service, status)
 
 
-def _plain(status: DeliveryStatus) -> bool:
+def plain(status: DeliveryStatus) -> bool:
+    """A status the batch applies with others (a message's sent, delivered or read, by one of its ids)."""
     return (
         status.watermark is None
         and status.status is not DeliveryState.FAILED

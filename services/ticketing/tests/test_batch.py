@@ -407,6 +407,9 @@ def statuses_for(acks: list[dict[str, Any]], tag: str) -> list[list[DeliveryStat
         report(acks[0], w[0]),
         report(acks[4], w[4]),
         report(acks[5], w[5], more_platform_message_ids=(f"{w[5]}.part2",)),
+        hook(w[7], s.DELIVERED),  # overtakes a report that comes only with the next poll
+        hook(w[8], s.DELIVERED),
+        hook(w[8], s.FAILED, error=closed),  # the same, with a failure among them
     ]
     then = [
         hook(w[0], s.SENT),
@@ -425,6 +428,12 @@ def statuses_for(acks: list[dict[str, Any]], tag: str) -> list[list[DeliveryStat
         hook(f"{w[5]}.part2", s.DELIVERED),  # a long reply's second part speaks for the reply
         hook(w[0], s.DELIVERED),  # Meta delivers webhooks more than once
         report(acks[0], w[0]),
+        hook(w[6], s.SENT),  # every status of a reply before the notifier's report, in one poll
+        hook(w[6], s.READ),
+        hook(w[6], s.DELIVERED),
+        report(acks[6], w[6]),
+        report(acks[7], w[7]),
+        report(acks[8], w[8]),
     ]
     return [first, then]
 
@@ -451,7 +460,7 @@ async def test_delivery_statuses_in_a_batch_end_as_they_end_one_by_one(app: App)
     from suara_ticketing import window
 
     async def acknowledgements(prefix: str) -> list[dict[str, Any]]:
-        events = [whatsapp(f"Pohon tumbang di jalan {i}", number=f"{prefix}{i:03d}") for i in range(6)]
+        events = [whatsapp(f"Pohon tumbang di jalan {i}", number=f"{prefix}{i:03d}") for i in range(9)]
         await app.service.handle_inbound_batch(events)
         found = []
         for event in events:
@@ -474,6 +483,33 @@ async def test_delivery_statuses_in_a_batch_end_as_they_end_one_by_one(app: App)
     assert await delivery_snapshot(app, batch_acks, "batch") == expected
     # What the response team sees on each acknowledgement.
     states = [row[0] for row in expected[0]]
-    assert states == ["read", "read", "failed", "failed", "read", "delivered"]
-    assert [row[3] for row in expected[0]] == [0, 0, 1, 1, 0, 0]
+    assert states == ["read", "read", "failed", "failed", "read", "delivered", "read", "delivered", "failed"]
+    assert [row[3] for row in expected[0]] == [0, 0, 1, 1, 0, 0, 0, 0, 1]
     assert expected[1] == 1  # the unknown id waits as an orphan
+    # Nothing else is left waiting: every status that overtook its report was applied when the report came.
+    assert await app.service.orphans.count_documents({}) == 2  # the unknown id, for each run
+
+
+async def test_a_status_kept_waiting_while_another_consumer_records_its_report_is_applied(app: App) -> None:
+    """Two ticketing consumers: one finds no message for the platform's `delivered` and keeps it waiting; the other
+    records the notifier's report in between (after the first looked, before it wrote). Each looks again after
+    writing, so the status ends on the message, not waiting for a report that has already come."""
+    from suara_shared.events import DeliveryState
+
+    await app.service.handle_inbound_batch([whatsapp("Lampu jalan mati", number="628160003001")])
+    ack = await app.service.messages.find_one({"conversation_key": "628160003001", "purpose": "acknowledgement"})
+    assert ack is not None
+    report = DeliveryStatus(
+        channel=Channel.WHATSAPP,
+        outbound_id=ack["outbound_id"],
+        platform_message_id="wamid.race",
+        status=DeliveryState.SENT,
+    )
+    await app.service.record_plain_deliveries([report])  # the other consumer, after this one's lookup
+    delivered = DeliveryStatus(
+        channel=Channel.WHATSAPP, platform_message_id="wamid.race", status=DeliveryState.DELIVERED
+    )
+    await app.service._keep_orphans("whatsapp", {"wamid.race": [delivered]})  # this one, having found nothing
+    stored = await app.service.messages.find_one({"_id": ack["_id"]})
+    assert stored is not None and stored["delivery_status"] == "delivered"
+    assert await app.service.orphans.count_documents({}) == 0

@@ -236,6 +236,27 @@ def _keep_highest(target: dict[str, DeliveryStatus], key: str, status: DeliveryS
         target[key] = status
 
 
+def _delivery_writes(target: dict[str, DeliveryStatus], learnt: dict[str, DeliveryStatus]) -> list[db.UpdateOne]:
+    """The writes of each message's highest status (`out:<id>` -> status), none moving a message's status back; and
+    the platform id a notifier's report taught, for a message whose receipt got there first."""
+    writes = []
+    for key, status in target.items():
+        rank = DELIVERY_RANK[status.status]
+        changes: dict[str, Any] = {
+            "delivery_status": status.status.value,
+            "delivery_rank": rank,
+            "delivery_updated_at": status.occurred_at,
+        }
+        if key in learnt:
+            changes["channel_message_id"] = learnt[key].platform_message_id
+        writes.append(db.UpdateOne({"_id": key, "delivery_rank": {"$lt": rank}}, {"$set": changes}))
+    writes += [
+        db.UpdateOne({"_id": key, "channel_message_id": None}, {"$set": {"channel_message_id": r.platform_message_id}})
+        for key, r in learnt.items()
+    ]
+    return writes
+
+
 def _opens_conversation(event: InboundMessage) -> bool:
     """Whether the message, if its conversation has no ticket, simply opens one (not an echo, an edit or a
     removal, nor a status query)."""
@@ -829,17 +850,15 @@ class TicketService:
                     return doc
         return None
 
-    async def record_plain_deliveries(
-        self, statuses: builtins.list[DeliveryStatus]
-    ) -> tuple[builtins.list[DeliveryStatus], builtins.list[DeliveryStatus]]:
-        """Apply plain statuses (no failure, error, template, watermark or further message ids) in a few writes:
-        one message's highest status only, guarded like `record_delivery` so nothing moves backwards.
+    async def record_plain_deliveries(self, statuses: builtins.list[DeliveryStatus]) -> builtins.list[DeliveryStatus]:
+        """Apply plain statuses (`window.plain`: no failure, error, template, watermark or further message ids) in a
+        few writes whatever their number: one message's highest status only, guarded like `record_delivery` so
+        nothing moves backwards. Statuses of messages not known yet by their platform id (the platform's webhook
+        often overtakes the notifier's report) are kept as orphans together, and the orphans a report was waiting
+        for are applied together.
 
-        Returns the statuses `record_delivery` must take one by one (of messages not known by that platform id: a
-        long reply's further parts, or a status before the notifier's report, kept as an orphan there), and the
-        notifier's reports whose message had orphans waiting, now applied (a failure among them may call for the
-        reply to go again as a template)."""
-        leftover: builtins.list[DeliveryStatus] = []
+        Returns the notifier's reports whose message had statuses other than plain ones waiting, now applied (a
+        failure among them may call for the reply to go again as a template)."""
         target: dict[str, DeliveryStatus] = {}
         learnt: dict[str, DeliveryStatus] = {}
         by_platform: dict[str, dict[str, builtins.list[DeliveryStatus]]] = {}
@@ -853,7 +872,10 @@ class TicketService:
                 assert status.platform_message_id is not None
                 by_channel = by_platform.setdefault(status.channel.value, {})
                 by_channel.setdefault(status.platform_message_id, []).append(status)
+        # A platform's status often overtakes the notifier's report of the same message in one batch.
+        reported_in_batch = {(r.channel.value, r.platform_message_id): key for key, r in learnt.items()}
         tickets: set[str] = set()
+        unknown: dict[str, dict[str, builtins.list[DeliveryStatus]]] = {}
         for channel, by_id in by_platform.items():
             known = await self.messages.find(
                 by_platform_ids(channel, "channel_message_id", list(by_id)),
@@ -862,55 +884,90 @@ class TicketService:
             ids = {d["channel_message_id"]: d for d in known if d.get("direction") == "outbound"}
             for platform_id, group in by_id.items():
                 doc = ids.get(platform_id)
-                if doc is None:
-                    leftover.extend(group)
+                message = doc["_id"] if doc is not None else reported_in_batch.get((channel, platform_id))
+                if message is None:
+                    unknown.setdefault(channel, {})[platform_id] = group
                     continue
-                if doc.get("ticket"):
+                if doc is not None and doc.get("ticket"):
                     tickets.add(doc["ticket"])
                 for status in group:
-                    _keep_highest(target, doc["_id"], status)
-        if not target:
-            return leftover, []
-        writes = []
-        for key, status in target.items():
-            rank = DELIVERY_RANK[status.status]
-            changes: dict[str, Any] = {
-                "delivery_status": status.status.value,
-                "delivery_rank": rank,
-                "delivery_updated_at": status.occurred_at,
-            }
-            if key in learnt:
-                changes["channel_message_id"] = learnt[key].platform_message_id
-            writes.append(db.UpdateOne({"_id": key, "delivery_rank": {"$lt": rank}}, {"$set": changes}))
-        # A receipt may have got there before the notifier's report: the message id must still be learnt.
-        writes += [
-            db.UpdateOne(
-                {"_id": key, "channel_message_id": None}, {"$set": {"channel_message_id": report.platform_message_id}}
-            )
-            for key, report in learnt.items()
-        ]
-        await self.messages.bulk_write(writes, ordered=True)
+                    _keep_highest(target, message, status)
+        if target:
+            await self.messages.bulk_write(_delivery_writes(target, learnt), ordered=True)
         # Statuses that came before the reports wait as orphans; looked for after the reports are written, so that
         # one stored meanwhile (by another consumer, which then found no message) is not missed.
         adopted: builtins.list[DeliveryStatus] = []
         if learnt:
-            waiting = await self.orphans.find(
-                orphans_of(None, [r.platform_message_id for r in learnt.values() if r.platform_message_id]),
-                {"channel": 1, "platform_message_id": 1},
-            ).to_list(None)
-            pending = {(d["channel"], d["platform_message_id"]) for d in waiting}
-            for report in learnt.values():
-                assert report.platform_message_id is not None
-                if (report.channel.value, report.platform_message_id) in pending:
-                    await self._adopt_orphans(report.channel.value, report.platform_message_id)
-                    adopted.append(report)
+            adopted = await self._adopt_orphans_of(learnt)
         reported = [key for key in target if key.startswith("out:")]
         if reported:
             found = await self.messages.find({"_id": {"$in": reported}}, {"ticket": 1}).to_list(None)
             tickets |= {d["ticket"] for d in found if d.get("ticket")}
         if tickets:
             await self.tickets.update_many({"_id": {"$in": sorted(tickets)}}, {"$set": {"updated_at": utcnow()}})
-        return leftover, adopted
+        for channel, by_id in unknown.items():
+            await self._keep_orphans(channel, by_id)
+        return adopted
+
+    async def _adopt_orphans_of(self, learnt: dict[str, DeliveryStatus]) -> builtins.list[DeliveryStatus]:
+        """Apply the statuses kept waiting for these reports' messages (`out:<id>` -> the report naming its platform
+        id): the plain ones in one write, guarded as ever, the others one by one. Returns the reports that had any of
+        the others (a failure among them may call for the reply to go again as a template)."""
+        report_of = {
+            (r.channel.value, r.platform_message_id): key for key, r in learnt.items() if r.platform_message_id
+        }
+        waiting = await self.orphans.find(orphans_of(None, [platform_id for _, platform_id in report_of])).to_list(None)
+        target: dict[str, DeliveryStatus] = {}
+        plain_ids: builtins.list[str] = []
+        one_by_one: set[tuple[str, str]] = set()
+        for doc in waiting:
+            found = (str(doc.get("channel")), str(doc.get("platform_message_id")))
+            key = report_of.get(found)
+            if key is None:
+                continue  # the same platform id on another channel
+            status = DeliveryStatus.model_validate({k: v for k, v in doc.items() if k not in ("_id", "stored_at")})
+            if window.plain(status):
+                _keep_highest(target, key, status)
+                plain_ids.append(doc["_id"])
+            else:
+                one_by_one.add(found)
+        if target:
+            await self.messages.bulk_write(_delivery_writes(target, {}), ordered=True)
+            await self.orphans.delete_many({"_id": {"$in": plain_ids}})
+        for channel, platform_id in sorted(one_by_one):
+            await self._adopt_orphans(channel, platform_id)
+        return [
+            report for report in learnt.values() if (report.channel.value, report.platform_message_id) in one_by_one
+        ]
+
+    async def _keep_orphans(self, channel: str, by_id: dict[str, builtins.list[DeliveryStatus]]) -> None:
+        """Keep statuses of messages not known by their platform id as orphans, for the notifier's report to adopt;
+        then adopt at once those whose message is known after all: a long reply's further part, or a report another
+        consumer recorded between the lookup and the orphans' writing."""
+        now = utcnow()
+        await self.orphans.bulk_write(
+            [
+                db.UpdateOne(
+                    {"_id": f"{channel}:{platform_id}:{status.status.value}"},
+                    {"$set": status.model_dump(mode="json"), "$setOnInsert": {"stored_at": now}},
+                    upsert=True,
+                )
+                for platform_id, group in by_id.items()
+                for status in group
+            ],
+            ordered=False,
+        )
+        for field in ("channel_message_id", "channel_message_ids"):
+            meanwhile = await self.messages.find(
+                by_platform_ids(channel, field, list(by_id)), {field: 1, "direction": 1}
+            ).to_list(None)
+            for doc in meanwhile:
+                if doc.get("direction") != "outbound":
+                    continue
+                named = doc.get(field)
+                for platform_id in [named] if isinstance(named, str) else list(named or ()):
+                    if platform_id in by_id:
+                        await self._adopt_orphans(channel, platform_id)
 
     async def _adopt_orphans(self, channel: str, platform_message_id: str) -> None:
         orphans = await self.orphans.find(orphans_of(channel, [platform_message_id])).to_list(10)
