@@ -247,20 +247,29 @@ def _chunks(items: list[T]) -> list[list[T]]:
     return [items[i : i + WRITE_CHUNK] for i in range(0, len(items), WRITE_CHUNK)]
 
 
+def _orphan_status(doc: dict[str, Any]) -> DeliveryStatus:
+    """The status an orphan (`delivery_orphans`) keeps."""
+    return DeliveryStatus.model_validate({k: v for k, v in doc.items() if k not in ("_id", "stored_at")})
+
+
+def _delivery_changes(status: DeliveryStatus) -> dict[str, Any]:
+    """The fields a status sets on its message (written only where the message's rank is lower)."""
+    return {
+        "delivery_status": status.status.value,
+        "delivery_rank": DELIVERY_RANK[status.status],
+        "delivery_updated_at": status.occurred_at,
+    }
+
+
 def _delivery_writes(target: dict[str, DeliveryStatus], learnt: dict[str, DeliveryStatus]) -> list[db.UpdateOne]:
     """The writes of each message's highest status (`out:<id>` -> status), none moving a message's status back; and
     the platform id a notifier's report taught, for a message whose receipt got there first."""
     writes = []
     for key, status in target.items():
-        rank = DELIVERY_RANK[status.status]
-        changes: dict[str, Any] = {
-            "delivery_status": status.status.value,
-            "delivery_rank": rank,
-            "delivery_updated_at": status.occurred_at,
-        }
+        changes = _delivery_changes(status)
         if key in learnt:
             changes["channel_message_id"] = learnt[key].platform_message_id
-        writes.append(db.UpdateOne({"_id": key, "delivery_rank": {"$lt": rank}}, {"$set": changes}))
+        writes.append(db.UpdateOne({"_id": key, "delivery_rank": {"$lt": changes["delivery_rank"]}}, {"$set": changes}))
     writes += [
         db.UpdateOne({"_id": key, "channel_message_id": None}, {"$set": {"channel_message_id": r.platform_message_id}})
         for key, r in learnt.items()
@@ -803,24 +812,13 @@ class TicketService:
             named = await self.outbound_by_platform_id(status.channel.value, status.platform_message_id)
             if named is None:
                 # The platform's status came before we learnt its message id: keep it until we do.
-                await self.orphans.update_one(
-                    {"_id": f"{status.channel.value}:{status.platform_message_id}:{status.status.value}"},
-                    {"$set": status.model_dump(mode="json"), "$setOnInsert": {"stored_at": utcnow()}},
-                    upsert=True,
-                )
-                # Another consumer may have recorded the send result between the lookup and the insert.
-                if await self.outbound_by_platform_id(status.channel.value, status.platform_message_id) is not None:
-                    await self._adopt_orphans(status.channel.value, status.platform_message_id)
+                await self._keep_orphans(status.channel.value, {status.platform_message_id: [status]})
                 return
             match = {"_id": named["_id"]}
         else:
             return
-        rank = DELIVERY_RANK[status.status]
-        changes: dict[str, Any] = {
-            "delivery_status": status.status.value,
-            "delivery_rank": rank,
-            "delivery_updated_at": status.occurred_at,
-        }
+        changes = _delivery_changes(status)
+        rank = changes["delivery_rank"]
         if status.error is not None:
             changes["delivery_error"] = status.error.model_dump()
         if status.platform_message_id and status.outbound_id:
@@ -926,19 +924,17 @@ class TicketService:
         """Apply the statuses kept waiting for these reports' messages (`out:<id>` -> the report naming its platform
         id): the plain ones in one write, guarded as ever, the others one by one. Returns the reports that had any of
         the others (a failure among them may call for the reply to go again as a template)."""
-        report_of = {
-            (r.channel.value, r.platform_message_id): key for key, r in learnt.items() if r.platform_message_id
-        }
-        waiting = await self.orphans.find(orphans_of(None, [platform_id for _, platform_id in report_of])).to_list(None)
+        report_of = {(r.channel.value, r.platform_message_id): key for key, r in learnt.items()}
+        waiting = await self.orphans.find(orphans_of(None, [pid for _, pid in report_of if pid])).to_list(None)
         target: dict[str, DeliveryStatus] = {}
         plain_ids: builtins.list[str] = []
         one_by_one: set[tuple[str, str]] = set()
         for doc in waiting:
-            found = (str(doc.get("channel")), str(doc.get("platform_message_id")))
+            found = (doc["channel"], doc["platform_message_id"])
             key = report_of.get(found)
             if key is None:
                 continue  # the same platform id on another channel
-            status = DeliveryStatus.model_validate({k: v for k, v in doc.items() if k not in ("_id", "stored_at")})
+            status = _orphan_status(doc)
             if window.plain(status):
                 _keep_highest(target, key, status)
                 plain_ids.append(doc["_id"])
@@ -970,25 +966,23 @@ class TicketService:
         ]
         for chunk in _chunks(writes):
             await self.orphans.bulk_write(chunk, ordered=False)
+        known: set[str] = set()
         for field in ("channel_message_id", "channel_message_ids"):
             meanwhile = await self.messages.find(
                 by_platform_ids(channel, field, list(by_id)), {field: 1, "direction": 1}
             ).to_list(None)
             for doc in meanwhile:
-                if doc.get("direction") != "outbound":
-                    continue
                 named = doc.get(field)
-                for platform_id in [named] if isinstance(named, str) else list(named or ()):
-                    if platform_id in by_id:
-                        await self._adopt_orphans(channel, platform_id)
+                if doc.get("direction") == "outbound":
+                    known.update([named] if isinstance(named, str) else named or ())
+        for platform_id in sorted(known & set(by_id)):
+            await self._adopt_orphans(channel, platform_id)
 
     async def _adopt_orphans(self, channel: str, platform_message_id: str) -> None:
         orphans = await self.orphans.find(orphans_of(channel, [platform_message_id])).to_list(10)
         for doc in orphans:
             await self.orphans.delete_one({"_id": doc["_id"]})
-            doc.pop("_id", None)
-            doc.pop("stored_at", None)
-            await self.record_delivery(DeliveryStatus.model_validate(doc))
+            await self.record_delivery(_orphan_status(doc))
 
     # --- the response team's actions -----------------------------------------------------------------------
 
