@@ -189,6 +189,9 @@ class EmbeddedInfra:
                 str(self.data_dir / "db"),
                 "--log-level",
                 "WARNING",
+                # Not advertised as a replica set: it would write an oplog entry for every document changed, for
+                # change streams Suara does not use (bench, side by side at 500/s: 6 % more tickets stored).
+                "--standalone",
             ],
             log=(self.log_dir / "database.log").open("ab"),
             nice=BACKGROUND,
