@@ -7,6 +7,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
+from typing import Any, cast
 
 from suara_devstack.bench import (
     Result,
@@ -15,12 +17,15 @@ from suara_devstack.bench import (
     bucket_quantile,
     cpu_seconds,
     database_top,
+    messages_query,
     summarise,
     table,
+    tickets_query,
     top_difference,
 )
 from suara_devstack.infra import EmbeddedInfra
 from suara_shared import db
+from suara_ticketing.tickets.service import TicketService
 
 BUSY = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass\n"
 
@@ -161,3 +166,60 @@ def test_the_brokers_share_of_the_webhook_latency_comes_from_what_the_run_added_
     assert bucket_quantile(before, after, 99) == 0.05
     assert bucket_quantile(before, after, 100) == float("inf")
     assert bucket_quantile(after, after, 50) is None  # nothing published during the run
+
+
+async def test_the_benchs_own_reads_look_only_at_the_runs_messages_and_tickets(database: db.Database) -> None:
+    """While it waits and when it counts copies, the bench reads the database it measures: those reads must not
+    walk the whole collection (a regular expression over the messages' ids did, and the database's CPU the bench
+    reported included it). With ticketing's own indexes, they look at the run's documents only."""
+    await TicketService(
+        database=database, publisher=cast(Any, None), prefix="suara", status_url="http://127.0.0.1/status"
+    ).ensure_indexes()
+    now = datetime.now(UTC)
+    others = [
+        {
+            "_id": f"in:whatsapp:wamid.other-{i}",
+            "channel": "whatsapp",
+            "channel_message_id": f"wamid.other-{i}",
+            "conversation_key": f"62811{i:06d}",
+            "direction": "inbound",
+            "stored_at": now,
+        }
+        for i in range(1500)
+    ]
+    run = [
+        {
+            "_id": f"in:whatsapp:wamid.run-{i}",
+            "channel": "whatsapp",
+            "channel_message_id": f"wamid.run-{i}",
+            "conversation_key": f"62812{i:06d}",
+            "direction": "inbound",
+            "stored_at": now,
+        }
+        for i in range(5)
+    ]
+    await database["messages"].insert_many([*others, *run])
+    await database["tickets"].insert_many(
+        [
+            {
+                "_id": f"RMB-{m['_id']}",
+                "channel": "whatsapp",
+                "conversation_key": m["conversation_key"],
+                "status": "new",
+                "created_at": now,
+            }
+            for m in [*others, *run]
+        ]
+    )
+    wamids = [m["channel_message_id"] for m in run] + ["wamid.run-never-stored"]
+    citizens = [m["conversation_key"] for m in run]
+    for collection, query, found in (
+        ("messages", messages_query(wamids), 5),
+        ("tickets", tickets_query(citizens), 5),
+    ):
+        assert await database[collection].count_documents(query) == found
+        explained = await database.command(
+            {"explain": {"find": collection, "filter": query}, "verbosity": "executionStats"}
+        )
+        assert explained["executionStats"]["nReturned"] == found
+        assert explained["executionStats"]["totalDocsExamined"] <= found
