@@ -174,7 +174,7 @@ async def list_webhooks(request: Request) -> list[dict[str, Any]]:
 
 @router.get("/_sandbox/whatsapp/webhooks/stats")
 async def webhook_stats(request: Request) -> dict[str, Any]:
-    """ingest-wa's answers over every attempt (`{"200": n, "503": m, "ReadTimeout": k}`), the webhooks posted
+    """ingest-wa's answers over every attempt (`{"200": n, "503": m, "TimeoutError": k}`), the webhooks posted
     twice, those abandoned, and `in_hand`: webhooks and statuses still to be posted (0 once the sandbox is quiet)."""
     return _wa(request).webhook_stats()
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import hmac
 import json
 import logging
 import secrets
@@ -17,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+from .webhooks import WebhookPoster
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +29,8 @@ APP_ID = 1517776481860111
 X_USER_ID = "1700000000000000000"
 X_USERNAME = "rembangkab"
 WEBHOOK_ATTEMPTS = 12
+#: Webhooks the sandbox posts to ingest-social at once.
+WEBHOOKS_IN_FLIGHT = 32
 
 #: Status, headers and body of a scripted X or Graph error.
 Answer = tuple[int, Any, dict[str, str]]
@@ -95,7 +96,7 @@ class SocialSandbox:
     #: API (`x_mentions`, `x_dm_events`) -> response bodies answered verbatim to its next calls (the samples).
     pages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    _http: httpx.AsyncClient | None = None
+    _poster: WebhookPoster | None = None
 
     async def aclose(self) -> None:
         for task in list(self._tasks):
@@ -103,8 +104,8 @@ class SocialSandbox:
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
-        if self._http is not None:
-            await self._http.aclose()
+        if self._poster is not None:
+            await self._poster.aclose()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -239,21 +240,13 @@ class SocialSandbox:
         if self.ingest_url is None:
             record["status"] = "no INGEST_SOCIAL_URL"
             return False
-        if self._http is None:
-            self._http = httpx.AsyncClient(timeout=10.0)
+        if self._poster is None:
+            self._poster = WebhookPoster(
+                app_secret=self.app_secret, attempts=WEBHOOK_ATTEMPTS, in_flight=WEBHOOKS_IN_FLIGHT
+            )
         body = json.dumps(payload, separators=(",", ":")).encode()
-        signature = "sha256=" + hmac.new(self.app_secret.encode(), body, hashlib.sha256).hexdigest()
-        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": signature}
-        for attempt in range(WEBHOOK_ATTEMPTS):
-            record["attempts"] = attempt + 1
-            try:
-                response = await self._http.post(self.ingest_url.rstrip("/") + path, content=body, headers=headers)
-                record["status"] = response.status_code
-                if response.status_code == 200:
-                    return True
-            except httpx.HTTPError as exc:
-                record["status"] = type(exc).__name__
-            await asyncio.sleep(min(30.0, 0.25 * 2**attempt))
+        if await self._poster.post(self.ingest_url.rstrip("/") + path, body, record):
+            return True
         log.warning("webhook never taken by ingest-social", extra={"path": path})
         return False
 

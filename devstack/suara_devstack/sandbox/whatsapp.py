@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from suara_shared.identity import normalize_phone
+
+from .webhooks import WebhookPoster
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +107,6 @@ def wa_id_of(number: str) -> str:
     return "".join(ch for ch in digits if ch.isdigit())
 
 
-def sign(body: bytes, app_secret: str) -> str:
-    """`X-Hub-Signature-256` of a body, as Meta computes it (channels.md §1.5)."""
-    return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 @dataclass
 class Script:
     """What the sandbox does with the next sends to one recipient, set by tests through `/_sandbox/whatsapp/…`."""
@@ -176,7 +171,6 @@ class WhatsAppSandbox:
         app_secret: str,
         phone_number_id: str = PHONE_NUMBER_ID,
         status_delay: float = 0.5,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.ingest_url = ingest_url.rstrip("/") + "/webhooks/whatsapp" if ingest_url else None
         self.app_secret = app_secret
@@ -189,8 +183,6 @@ class WhatsAppSandbox:
         self.token_valid = True
         #: Every webhook posted (or being posted), newest last: what, to whom, and how ingest-wa answered.
         self.webhooks: list[dict[str, Any]] = []
-        #: Every answer ingest-wa gave (or the error instead of one), over all attempts, by status or error name.
-        self.answers: Counter[str] = Counter()
         #: Webhooks posted a second time after ingest-wa took them (the fault `duplicate_webhook` chooses which),
         #: by what they carried ("message", "status"); and webhooks abandoned after every attempt.
         self.duplicates: Counter[str] = Counter()
@@ -198,10 +190,9 @@ class WhatsAppSandbox:
         #: Asked after each webhook ingest-wa took: True posts it once more, as Meta sometimes delivers twice.
         self.duplicate_webhook: Callable[[], bool] = lambda: False
         self._tasks: set[asyncio.Task[None]] = set()
-        self._http = httpx.AsyncClient(timeout=10.0, transport=transport)
-        #: Webhooks in flight at once, as Meta delivers them: a bounded number of connections. Thousands of posts
-        #: queued inside httpx's pool cost it time quadratic in their number (a bench's statuses, say).
-        self._posting = asyncio.Semaphore(WEBHOOKS_IN_FLIGHT)
+        #: Webhooks in flight at once, as Meta delivers them: a bounded number of connections (thousands of posts
+        #: queued inside an HTTP client's pool cost it time quadratic in their number: a bench's statuses, say).
+        self._poster = WebhookPoster(app_secret=app_secret, attempts=WEBHOOK_ATTEMPTS, in_flight=WEBHOOKS_IN_FLIGHT)
         self._url_key = secrets.token_bytes(16)
 
     async def aclose(self) -> None:
@@ -210,7 +201,7 @@ class WhatsAppSandbox:
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
-        await self._http.aclose()
+        await self._poster.aclose()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -460,39 +451,23 @@ class WhatsAppSandbox:
             return False
         # Compact and \\uXXXX-escaped, exactly the bytes Meta would sign and send.
         body = json.dumps(payload, separators=(",", ":")).encode()
-        taken = await self._post_until_taken(body, record)
+        taken = await self._poster.post(self.ingest_url, body, record)
         if taken and self.duplicate_webhook():
             # The same bytes, signature and ids once more, after the first copy was taken: Meta's at-least-once.
             self.duplicates[what.split(" ", 1)[0]] += 1
-            await self._post_until_taken(body, {"what": what, "at": time.time(), "attempts": 0, "status": None})
+            await self._poster.post(
+                self.ingest_url, body, {"what": what, "at": time.time(), "attempts": 0, "status": None}
+            )
         if not taken:
             self.abandoned += 1
             log.warning("webhook never taken by ingest-wa", extra={"what": what, "attempts": WEBHOOK_ATTEMPTS})
         return taken
 
-    async def _post_until_taken(self, body: bytes, record: dict[str, Any]) -> bool:
-        assert self.ingest_url is not None
-        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign(body, self.app_secret)}
-        for attempt in range(WEBHOOK_ATTEMPTS):
-            record["attempts"] = attempt + 1
-            try:
-                async with self._posting:
-                    response = await self._http.post(self.ingest_url, content=body, headers=headers)
-                record["status"] = response.status_code
-                self.answers[str(response.status_code)] += 1
-                if response.status_code == 200:
-                    return True
-            except httpx.HTTPError as exc:
-                record["status"] = type(exc).__name__
-                self.answers[type(exc).__name__] += 1
-            await asyncio.sleep(min(30.0, 0.25 * 2**attempt))
-        return False
-
     def webhook_stats(self) -> dict[str, Any]:
         """How ingest-wa answered so far, what was posted twice or abandoned, and the work still in hand (webhooks
         being posted or retried, statuses still to come): 0 `in_hand` means the sandbox has gone quiet."""
         return {
-            "answers": dict(sorted(self.answers.items())),
+            "answers": dict(sorted(self._poster.answers.items())),
             "duplicates": dict(sorted(self.duplicates.items())),
             "abandoned": self.abandoned,
             "in_hand": len(self._tasks),
