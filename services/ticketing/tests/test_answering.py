@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
-from suara_shared.events import Channel, InboundMessage, Sender, new_id
+import pytest
+
+from suara_shared.events import Channel, InboundMessage, OutboundReply, Sender, new_id
+from suara_shared.kafka import BrokerUnavailable
 from suara_ticketing.deadlines import WIB
 from suara_ticketing.tickets import workflow
 
@@ -103,3 +107,32 @@ async def test_stats_count_times_in_working_hours_deadlines_and_satisfaction(app
         assert counts == {"total": figures["total"], "by_status": figures["by_status"]}
     assert (await app.client.get("/api/v1/stats/counts", params={"department": '{"$ne": 1}'})).status_code == 422
     assert (await app.client.get("/api/v1/stats", params={"department": '{"$ne": 1}'})).status_code == 422
+
+
+async def test_an_agents_reply_while_the_broker_is_away_is_kept_and_sent_once_by_the_relay(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The response team can answer while the broker is away: the reply is accepted and stored, and the outbox
+    relay sends it (and the ticket's audit event) once the broker is back, exactly once."""
+    msg = web_message("Lampu jalan mati di Jalan Pemuda Rembang", name="Budi Santoso")
+    await app.service.handle_inbound(msg)
+    ref = (await app.client.get("/api/v1/tickets")).json()["items"][0]["reference"]
+
+    async def away(*args: Any, **kwargs: Any) -> None:
+        raise BrokerUnavailable("broker away")
+
+    monkeypatch.setattr(app.service.publisher, "send_raw", away)
+    sent = await app.client.post(f"/api/v1/tickets/{ref}/replies", json={"text": "Petugas PLN menuju lokasi."})
+    monkeypatch.undo()
+    assert sent.status_code == 202
+    ticket = (await app.client.get(f"/api/v1/tickets/{ref}")).json()
+    assert [m["text"] for m in ticket["messages"] if m["purpose"] == "agent_reply"] == ["Petugas PLN menuju lokasi."]
+
+    def ours(reply: OutboundReply) -> bool:
+        return reply.purpose == "agent_reply" and reply.ticket_reference == ref
+
+    assert await outbound_for(app.settings, ours, expect=0, timeout_ms=1000) == []
+    assert await app.service.publish_pending({}, older_than=timedelta(0)) == 2  # the reply and its audit event
+    assert await app.service.publish_pending({}, older_than=timedelta(0)) == 0
+    replies = await outbound_for(app.settings, ours, expect=2, timeout_ms=2000)
+    assert [r.text for r in replies] == ["Petugas PLN menuju lokasi."]
