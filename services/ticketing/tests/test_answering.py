@@ -129,7 +129,7 @@ async def test_an_agents_reply_while_the_broker_is_away_is_kept_and_sent_once_by
     assert [m["text"] for m in ticket["messages"] if m["purpose"] == "agent_reply"] == ["Petugas PLN menuju lokasi."]
 
     def ours(reply: OutboundReply) -> bool:
-        return reply.purpose == "agent_reply" and reply.ticket_reference == ref
+        return reply.purpose == "agent_reply" and reply.recipient == msg.conversation_key
 
     assert await outbound_for(app.settings, ours, expect=0, timeout_ms=1000) == []
     assert await app.service.publish_pending({}, older_than=timedelta(0)) == 2  # the reply and its audit event
