@@ -97,11 +97,20 @@ async def options(request: Request, _: CurrentUser) -> OptionsRead:
     )
 
 
+#: A write stamped a moment before `now` may commit after the poll's read: each poll looks back this much more (the
+#: client dedups).
+LOOK_BACK = timedelta(seconds=2)
+
+
 def changed_since(since: datetime, scope: dict[str, Any]) -> dict[str, Any]:
     """The tickets changed after `since` within `scope`: answered by the `updated_at` indexes, nothing else named
     (the embedded database uses a compound index only for a filter on exactly its fields)."""
-    # A write stamped a moment before `now` may commit after this read: look back a little, the client dedups.
-    return {"updated_at": {"$gt": since - timedelta(seconds=2)}, **scope}
+    return {"updated_at": {"$gt": since - LOOK_BACK}, **scope}
+
+
+def ticked_since(since: datetime) -> dict[str, Any]:
+    """The tickets whose replies changed delivery status after `since` (`TicketService.mark_ticked`)."""
+    return {"at": {"$gt": since - LOOK_BACK}}
 
 
 @router.get("/changes", response_model=ChangesRead)
@@ -110,19 +119,33 @@ async def changes(
     user: CurrentUser,
     since: Annotated[datetime | None, Query(description="the `at` of the previous answer")] = None,
 ) -> ChangesRead:
-    """Tickets changed (new message, reply, delivery tick, note, update) after `since`, that the caller may see.
-    Without `since`, nothing but the moment to start from."""
+    """Tickets changed (new message, reply, delivery tick, note, update) after `since`, that the caller may see,
+    most recent first. Without `since`, nothing but the moment to start from."""
     service = _service(request)
     now = service.now()
     if since is None:
         return ChangesRead(at=now, tickets=[])
     if since.tzinfo is None:
         since = since.replace(tzinfo=now.tzinfo)
-    query = changed_since(since, user.scope())
-    docs = (
-        await service.tickets.find(query, {"updated_at": 1}).sort([("updated_at", -1)]).limit(MAX_CHANGES).to_list(None)
-    )
-    return ChangesRead(at=now, tickets=[Changed(reference=d["_id"], updated_at=d["updated_at"]) for d in docs])
+    scope = user.scope()
+    changed = {
+        d["_id"]: d["updated_at"]
+        for d in await service.tickets.find(changed_since(since, scope), {"updated_at": 1})
+        .sort([("updated_at", -1)])
+        .limit(MAX_CHANGES)
+        .to_list(None)
+    }
+    ticks = {
+        d["_id"]: d["at"]
+        for d in await service.ticks.find(ticked_since(since)).sort([("at", -1)]).limit(MAX_CHANGES).to_list(None)
+    }
+    if ticks and scope:  # only the tickets the caller may see; by reference alone, the embedded database's way
+        named = await service.tickets.find({"_id": {"$in": list(ticks)}}, {"department": 1}).to_list(None)
+        ticks = {d["_id"]: ticks[d["_id"]] for d in named if user.can_see(d)}
+    for reference, at in ticks.items():
+        changed[reference] = max(at, changed.get(reference, at))
+    newest = sorted(changed.items(), key=lambda item: item[1], reverse=True)[:MAX_CHANGES]
+    return ChangesRead(at=now, tickets=[Changed(reference=ref, updated_at=at) for ref, at in newest])
 
 
 @router.get("/figures", response_model=FiguresRead)

@@ -222,6 +222,5 @@ async def record_watermark(service: TicketService, status: DeliveryStatus) -> in
             }
         },
     )
-    for reference in filter(None, tickets):
-        await service.tickets.update_one({"_id": reference}, {"$set": {"updated_at": utcnow()}})
+    await service.mark_ticked(filter(None, tickets))
     return int(result.modified_count)

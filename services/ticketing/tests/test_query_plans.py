@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from suara_shared.events import Channel, DeliveryStatus
-from suara_ticketing.live import changed_since
+from suara_ticketing.live import changed_since, ticked_since
 from suara_ticketing.tickets.service import by_platform_ids, orphans_of
 
 from .conftest import App
@@ -78,3 +78,13 @@ async def test_the_consoles_poll_for_changes_reads_only_the_changed_tickets(app:
     winning = await plan(app, "tickets", query, sort={"updated_at": -1})
     assert "COLLSCAN" not in stages(winning)
     assert "IXSCAN" in stages(winning)
+
+
+async def test_the_consoles_poll_reads_only_the_recent_ticks_and_the_tickets_they_name(app: App) -> None:
+    """Beside the changed tickets, the poll reads the replies' delivery ticks of the last moments (a busy day makes
+    thousands), and for a department's agent keeps those of their department's tickets, looked up by reference."""
+    winning = await plan(app, "ticket_ticks", ticked_since(datetime(2026, 11, 29, tzinfo=UTC)), sort={"at": -1})
+    assert "COLLSCAN" not in stages(winning)
+    assert "IXSCAN" in stages(winning)
+    named = {"_id": {"$in": ["RMB-2026-000001", "RMB-2026-000002"]}}
+    assert "COLLSCAN" not in stages(await plan(app, "tickets", named))
