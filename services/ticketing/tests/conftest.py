@@ -63,6 +63,17 @@ def web_message(
     )
 
 
+def whatsapp_message(text: str, *, number: str, message_id: str | None = None, name: str = "Warga") -> InboundMessage:
+    """A citizen's WhatsApp text from `number` (their conversation), as ingest-wa publishes it."""
+    return InboundMessage(
+        channel=Channel.WHATSAPP,
+        platform_message_id=message_id or f"wamid.{new_id()}",
+        conversation_key=number,
+        sender=Sender(channel_user_id=number, display_name=name, phone=f"+{number}"),
+        text=text,
+    )
+
+
 async def outbound_for(
     settings: Settings,
     predicate: object,

@@ -10,21 +10,12 @@ from typing import Any
 
 import pytest
 
-from suara_shared.events import Channel, DeliveryStatus, InboundMessage, Sender, new_id
+from suara_shared.events import Channel, DeliveryStatus, InboundMessage
 
 from .conftest import App, outbound_for, web_message
+from .conftest import whatsapp_message as whatsapp
 
 REFERENCE = re.compile(r"RMB-\d{4}-\d{6}")
-
-
-def whatsapp(text: str, *, number: str, message_id: str | None = None) -> InboundMessage:
-    return InboundMessage(
-        channel=Channel.WHATSAPP,
-        platform_message_id=message_id or f"wamid.{new_id()}",
-        conversation_key=number,
-        sender=Sender(channel_user_id=number, display_name="Warga", phone=f"+{number}"),
-        text=text,
-    )
 
 
 def scenario(tag: str) -> list[InboundMessage]:

@@ -7,23 +7,17 @@ from datetime import datetime
 
 from prometheus_client import REGISTRY
 
-from suara_shared.events import Channel, InboundMessage, Sender, new_id
+from suara_shared.events import InboundMessage, new_id
 from suara_ticketing.deadlines import WIB
 from suara_ticketing.tickets import workflow
 
-from .conftest import App, outbound_for, web_message
+from .conftest import App, outbound_for, web_message, whatsapp_message
 
 MONDAY = datetime(2026, 11, 2, 9, 0, tzinfo=WIB)
 
 
 def wa(text: str, phone: str) -> InboundMessage:
-    return InboundMessage(
-        channel=Channel.WHATSAPP,
-        platform_message_id=f"wamid.{new_id()}",
-        conversation_key=phone,
-        sender=Sender(channel_user_id=phone, display_name="Pak Karno", phone=f"+{phone}"),
-        text=text,
-    )
+    return whatsapp_message(text, number=phone, name="Pak Karno")
 
 
 def at(app: App, moment: datetime) -> None:

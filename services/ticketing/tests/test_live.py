@@ -8,20 +8,10 @@ from typing import Any
 
 import pytest
 
-from suara_shared.events import Channel, DeliveryState, DeliveryStatus, InboundMessage, Sender, new_id
+from suara_shared.events import Channel, DeliveryState, DeliveryStatus
 from suara_ticketing import live
 
-from .conftest import App
-
-
-def whatsapp(text: str, number: str) -> InboundMessage:
-    return InboundMessage(
-        channel=Channel.WHATSAPP,
-        platform_message_id=f"wamid.{new_id()}",
-        conversation_key=number,
-        sender=Sender(channel_user_id=number, display_name="Warga", phone=f"+{number}"),
-        text=text,
-    )
+from .conftest import App, whatsapp_message
 
 
 async def changed(app: App, since: str, headers: dict[str, str] | None = None) -> list[str]:
@@ -35,8 +25,8 @@ async def test_a_replys_ticks_reach_the_consoles_poll_without_changing_the_ticke
 ) -> None:
     # The poll looks back a little for writes that commit late; here only what happened after `since` may show.
     monkeypatch.setattr(live, "LOOK_BACK", timedelta(0))
-    await app.service.handle_inbound(whatsapp("Air PDAM tidak mengalir sejak kemarin", "6281233300001"))
-    await app.service.handle_inbound(whatsapp("Jalan berlubang di depan SD Sulang", "6281233300002"))
+    await app.service.handle_inbound(whatsapp_message("Air PDAM tidak mengalir sejak kemarin", number="6281233300001"))
+    await app.service.handle_inbound(whatsapp_message("Jalan berlubang di depan SD Sulang", number="6281233300002"))
     tickets = {t["department"]: t["reference"] for t in (await app.client.get("/api/v1/tickets")).json()["items"]}
     water, road = tickets["PDAM"], tickets["DPUPR"]
     created = await app.client.post("/api/v1/tokens", json={"name": "budi.pdam", "role": "agent", "department": "PDAM"})
