@@ -55,6 +55,10 @@ class Changed(BaseModel):
 class ChangesRead(BaseModel):
     at: datetime = Field(description="pass it back as `since` on the next call")
     tickets: list[Changed]
+    more: bool = Field(
+        default=False,
+        description=f"more tickets changed than the {MAX_CHANGES} listed (a flood): reload whatever is on screen",
+    )
 
 
 class Compliance(BaseModel):
@@ -128,24 +132,32 @@ async def changes(
     if since.tzinfo is None:
         since = since.replace(tzinfo=now.tzinfo)
     scope = user.scope()
+    limit = MAX_CHANGES
     changed = {
         d["_id"]: d["updated_at"]
         for d in await service.tickets.find(changed_since(since, scope), {"updated_at": 1})
         .sort([("updated_at", -1)])
-        .limit(MAX_CHANGES)
+        .limit(limit)
         .to_list(None)
     }
     ticks = {
         d["_id"]: d["at"]
-        for d in await service.ticks.find(ticked_since(since)).sort([("at", -1)]).limit(MAX_CHANGES).to_list(None)
+        for d in await service.ticks.find(ticked_since(since)).sort([("at", -1)]).limit(limit).to_list(None)
     }
+    # Either list cut at its limit (the ticks before the caller's department is known) may have left out a ticket
+    # on the caller's screen: say so, and the console reloads what it shows.
+    more = len(changed) == limit or len(ticks) == limit
     if ticks and scope:  # only the tickets the caller may see; by reference alone, the embedded database's way
         named = await service.tickets.find({"_id": {"$in": list(ticks)}}, {"department": 1}).to_list(None)
         ticks = {d["_id"]: ticks[d["_id"]] for d in named if user.can_see(d)}
     for reference, at in ticks.items():
         changed[reference] = max(at, changed.get(reference, at))
-    newest = sorted(changed.items(), key=lambda item: item[1], reverse=True)[:MAX_CHANGES]
-    return ChangesRead(at=now, tickets=[Changed(reference=ref, updated_at=at) for ref, at in newest])
+    newest = sorted(changed.items(), key=lambda item: item[1], reverse=True)
+    return ChangesRead(
+        at=now,
+        tickets=[Changed(reference=ref, updated_at=at) for ref, at in newest[:limit]],
+        more=more or len(newest) > limit,
+    )
 
 
 @router.get("/figures", response_model=FiguresRead)

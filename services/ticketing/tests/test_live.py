@@ -66,3 +66,23 @@ async def test_a_replys_ticks_reach_the_consoles_poll_without_changing_the_ticke
     await app.service.record_delivery(read)
     assert await changed(app, since) == [road] and await changed(app, since, pdam) == []
     assert await changed(app, (datetime.now(UTC) + timedelta(minutes=1)).isoformat()) == []
+
+
+async def test_when_a_flood_changes_more_tickets_than_listed_the_answer_says_so(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer lists at most `MAX_CHANGES` tickets. Past that, a ticket on an agent's screen may be among those
+    left out (a department's agent's, above all, whose ticks are cut before their department is known): `more`
+    tells the console to reload what it shows."""
+    monkeypatch.setattr(live, "LOOK_BACK", timedelta(0))
+    for number in ("6281233300011", "6281233300012"):
+        await app.service.handle_inbound(whatsapp_message("Air PDAM keruh dan berbau", number=number))
+    references = [t["reference"] for t in (await app.client.get("/api/v1/tickets")).json()["items"]]
+    since = (await app.client.get("/api/v1/changes")).json()["at"]
+    await app.service.mark_ticked(references)
+
+    whole = (await app.client.get("/api/v1/changes", params={"since": since})).json()
+    assert sorted(t["reference"] for t in whole["tickets"]) == sorted(references) and whole["more"] is False
+    monkeypatch.setattr(live, "MAX_CHANGES", 1)
+    cut = (await app.client.get("/api/v1/changes", params={"since": since})).json()
+    assert len(cut["tickets"]) == 1 and cut["tickets"][0]["reference"] in references and cut["more"] is True

@@ -457,10 +457,11 @@ function startLive() {
       state.since = answer.at;
       $("#live").hidden = false;
       const changed = new Set(answer.tickets.map((c) => c.reference));
-      if (!first && changed.size) {
+      // `more`: a flood changed more tickets than the answer lists; whatever is on screen may be among them.
+      if (!first && (changed.size || answer.more)) {
         const route = currentRoute();
         if (route.name === "inbox") await loadInbox({ fresh: changed });
-        if (route.name === "ticket" && changed.has(route.reference)) await loadTicket(route.reference);
+        if (route.name === "ticket" && (answer.more || changed.has(route.reference))) await loadTicket(route.reference);
       }
     } catch (e) {
       $("#live").hidden = true;
