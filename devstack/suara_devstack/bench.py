@@ -227,11 +227,9 @@ async def collect(stack: Stack, sent: list[Sent], *, within: float) -> dict[str,
     stored: dict[str, float] = {}
 
     async def read_stored() -> None:
-        missing = [wamid for wamid in ok if wamid not in stored]
-        for i in range(0, len(missing), 1000):
-            query = messages_query(missing[i : i + 1000])
-            async for doc in database["messages"].find(query, {"channel_message_id": 1, "stored_at": 1}):
-                stored[doc["channel_message_id"]] = doc["stored_at"].timestamp()
+        query = messages_query([wamid for wamid in ok if wamid not in stored])
+        async for doc in database["messages"].find(query, {"channel_message_id": 1, "stored_at": 1}):
+            stored[doc["channel_message_id"]] = doc["stored_at"].timestamp()
 
     try:
         async with httpx.AsyncClient(timeout=30) as http:
@@ -255,21 +253,18 @@ async def collect(stack: Stack, sent: list[Sent], *, within: float) -> dict[str,
     return {"ok": ok, "stored": stored, "acks": acks}
 
 
-async def count_copies(stack: Stack, gathered: dict[str, Any]) -> None:
-    """Add to `gathered` how many tickets the run's citizens have and how many copies of their messages are
-    stored (more than one copy of a message would be a duplicate)."""
-    citizens = list({s.wa_id for s in gathered["ok"].values()})
-    wamids = list(gathered["ok"])
+async def count_copies(stack: Stack, ok: dict[str, Sent]) -> dict[str, int]:
+    """How many tickets the run's citizens have, and how many copies of their messages are stored (more than one
+    copy of a message would be a duplicate)."""
     client, database = db.connect(stack.infra.mongodb_uri)
     try:
-        tickets = inbound = 0
-        for i in range(0, len(citizens), 1000):
-            tickets += await database["tickets"].count_documents(tickets_query(citizens[i : i + 1000]))
-        for i in range(0, len(wamids), 1000):
-            inbound += await database["messages"].count_documents(messages_query(wamids[i : i + 1000]))
+        citizens = list({s.wa_id for s in ok.values()})
+        return {
+            "tickets": await database["tickets"].count_documents(tickets_query(citizens)),
+            "inbound": await database["messages"].count_documents(messages_query(list(ok))),
+        }
     finally:
         await db.close(client)
-    gathered["tickets"], gathered["inbound"] = tickets, inbound
 
 
 PUBLISH_BUCKET = re.compile(r'^suara_kafka_publish_seconds_bucket\{le="([^"]+)"\} ([0-9.e+]+)$', re.MULTILINE)
@@ -593,7 +588,7 @@ async def bench(args: argparse.Namespace) -> Result:
         gathered = await collect(stack, sent, within=args.drain_timeout)
         result.cpu_seconds = {name: round(s - cpu_before[name], 1) for name, s in cpu_by_process(pids).items()}
         result.database = top_difference(top_before, await database_top(infra.mongodb_uri))
-        await count_copies(stack, gathered)
+        gathered.update(await count_copies(stack, gathered["ok"]))
         result.memory_mib = peak_memory_mib(stack)
         summarise(result, sent, gathered)
         # What the webhooks' answers waited for: the broker's acknowledgement, while the load was sent.
