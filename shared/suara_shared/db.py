@@ -38,6 +38,7 @@ __all__ = [
     "increment",
     "is_unavailable",
     "ping",
+    "upsert_guarded",
 ]
 
 #: Errors that mean "the database is not there right now", worth waiting out rather than giving up on a message.
@@ -95,6 +96,19 @@ async def increment(collection: Collection, _id: Any, field: str, *, also: Docum
             doc.update(also or {})
             doc[field] = (current or 0) + 1
             return doc
+
+
+async def upsert_guarded(collection: Collection, writes: list[UpdateOne]) -> int:
+    """Apply upserts whose match is an `_id` with a guard (`{"_id": k, "rank": {"$lt": r}}`) and return how many
+    documents they inserted or changed. Where the document exists but fails its guard, the upsert's insert collides
+    on the `_id`: that is the guard refusing, and the write is skipped. Any other error is raised."""
+    try:
+        result: dict[str, Any] = dict((await collection.bulk_write(writes, ordered=False)).bulk_api_result)
+    except BulkWriteError as exc:
+        if any(error.get("code") != 11000 for error in exc.details.get("writeErrors", [])):
+            raise
+        result = dict(exc.details)
+    return int(result.get("nUpserted", 0)) + int(result.get("nModified", 0))
 
 
 def is_unavailable(exc: BaseException) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from pymongo import AsyncMongoClient, monitoring
 
 from suara_devstack.infra import EmbeddedInfra, free_port
@@ -143,3 +144,23 @@ async def test_increment_does_not_use_find_and_modify(infra: EmbeddedInfra, data
         assert "findAndModify" not in seen and "update" in seen
     finally:
         await client.close()
+
+
+async def test_guarded_upserts_skip_what_the_guard_refuses_and_count_what_they_wrote(database: db.Database) -> None:
+    """A status that never moves backwards: a write is refused where the document holds as high a rank."""
+    ranks = database["ranks"]
+    await ranks.insert_many([{"_id": "a", "rank": 1}, {"_id": "b", "rank": 3}])
+
+    def to(key: str, rank: int) -> db.UpdateOne:
+        return db.UpdateOne({"_id": key, "rank": {"$lt": rank}}, {"$set": {"rank": rank}}, upsert=True)
+
+    assert await db.upsert_guarded(ranks, [to("a", 2), to("b", 2), to("c", 1)]) == 2
+    assert {d["_id"]: d["rank"] async for d in ranks.find()} == {"a": 2, "b": 3, "c": 1}
+    assert await db.upsert_guarded(ranks, [to("a", 2), to("b", 3)]) == 0
+
+
+async def test_guarded_upserts_raise_every_error_but_the_guard_refusing(database: db.Database) -> None:
+    ranks = database["ranks"]
+    await ranks.insert_one({"_id": "a", "rank": 1})
+    with pytest.raises(db.PyMongoError):  # an update the server cannot apply is an error, not a refusal
+        await db.upsert_guarded(ranks, [db.UpdateOne({"_id": "a"}, {"$inc": {"_id": 1}}, upsert=True)])

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from suara_shared import db
 from suara_shared.events import DELIVERY_RANK, DeliveryState, DeliveryStatus, InboundMessage, utcnow
 
+from . import deliveries
+
 if TYPE_CHECKING:
     from .tickets.service import TicketService
 
@@ -183,17 +185,12 @@ async def private_target(service: TicketService, ticket: dict[str, Any]) -> str:
     comment_id = latest["reply_context"]["comment_id"]
     if latest["created_at"] + PRIVATE_REPLY_WINDOW < utcnow():
         raise PrivateReplyRefused("the comment is over 7 days old: Meta no longer takes a private reply to it")
-    used = await service.messages.find_one(
-        {
-            "ticket": ticket["_id"],
-            "direction": "outbound",
-            "private": True,
-            "reply_context.comment_id": comment_id,
-            "delivery_status": {"$ne": DeliveryState.FAILED.value},
-        },
-        {"_id": 1},
-    )
-    if used is not None:
+    earlier = await service.messages.find(
+        {"ticket": ticket["_id"], "direction": "outbound", "private": True, "reply_context.comment_id": comment_id},
+        {"direction": 1, "delivery_status": 1, "delivery_rank": 1},
+    ).to_list(None)
+    await deliveries.overlay(service.deliveries, earlier)
+    if any(m.get("delivery_status") != DeliveryState.FAILED.value for m in earlier):
         raise PrivateReplyRefused("this comment already had its one private reply")
     return str(comment_id)
 
@@ -204,23 +201,17 @@ async def record_watermark(service: TicketService, status: DeliveryStatus) -> in
     if status.watermark is None or not status.conversation_key:
         return 0
     rank = DELIVERY_RANK[status.status]
-    match = {
-        "channel": status.channel.value,
-        "conversation_key": status.conversation_key,
-        "direction": "outbound",
-        "created_at": {"$lte": status.watermark},
-        "delivery_rank": {"$lt": rank},
-    }
-    tickets = {m.get("ticket") for m in await service.messages.find(match, {"ticket": 1}).to_list(None)}
-    result = await service.messages.update_many(
-        match,
+    before = await service.messages.find(
         {
-            "$set": {
-                "delivery_status": status.status.value,
-                "delivery_rank": rank,
-                "delivery_updated_at": status.occurred_at,
-            }
+            "channel": status.channel.value,
+            "conversation_key": status.conversation_key,
+            "direction": "outbound",
+            "created_at": {"$lte": status.watermark},
         },
-    )
-    await service.mark_ticked(filter(None, tickets))
-    return int(result.modified_count)
+        {"ticket": 1, "direction": 1, "delivery_rank": 1},
+    ).to_list(None)
+    below = [m for m in await deliveries.overlay(service.deliveries, before) if (m.get("delivery_rank") or 0) < rank]
+    fields = deliveries.changes(status)
+    moved = await deliveries.apply(service.deliveries, [deliveries.moved(m["_id"], fields) for m in below])
+    await service.mark_ticked(filter(None, {m.get("ticket") for m in below}))
+    return moved

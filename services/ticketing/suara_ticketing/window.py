@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from suara_shared import db
 from suara_shared.events import Channel, DeliveryState, DeliveryStatus, ReplyPurpose
 
-from . import social
+from . import deliveries, social
 
 if TYPE_CHECKING:
     from .tickets.service import TicketService
@@ -132,9 +132,11 @@ async def resend_outside_window(*, service: TicketService, status: DeliveryStatu
 
 
 async def _message_of(service: TicketService, status: DeliveryStatus) -> dict[str, Any] | None:
+    """The outbound message a status names, with the status it has reached."""
     if status.outbound_id:
-        return await service.messages.find_one({"_id": f"out:{status.outbound_id}"})
-    platform_id = status.platform_message_id
-    if not platform_id:
+        message = await service.messages.find_one({"_id": f"out:{status.outbound_id}"})
+    elif status.platform_message_id:
+        message = await service.outbound_by_platform_id(status.channel.value, status.platform_message_id, whole=True)
+    else:
         return None
-    return await service.outbound_by_platform_id(status.channel.value, platform_id, whole=True)
+    return (await deliveries.overlay(service.deliveries, [message]))[0] if message is not None else None

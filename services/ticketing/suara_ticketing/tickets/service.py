@@ -37,7 +37,7 @@ from suara_shared.events import (
 )
 from suara_shared.kafka import BrokerUnavailable, Publisher
 
-from .. import social, texts, window
+from .. import deliveries, social, texts, window
 from ..access.models import Principal
 from ..access.service import TokenService
 from ..lifecycle import Policy
@@ -255,29 +255,18 @@ def _orphan_status(doc: dict[str, Any]) -> DeliveryStatus:
     return DeliveryStatus.model_validate({k: v for k, v in doc.items() if k not in ("_id", "stored_at")})
 
 
-def _delivery_changes(status: DeliveryStatus) -> dict[str, Any]:
-    """The fields a status sets on its message (written only where the message's rank is lower)."""
-    return {
-        "delivery_status": status.status.value,
-        "delivery_rank": DELIVERY_RANK[status.status],
-        "delivery_updated_at": status.occurred_at,
-    }
+def _delivery_writes(target: dict[str, DeliveryStatus]) -> list[db.UpdateOne]:
+    """The writes of each message's highest status (`out:<id>` -> status), none moving a message's status back."""
+    return [deliveries.moved(key, deliveries.changes(status)) for key, status in target.items()]
 
 
-def _delivery_writes(target: dict[str, DeliveryStatus], learnt: dict[str, DeliveryStatus]) -> list[db.UpdateOne]:
-    """The writes of each message's highest status (`out:<id>` -> status), none moving a message's status back; and
-    the platform id a notifier's report taught, for a message whose receipt got there first."""
-    writes = []
-    for key, status in target.items():
-        changes = _delivery_changes(status)
-        if key in learnt:
-            changes["channel_message_id"] = learnt[key].platform_message_id
-        writes.append(db.UpdateOne({"_id": key, "delivery_rank": {"$lt": changes["delivery_rank"]}}, {"$set": changes}))
-    writes += [
+def _learnt_ids(learnt: dict[str, DeliveryStatus]) -> list[db.UpdateOne]:
+    """The writes of the platform id each notifier's report taught (`out:<id>` -> report), onto a message that
+    does not know it yet."""
+    return [
         db.UpdateOne({"_id": key, "channel_message_id": None}, {"$set": {"channel_message_id": r.platform_message_id}})
         for key, r in learnt.items()
     ]
-    return writes
 
 
 def _opens_conversation(event: InboundMessage) -> bool:
@@ -320,6 +309,8 @@ class TicketService:
         self.orphans = database["delivery_orphans"]
         #: When each ticket's replies last changed delivery status, for the consoles' poll (`mark_ticked`).
         self.ticks = database["ticket_ticks"]
+        #: The delivery status each outbound message has reached, beside it (see `deliveries`).
+        self.deliveries = database[deliveries.COLLECTION]
         #: Whole batches of outbound messages and ticket events waiting for the broker (see `_open_many`).
         self.outbox = database["outbox"]
         self.publisher = publisher
@@ -811,45 +802,39 @@ class TicketService:
     # --- delivery statuses ---------------------------------------------------------------------------------
 
     async def record_delivery(self, status: DeliveryStatus) -> None:
-        """Record a delivery status on its outbound message; a status never moves backwards."""
+        """Record a delivery status of an outbound message; a status never moves backwards. What it tells about the
+        message itself (its platform ids, the template it went as) is kept on the message whatever its rank."""
         if status.outbound_id:
-            match: dict[str, Any] = {"_id": f"out:{status.outbound_id}"}
+            key = f"out:{status.outbound_id}"
         elif status.platform_message_id:
             named = await self.outbound_by_platform_id(status.channel.value, status.platform_message_id)
             if named is None:
                 # The platform's status came before we learnt its message id: keep it until we do.
                 await self._keep_orphans(status.channel.value, {status.platform_message_id: [status]})
                 return
-            match = {"_id": named["_id"]}
+            key = named["_id"]
         else:
             return
-        changes = _delivery_changes(status)
-        rank = changes["delivery_rank"]
-        if status.error is not None:
-            changes["delivery_error"] = status.error.model_dump()
-        if status.platform_message_id and status.outbound_id:
-            changes["channel_message_id"] = status.platform_message_id
-        if status.template:
-            changes["template"] = status.template
-        update: dict[str, Any] = {"$set": changes}
-        if status.more_platform_message_ids:
-            update["$addToSet"] = {"channel_message_ids": {"$each": list(status.more_platform_message_ids)}}
-        # An update, then a read of what it changed (the message's ticket and channel never change): findAndModify
-        # would be one round trip, but the embedded database answers it by reading every message.
-        applied = await self.messages.update_one({**match, "delivery_rank": {"$lt": rank}}, update)
-        result = await self.messages.find_one(match, {"ticket": 1, "channel": 1}) if applied.matched_count else None
-        if result is None:
-            if status.platform_message_id and status.outbound_id:
-                # A receipt (a Messenger watermark) got there first: the message id must still be learnt.
-                await self.messages.update_one(
-                    {**match, "channel_message_id": None}, {"$set": {"channel_message_id": status.platform_message_id}}
-                )
+        message = await self.messages.find_one({"_id": key}, {"ticket": 1})
+        if message is None:
             return
-        if status.platform_message_id and status.outbound_id:
+        reported = bool(status.platform_message_id and status.outbound_id)
+        if reported:
+            await self.messages.bulk_write(_learnt_ids({key: status}))
+        about: dict[str, Any] = {}
+        if status.template:
+            about["$set"] = {"template": status.template}
+        if status.more_platform_message_ids:
+            about["$addToSet"] = {"channel_message_ids": {"$each": list(status.more_platform_message_ids)}}
+        if about:
+            await self.messages.update_one({"_id": key}, about)
+        applied = await deliveries.apply(self.deliveries, _delivery_writes({key: status}))
+        if reported:  # the statuses that were waiting for these ids
+            assert status.platform_message_id is not None
             for platform_id in (status.platform_message_id, *status.more_platform_message_ids):
                 await self._adopt_orphans(status.channel.value, platform_id)
-        if result.get("ticket"):
-            await self.mark_ticked([result["ticket"]])
+        if applied and message.get("ticket"):
+            await self.mark_ticked([message["ticket"]])
 
     async def mark_ticked(self, references: Iterable[str]) -> None:
         """Tell the open consoles that these tickets' replies changed delivery status (their ticks), without
@@ -901,7 +886,7 @@ class TicketService:
                 by_channel.setdefault(status.platform_message_id, []).append(status)
         # A platform's status often overtakes the notifier's report of the same message in one batch.
         reported_in_batch = {(r.channel.value, r.platform_message_id): key for key, r in learnt.items()}
-        tickets: set[str] = set()
+        seen: dict[str, str | None] = {}  # the messages known to be stored, with their tickets
         unknown: dict[str, dict[str, builtins.list[DeliveryStatus]]] = {}
         for channel, by_id in by_platform.items():
             known = await self.messages.find(
@@ -915,22 +900,28 @@ class TicketService:
                 if message is None:
                     unknown.setdefault(channel, {})[platform_id] = group
                     continue
-                if doc is not None and doc.get("ticket"):
-                    tickets.add(doc["ticket"])
+                if doc is not None:
+                    seen[doc["_id"]] = doc.get("ticket")
                 for status in group:
                     _keep_highest(target, message, status)
-        if target:
-            for chunk in _chunks(_delivery_writes(target, learnt)):
-                await self.messages.bulk_write(chunk, ordered=True)
+        unseen = [key for key in target if key not in seen]
+        if unseen:
+            for doc in await self.messages.find({"_id": {"$in": unseen}}, {"ticket": 1}).to_list(None):
+                seen[doc["_id"]] = doc.get("ticket")
+        # A report of a message never stored writes nothing.
+        target = {key: status for key, status in target.items() if key in seen}
+        learnt = {key: report for key, report in learnt.items() if key in seen}
+        # The ids first: another consumer's status of the same message finds it by them from then on.
+        for chunk in _chunks(_learnt_ids(learnt)):
+            await self.messages.bulk_write(chunk, ordered=False)
+        for chunk in _chunks(_delivery_writes(target)):
+            await deliveries.apply(self.deliveries, chunk)
         # Statuses that came before the reports wait as orphans; looked for after the reports are written, so that
         # one stored meanwhile (by another consumer, which then found no message) is not missed.
         adopted: builtins.list[DeliveryStatus] = []
         if learnt:
             adopted = await self._adopt_orphans_of(learnt)
-        reported = [key for key in target if key.startswith("out:")]
-        if reported:
-            found = await self.messages.find({"_id": {"$in": reported}}, {"ticket": 1}).to_list(None)
-            tickets |= {d["ticket"] for d in found if d.get("ticket")}
+        tickets = {ticket for key in target if (ticket := seen[key])}
         if tickets:
             await self.mark_ticked(tickets)
         for channel, by_id in unknown.items():
@@ -958,8 +949,8 @@ class TicketService:
             else:
                 one_by_one.add(found)
         if target:
-            for chunk in _chunks(_delivery_writes(target, {})):
-                await self.messages.bulk_write(chunk, ordered=True)
+            for chunk in _chunks(_delivery_writes(target)):
+                await deliveries.apply(self.deliveries, chunk)
             await self.orphans.delete_many({"_id": {"$in": plain_ids}})
         for channel, platform_id in sorted(one_by_one):
             await self._adopt_orphans(channel, platform_id)
@@ -1007,10 +998,11 @@ class TicketService:
         ticket = await self.tickets.find_one({"_id": reference})
         if ticket is None or (principal is not None and not principal.can_see(ticket)):
             raise NotFound(reference)
-        ticket["messages"] = (
+        ticket["messages"] = await deliveries.overlay(
+            self.deliveries,
             await self.messages.find({"ticket": reference}, {"raw": 0})
             .sort([("seq", 1), ("created_at", 1)])
-            .to_list(None)
+            .to_list(None),
         )
         ticket["notes"] = await self.notes.find({"ticket": reference}).sort("created_at", 1).to_list(None)
         return ticket
@@ -1205,12 +1197,21 @@ class TicketService:
             # A confidential report is hidden from the public (SP4N-LAPOR!): by its guessable reference only its
             # status shows; the replies stay on the reporter's own channel or behind the private submission link.
             return {**ticket, "replies": [], "replies_hidden": True}
-        replies = (
+        replies = await deliveries.overlay(
+            self.deliveries,
             await self.messages.find(
                 {"ticket": ticket["_id"], "direction": "outbound"},
-                {"text": 1, "purpose": 1, "created_at": 1, "delivery_status": 1, "outbound_id": 1},
+                {
+                    "text": 1,
+                    "purpose": 1,
+                    "created_at": 1,
+                    "outbound_id": 1,
+                    "direction": 1,
+                    "delivery_status": 1,
+                    "delivery_rank": 1,
+                },
             )
             .sort("created_at", 1)
-            .to_list(None)
+            .to_list(None),
         )
         return {**ticket, "replies": replies}
