@@ -582,10 +582,14 @@ class Harness:
         failures: Counter[str] = Counter()
         ordered = sorted(tickets | web_tickets)
         for i in range(0, len(ordered), 1000):
-            acks = await self.db["messages"].find(
-                {"ticket": {"$in": ordered[i : i + 1000]}, "direction": "outbound", "purpose": "acknowledgement"},
-                {"ticket": 1, "delivery_status": 1, "delivery_rank": 1, "delivery_error": 1},
-            ).to_list(None)
+            acks = (
+                await self.db["messages"]
+                .find(
+                    {"ticket": {"$in": ordered[i : i + 1000]}, "direction": "outbound", "purpose": "acknowledgement"},
+                    {"ticket": 1, "delivery_status": 1, "delivery_rank": 1, "delivery_error": 1},
+                )
+                .to_list(None)
+            )
             # The status each has reached since it was stored is kept beside it (ticketing's `deliveries`).
             learnt = self.db["message_deliveries"].find({"_id": {"$in": [doc["_id"] for doc in acks]}})
             higher = {doc.pop("_id"): doc async for doc in learnt}
