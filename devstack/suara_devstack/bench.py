@@ -6,7 +6,11 @@ sends webhooks at a set rate and concurrency, each a new citizen's text (so each
 acknowledgement). It reports webhook latency, end-to-end latency to the ticket stored and to the acknowledgement
 received by the sandbox, throughput, each service's peak memory, the CPU time each process (services, broker,
 database, the bench's own driver) spent while the load lasted and drained, lost and duplicated messages, writes a
-JSON result and a PNG plot of latency over time."""
+JSON result and a PNG plot of latency over time.
+
+With `--catch-up`, ticketing is stopped while the load is sent and started again after it, as after an outage: the
+webhooks wait in the broker, and the bench reports the backlog, how long ticketing took to work it off and at what
+rate, against the database ceiling (the end-to-end figures then include the downtime)."""
 
 from __future__ import annotations
 
@@ -473,6 +477,48 @@ def summarise(result: Result, sent: list[Sent], gathered: dict[str, Any]) -> Non
     }
 
 
+def catch_up_figures(
+    stored: dict[str, float], *, backlog: int, restarted_at: float, healthy_at: float, ceiling: float
+) -> dict[str, Any]:
+    """How fast a ticketing started again worked off the backlog its downtime left: the rate from the first message
+    it stored to the last (its pace once going), and from the moment it was started (what an operator waits). It
+    may answer `/healthz` well before it stores anything (its consumers join their groups first), hence both."""
+    first = min(stored.values(), default=restarted_at)
+    last = max(stored.values(), default=restarted_at)
+    per_s = len(stored) / max(1e-6, last - first)
+    return {
+        "catch_up_backlog": backlog,
+        "catch_up_healthy_s": round(healthy_at - restarted_at, 2),
+        "catch_up_first_stored_s": round(first - restarted_at, 2),
+        "catch_up_drain_s": round(last - restarted_at, 2),
+        "catch_up_per_s": round(per_s, 1),
+        "catch_up_from_restart_per_s": round(len(stored) / max(1e-6, last - restarted_at), 1),
+        "catch_up_of_db_ceiling": round(per_s / ceiling, 3) if ceiling else 0.0,
+    }
+
+
+def _catch_up_rows(load: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The backlog `--catch-up` left and how fast ticketing worked it off; the other figures include the downtime."""
+    return [
+        (
+            "backlog (ticketing down while sending)",
+            f"{load['catch_up_backlog']:,} msg",
+            "end-to-end rates and latencies in this table include the downtime",
+        ),
+        (
+            "catch-up (first → last ticket stored)",
+            f"{load['catch_up_per_s']:,.1f} msg/s",
+            f"{load['catch_up_of_db_ceiling']:.1%} of the database ceiling",
+        ),
+        (
+            "catch-up (ticketing started → last stored)",
+            f"{load['catch_up_from_restart_per_s']:,.1f} msg/s",
+            f"drained in {load['catch_up_drain_s']:,} s (first ticket after {load['catch_up_first_stored_s']} s, "
+            f"/healthz after {load['catch_up_healthy_s']} s)",
+        ),
+    ]
+
+
 def _cpu_rows(result: Result) -> list[tuple[str, str, str]]:
     """CPU seconds per process, busiest first, with its share and the milliseconds it cost per stored message."""
     total = sum(result.cpu_seconds.values()) or 1.0
@@ -507,6 +553,7 @@ def table(result: Result) -> str:
             f"{load.get('acked_per_s', 0):,.1f} msg/s",
             "",
         ),
+        *(_catch_up_rows(load) if result.settings.get("catch_up") else []),
         (
             "webhook latency p50 / p99",
             f"{load['webhook_p50_ms']} / {load['webhook_p99_ms']} ms",
@@ -541,6 +588,20 @@ def table(result: Result) -> str:
     return "\n".join(f"{a:<{width}}  {b:>{vwidth}}  {n}".rstrip() for a, b, n in rows)
 
 
+async def start_again(
+    stack: Stack, name: str, pids: dict[str, int], cpu_before: dict[str, float]
+) -> tuple[float, float]:
+    """Start a stopped service again; the wall-clock times it was started and answered `/healthz`. Its CPU is
+    counted from then on, in `pids` and `cpu_before`: its start-up is the restart's cost, not the backlog's."""
+    print(f"bench: starting {name} again to work off the backlog…", flush=True)
+    started = time.time()
+    await asyncio.to_thread(stack.start_service, name)
+    healthy = time.time()
+    pids[name] = stack.running[name].proc.pid
+    cpu_before[name] = cpu_seconds(pids[name])
+    return started, healthy
+
+
 async def bench(args: argparse.Namespace) -> Result:
     tmp = Path(tempfile.mkdtemp(prefix="suara-bench-"))
     infra = EmbeddedInfra(data_dir=tmp / "data", log_dir=tmp / "logs", broker_port=free_port(), db_port=free_port())
@@ -551,6 +612,7 @@ async def bench(args: argparse.Namespace) -> Result:
             "seconds": args.seconds,
             "concurrency": args.concurrency,
             "per_citizen": args.per_citizen,
+            "catch_up": args.catch_up,
         },
         machine={
             "cpus": os.cpu_count(),
@@ -570,6 +632,9 @@ async def bench(args: argparse.Namespace) -> Result:
         )
         run = uuid.uuid4().hex[:8]
         total = int(args.rate * args.seconds)
+        if args.catch_up:
+            print("bench: stopping ticketing: what is sent waits in the broker…", flush=True)
+            await asyncio.to_thread(stack.stop_service, "ticketing")
         print(f"bench: sending {total} webhooks at {args.rate}/s, {args.per_citizen} per citizen…", flush=True)
         pids = processes(stack)
         cpu_before = cpu_by_process(pids)
@@ -584,6 +649,7 @@ async def bench(args: argparse.Namespace) -> Result:
             per_citizen=args.per_citizen,
         )
         acks_after = await publish_buckets(stack)
+        restart = await start_again(stack, "ticketing", pids, cpu_before) if args.catch_up else None
         print("bench: waiting for every ticket and acknowledgement…", flush=True)
         gathered = await collect(stack, sent, within=args.drain_timeout)
         result.cpu_seconds = {name: round(s - cpu_before[name], 1) for name, s in cpu_by_process(pids).items()}
@@ -591,6 +657,17 @@ async def bench(args: argparse.Namespace) -> Result:
         gathered.update(await count_copies(stack, gathered["ok"]))
         result.memory_mib = peak_memory_mib(stack)
         summarise(result, sent, gathered)
+        if restart is not None:
+            restarted_at, healthy_at = restart
+            result.load.update(
+                catch_up_figures(
+                    gathered["stored"],
+                    backlog=len(gathered["ok"]),
+                    restarted_at=restarted_at,
+                    healthy_at=healthy_at,
+                    ceiling=result.ceilings["db_upserts_per_s"],
+                )
+            )
         # What the webhooks' answers waited for: the broker's acknowledgement, while the load was sent.
         for q in (50, 99):
             result.load[f"broker_ack_p{q}_ms"] = _ms(bucket_quantile(acks_before, acks_after, q))
@@ -608,6 +685,12 @@ def main(argv: list[str] | None = None) -> int:
         "--per-citizen", type=int, default=1, help="messages each citizen sends (the ones after the first thread)"
     )
     parser.add_argument("--ceiling-count", type=int, default=10_000, help="messages/documents for the ceilings")
+    parser.add_argument(
+        "--catch-up",
+        action="store_true",
+        help="stop ticketing while sending and start it after: how fast it works off the backlog (the end-to-end "
+        "latencies then include the downtime)",
+    )
     parser.add_argument("--drain-timeout", type=float, default=900.0, help="seconds to wait for every ticket")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     args = parser.parse_args(argv)

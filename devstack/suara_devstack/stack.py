@@ -208,6 +208,17 @@ class Stack:
         self._launch(run.spec)
         self.wait_healthy(30)
 
+    def stop_service(self, name: str) -> None:
+        """Stop one service cleanly (it commits and leaves its consumer group) and keep it down, as in an outage;
+        `start_service` brings it back. Not restarted by `watch_once`: it is no longer running."""
+        stop_process(self.running.pop(name).proc, timeout=15)
+
+    def start_service(self, name: str, *, timeout: float = 30.0) -> None:
+        """Start again a service `stop_service` stopped, as the stack was given it; return once it answers
+        `/healthz`."""
+        self._launch(next(spec for spec in self.services if spec.name == name))
+        self.wait_healthy(timeout)
+
     def start_services(self, *, timeout: float = 60.0) -> None:
         """Start every service against infra that is already up."""
         try:

@@ -1,20 +1,26 @@
 """What `make bench` reports besides its timings: the CPU time each process spent (a service whose work is done
 by a child process is charged with it), shown busiest first with its share and its cost per message; and the
-database's own account of the commands the load cost it, per collection."""
+database's own account of the commands the load cost it, per collection; and, with `--catch-up`, how fast a
+ticketing that was down while the load was sent works off the backlog."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import httpx
+
 from suara_devstack.bench import (
     Result,
     Sent,
     _children,
     bucket_quantile,
+    catch_up_figures,
     cpu_seconds,
     database_top,
     messages_query,
@@ -23,8 +29,13 @@ from suara_devstack.bench import (
     tickets_query,
     top_difference,
 )
-from suara_devstack.infra import EmbeddedInfra
-from suara_shared import db
+from suara_devstack.infra import EmbeddedInfra, default_env
+from suara_devstack.stack import Stack, default_services
+from suara_devstack.testing import _free_base, _infra, eventually, url
+from suara_shared import db, topics
+from suara_shared.events import Channel, Event, InboundMessage, Sender
+from suara_shared.kafka import Publisher
+from suara_shared.settings import ServiceSettings
 from suara_ticketing.tickets.service import TicketService
 
 BUSY = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass\n"
@@ -223,3 +234,97 @@ async def test_the_benchs_own_reads_look_only_at_the_runs_messages_and_tickets(d
         )
         assert explained["executionStats"]["nReturned"] == found
         assert explained["executionStats"]["totalDocsExamined"] <= found
+
+
+def test_catch_up_rates_come_from_when_the_backlog_was_stored_and_when_ticketing_was_started() -> None:
+    """`--catch-up`: ticketing was started at 200.0 and answered at 201.5; it stored the 4 messages waiting for it
+    from 203.0 to 205.0. Its pace once going counts from its first message stored, what the operator waited from
+    its start."""
+    stored = {"wamid.0": 203.0, "wamid.1": 203.5, "wamid.2": 204.0, "wamid.3": 205.0}
+    figures = catch_up_figures(stored, backlog=4, restarted_at=200.0, healthy_at=201.5, ceiling=100.0)
+    assert figures == {
+        "catch_up_backlog": 4,
+        "catch_up_healthy_s": 1.5,
+        "catch_up_first_stored_s": 3.0,
+        "catch_up_drain_s": 5.0,
+        "catch_up_per_s": 2.0,  # 4 / (205 - 203)
+        "catch_up_from_restart_per_s": 0.8,  # 4 / (205 - 200)
+        "catch_up_of_db_ceiling": 0.02,
+    }
+
+
+def test_the_catch_up_rows_are_in_the_table_only_in_catch_up_mode() -> None:
+    figures = catch_up_figures(
+        {"wamid.0": 203.0, "wamid.1": 205.0}, backlog=2, restarted_at=200.0, healthy_at=201.5, ceiling=100.0
+    )
+    ceilings = {"broker_produce_per_s": 10_000.0, "db_upserts_per_s": 100.0}
+    caught_up = table(
+        Result(settings={"rate": 100.0, "catch_up": True}, machine={}, ceilings=ceilings, load={**LOAD, **figures})
+    )
+    rows = {line.split("  ")[0]: line for line in caught_up.splitlines()}
+    assert "2 msg" in rows["backlog (ticketing down while sending)"]
+    assert "include the downtime" in rows["backlog (ticketing down while sending)"]
+    assert "1.0 msg/s" in rows["catch-up (first → last ticket stored)"]
+    assert "1.0% of the database ceiling" in rows["catch-up (first → last ticket stored)"]
+    assert "0.4 msg/s" in rows["catch-up (ticketing started → last stored)"]
+    assert (
+        "drained in 5.0 s (first ticket after 3.0 s, /healthz after 1.5 s)"
+        in rows["catch-up (ticketing started → last stored)"]
+    )
+    usual = table(Result(settings={"rate": 100.0}, machine={}, ceilings=ceilings, load=LOAD))
+    assert "catch-up" not in usual and "backlog" not in usual
+
+
+async def test_a_ticketing_stopped_while_messages_arrive_stores_them_once_started_again() -> None:
+    """What `--catch-up` stands on: `stop_service` takes ticketing down cleanly and keeps it down, what arrives
+    meanwhile waits in the broker, and `start_service` brings it back, answering, to store all of it."""
+    infra = _infra("catch-up")
+    services = [spec for spec in default_services(base_port=_free_base()) if spec.name == "ticketing"]
+    stack = Stack(infra=infra, services=services)
+    await asyncio.to_thread(stack.start, timeout=60)
+    settings = ServiceSettings.model_validate(
+        {**{k.lower(): v for k, v in default_env().items()}, "kafka_bootstrap_servers": infra.bootstrap}
+    )
+    publisher = Publisher(settings, timeout=30)
+    client, database = db.connect(infra.mongodb_uri)
+    try:
+        async with httpx.AsyncClient(timeout=5) as http:
+
+            async def consuming() -> bool:
+                return (await http.get(url(stack, "ticketing", "/readyz"))).status_code == 200
+
+            # Down as after an outage of a ticketing at work: its consumer was in its group, and leaves it.
+            await eventually(consuming, within=60, what="ticketing's consumer running")
+        before = stack.running["ticketing"].proc
+        await asyncio.to_thread(stack.stop_service, "ticketing")
+        # Its shutdown ran to the end (uvicorn then exits by the signal it got); it was not killed.
+        assert before.returncode in (0, -signal.SIGTERM) and "ticketing" not in stack.running
+        assert stack.watch_once() == []  # down on purpose: not a crash to restart
+        waiting = [
+            InboundMessage(
+                channel=Channel.WEB,
+                platform_message_id=f"catch-up-{i}",
+                conversation_key=f"catch-up-{i}",
+                sender=Sender(channel_user_id=f"catch-up-{i}"),
+                text=f"Lampu jalan nomor {i} mati di Kecamatan Sluke",
+                metadata={"submission_id": f"catch-up-{i}"},
+            )
+            for i in range(3)
+        ]
+        batch: list[tuple[str, Event, bytes | None]] = [(topics.INBOUND, m, m.partition_key) for m in waiting]
+        await publisher.publish_many(batch)
+
+        await asyncio.to_thread(stack.start_service, "ticketing")
+        assert stack.running["ticketing"].proc.pid != before.pid
+        async with httpx.AsyncClient(timeout=5) as http:
+            assert (await http.get(url(stack, "ticketing", "/healthz"))).status_code == 200
+        query = {"submission_id": {"$in": [m.platform_message_id for m in waiting]}}
+
+        async def all_stored() -> bool:
+            return await database["tickets"].count_documents(query) == len(waiting)
+
+        await eventually(all_stored, within=60, what="a ticket for each message sent while ticketing was down")
+    finally:
+        await publisher.stop()
+        await db.close(client)
+        await asyncio.to_thread(stack.stop)
