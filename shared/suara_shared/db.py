@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient, InsertOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
@@ -35,6 +36,8 @@ __all__ = [
     "UpdateOne",
     "close",
     "connect",
+    "find_in",
+    "in_parts",
     "increment",
     "is_unavailable",
     "ping",
@@ -109,6 +112,35 @@ async def upsert_guarded(collection: Collection, writes: list[UpdateOne]) -> int
             raise
         result = dict(exc.details)
     return int(result.get("nUpserted", 0)) + int(result.get("nModified", 0))
+
+
+#: The most values one `$in` carries. The embedded database's cost per value of an `$in` grows with the list's
+#: length (per value found: 0.07 ms in lists of 50, 0.15 of 200, 0.32 of 500, 1.2 of 2,000, measured on 6,000
+#: documents through an index), so a longer list goes as several queries of this many.
+IN_PART = 50
+
+T = TypeVar("T")
+
+
+def in_parts(values: Iterable[T]) -> list[list[T]]:
+    """`values` cut into lists of at most `IN_PART`, each for one `$in`."""
+    items = list(values)
+    return [items[i : i + IN_PART] for i in range(0, len(items), IN_PART)]
+
+
+async def find_in(
+    collection: Collection,
+    field: str,
+    values: Iterable[Any],
+    where: Document | None = None,
+    projection: Document | None = None,
+) -> list[Document]:
+    """The documents matching `where` whose `field` is one of `values`, asked `IN_PART` values at a time (see
+    `in_parts`)."""
+    found: list[Document] = []
+    for part in in_parts(values):
+        found += await collection.find({**(where or {}), field: {"$in": part}}, projection).to_list(None)
+    return found
 
 
 def is_unavailable(exc: BaseException) -> bool:

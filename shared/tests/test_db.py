@@ -164,3 +164,26 @@ async def test_guarded_upserts_raise_every_error_but_the_guard_refusing(database
     await ranks.insert_one({"_id": "a", "rank": 1})
     with pytest.raises(db.PyMongoError):  # an update the server cannot apply is an error, not a refusal
         await db.upsert_guarded(ranks, [db.UpdateOne({"_id": "a"}, {"$inc": {"_id": 1}}, upsert=True)])
+
+
+async def test_a_long_in_list_is_asked_in_parts_and_finds_everything(
+    infra: EmbeddedInfra, database: db.Database
+) -> None:
+    """The embedded database's cost per value of an `$in` grows with the list: `find_in` asks 50 at a time."""
+    listener = BulkWrites()
+    seen: list[dict[str, Any]] = []
+    listener.started = lambda event: seen.append(event.command)  # type: ignore[method-assign]
+    client: AsyncMongoClient[db.Document] = AsyncMongoClient(infra.mongodb_uri, event_listeners=[listener])
+    try:
+        messages = client[database.name]["messages"]
+        await messages.insert_many([{"_id": f"m{i}", "channel": "whatsapp" if i % 2 else "web"} for i in range(240)])
+        seen.clear()
+        wanted = [f"m{i}" for i in range(120)] + ["not-there"]
+        found = await db.find_in(messages, "_id", wanted, where={"channel": "whatsapp"}, projection={"_id": 1})
+        assert sorted(d["_id"] for d in found) == sorted(f"m{i}" for i in range(1, 120, 2))
+        finds = [c for c in seen if "find" in c]
+        assert [len(c["filter"]["_id"]["$in"]) for c in finds] == [50, 50, 21]
+        assert all(c["filter"]["channel"] == "whatsapp" for c in finds)
+        assert await db.find_in(messages, "_id", []) == []
+    finally:
+        await client.close()

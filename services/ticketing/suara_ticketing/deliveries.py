@@ -48,7 +48,7 @@ async def overlay(collection: db.Collection, messages: list[dict[str, Any]]) -> 
     place). Reads need the messages' `_id`, `direction` and `delivery_rank`."""
     outbound = {m["_id"]: m for m in messages if m.get("direction") == "outbound"}
     if outbound:
-        async for learnt in collection.find({"_id": {"$in": list(outbound)}}):
+        for learnt in await db.find_in(collection, "_id", outbound):
             message = outbound[learnt.pop("_id")]
             if learnt.get("delivery_rank", 0) > (message.get("delivery_rank") or 0):
                 message.update(learnt)

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
+from suara_shared import db
 from suara_shared.events import Channel
 
 from . import deadlines, places
@@ -148,7 +149,7 @@ async def changes(
     # on the caller's screen: say so, and the console reloads what it shows.
     more = len(changed) == limit or len(ticks) == limit
     if ticks and scope:  # only the tickets the caller may see; by reference alone, the embedded database's way
-        named = await service.tickets.find({"_id": {"$in": list(ticks)}}, {"department": 1}).to_list(None)
+        named = await db.find_in(service.tickets, "_id", ticks, projection={"department": 1})
         ticks = {d["_id"]: ticks[d["_id"]] for d in named if user.can_see(d)}
     for reference, at in ticks.items():
         changed[reference] = max(at, changed.get(reference, at))

@@ -382,16 +382,20 @@ class TicketService:
         a ticket without its message is found by its conversation and threaded into; a message without its
         acknowledgement gets it from `_flush`."""
         keys = [e.dedup_key for e in events]
-        known = {d["_id"] for d in await self.messages.find({"_id": {"$in": keys}}, {"_id": 1}).to_list(None)}
+        known = {d["_id"] for d in await db.find_in(self.messages, "_id", keys, projection={"_id": 1})}
         candidates = [e for e in events if e.dedup_key not in known and _opens_conversation(e)]
         with_ticket: set[tuple[str, str]] = set()
         by_channel: dict[str, set[str]] = {}
         for event in candidates:
             by_channel.setdefault(event.channel.value, set()).add(event.conversation_key)
         for channel, conversations in by_channel.items():  # by channel: the index starts with it
-            found = await self.tickets.find(
-                {"channel": channel, "conversation_key": {"$in": sorted(conversations)}}, {"conversation_key": 1}
-            ).to_list(None)
+            found = await db.find_in(
+                self.tickets,
+                "conversation_key",
+                sorted(conversations),
+                where={"channel": channel},
+                projection={"conversation_key": 1},
+            )
             with_ticket |= {(channel, d["conversation_key"]) for d in found}
         fresh: builtins.list[InboundMessage] = []
         seen: set[tuple[str, str]] = set()
@@ -432,15 +436,18 @@ class TicketService:
         found: dict[tuple[str, str], dict[str, Any]] = {}
         for channel in sorted({c for c, _ in candidates}):  # by channel: the index starts with it
             named = sorted(key for c, key in candidates if c == channel)
-            docs = await self.tickets.find(
-                {"channel": channel, "conversation_key": {"$in": named}, "status": {"$in": THREADABLE}}
-            ).to_list(None)
+            docs = await db.find_in(
+                self.tickets,
+                "conversation_key",
+                named,
+                where={"channel": channel, "status": {"$in": THREADABLE}},
+            )
             for doc in sorted(docs, key=lambda d: d["created_at"]):  # the newest of a conversation's, as `_thread`
                 found[(channel, doc["conversation_key"])] = doc
         # A ticket without its acknowledgement (a batch that opened it was cut short) is finished one by one.
         acks = {f"out:{_stable_id('ack', t['_id'])}": key for key, t in found.items()}
         if acks:
-            stored_acks = await self.messages.find({"_id": {"$in": list(acks)}}, {"_id": 1}).to_list(None)
+            stored_acks = await db.find_in(self.messages, "_id", acks, projection={"_id": 1})
             acknowledged = {acks[d["_id"]] for d in stored_acks}
             found = {key: t for key, t in found.items() if key in acknowledged}
         now = self.now()
@@ -763,12 +770,10 @@ class TicketService:
         if not items:
             return 0
         await self.publisher.send_raw(items)
-        if pending:
-            await self.messages.update_many(
-                {"_id": {"$in": [d["_id"] for d in pending]}}, {"$set": {"published": True}}
-            )
-        if events:
-            await self.events.update_many({"_id": {"$in": [d["_id"] for d in events]}}, {"$set": {"published": True}})
+        for part in db.in_parts(d["_id"] for d in pending):
+            await self.messages.update_many({"_id": {"$in": part}}, {"$set": {"published": True}})
+        for part in db.in_parts(d["_id"] for d in events):
+            await self.events.update_many({"_id": {"$in": part}}, {"$set": {"published": True}})
         return len(items)
 
     async def publish_outbox(self, *, older_than: timedelta) -> int:
@@ -778,7 +783,8 @@ class TicketService:
             await self.outbox.find({"created_at": {"$lt": utcnow() - older_than}}).sort("created_at", 1).to_list(50)
         ):
             replies = batch.get("messages") or []
-            if replies and await self.messages.count_documents({"_id": {"$in": replies}}) < len(replies):
+            stored = await db.find_in(self.messages, "_id", replies, projection={"_id": 1})
+            if len(stored) < len(replies):
                 # Its messages were not stored (the database went away part-way): the consumer's retry of the batch
                 # stores and sends them. Published now, a reply would reach the citizen before it exists on its
                 # ticket, and its delivery report would find nothing to mark (chaos saw acks left "queued").
@@ -889,10 +895,13 @@ class TicketService:
         seen: dict[str, str | None] = {}  # the messages known to be stored, with their tickets
         unknown: dict[str, dict[str, builtins.list[DeliveryStatus]]] = {}
         for channel, by_id in by_platform.items():
-            known = await self.messages.find(
-                by_platform_ids(channel, "channel_message_id", list(by_id)),
-                {"channel_message_id": 1, "ticket": 1, "direction": 1},
-            ).to_list(None)
+            known = await db.find_in(
+                self.messages,
+                "channel_message_id",
+                by_id,
+                where={"channel": channel},
+                projection={"channel_message_id": 1, "ticket": 1, "direction": 1},
+            )
             ids = {d["channel_message_id"]: d for d in known if d.get("direction") == "outbound"}
             for platform_id, group in by_id.items():
                 doc = ids.get(platform_id)
@@ -906,7 +915,7 @@ class TicketService:
                     _keep_highest(target, message, status)
         unseen = [key for key in target if key not in seen]
         if unseen:
-            for doc in await self.messages.find({"_id": {"$in": unseen}}, {"ticket": 1}).to_list(None):
+            for doc in await db.find_in(self.messages, "_id", unseen, projection={"ticket": 1}):
                 seen[doc["_id"]] = doc.get("ticket")
         # A report of a message never stored writes nothing.
         target = {key: status for key, status in target.items() if key in seen}
@@ -933,7 +942,7 @@ class TicketService:
         id): the plain ones in one write, guarded as ever, the others one by one. Returns the reports that had any of
         the others (a failure among them may call for the reply to go again as a template)."""
         report_of = {(r.channel.value, r.platform_message_id): key for key, r in learnt.items()}
-        waiting = await self.orphans.find(orphans_of(None, [pid for _, pid in report_of if pid])).to_list(None)
+        waiting = await db.find_in(self.orphans, "platform_message_id", [pid for _, pid in report_of if pid])
         target: dict[str, DeliveryStatus] = {}
         plain_ids: builtins.list[str] = []
         one_by_one: set[tuple[str, str]] = set()
@@ -951,7 +960,8 @@ class TicketService:
         if target:
             for chunk in _chunks(_delivery_writes(target)):
                 await deliveries.apply(self.deliveries, chunk)
-            await self.orphans.delete_many({"_id": {"$in": plain_ids}})
+            for part in db.in_parts(plain_ids):
+                await self.orphans.delete_many({"_id": {"$in": part}})
         for channel, platform_id in sorted(one_by_one):
             await self._adopt_orphans(channel, platform_id)
         return [
@@ -976,9 +986,9 @@ class TicketService:
             await self.orphans.bulk_write(chunk, ordered=False)
         known: set[str] = set()
         for field in ("channel_message_id", "channel_message_ids"):
-            meanwhile = await self.messages.find(
-                by_platform_ids(channel, field, list(by_id)), {field: 1, "direction": 1}
-            ).to_list(None)
+            meanwhile = await db.find_in(
+                self.messages, field, by_id, where={"channel": channel}, projection={field: 1, "direction": 1}
+            )
             for doc in meanwhile:
                 named = doc.get(field)
                 if doc.get("direction") == "outbound":
