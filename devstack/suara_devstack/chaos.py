@@ -376,12 +376,13 @@ class Harness:
         """Messages of this traffic stored so far; None while the database does not answer.
 
         Asked every second while the run waits for quiet, so it costs the database little: point lookups of the
-        messages not yet seen stored, by `_id` (a range of `_id`s, or any count, has the embedded database read
-        the whole collection, which slowed the very pipeline the run waits for)."""
+        messages not yet seen stored, by `_id`, `db.IN_PART` at a time (a range of `_id`s, or any count, has the
+        embedded database read the whole collection, and its cost per value of an `$in` grows with the list's length:
+        either slowed the very pipeline the run waits for)."""
         missing = [w for w in traffic.sent if w not in traffic.seen_stored]
         try:
-            for i in range(0, len(missing), 1000):
-                ids = [f"in:whatsapp:{w}" for w in missing[i : i + 1000]]
+            for part in db.in_parts(missing):
+                ids = [f"in:whatsapp:{w}" for w in part]
                 async for doc in self.db["messages"].find({"_id": {"$in": ids}}, {"_id": 1}):
                     traffic.seen_stored.add(doc["_id"].removeprefix("in:whatsapp:"))
         except db.PyMongoError:
@@ -528,11 +529,10 @@ class Harness:
         copies: Counter[str] = Counter()
         tickets_of: dict[str, set[str]] = {}
         unthreaded = 0
-        wamids = list(traffic.sent)
-        for i in range(0, len(wamids), 1000):
+        for part in db.in_parts(traffic.sent):
             # By the platform's id, not by our key: a copy stored under any other key would show here too.
             cursor = self.db["messages"].find(
-                {"channel": "whatsapp", "channel_message_id": {"$in": wamids[i : i + 1000]}},
+                {"channel": "whatsapp", "channel_message_id": {"$in": part}},
                 {"channel_message_id": 1, "ticket": 1, "conversation_key": 1},
             )
             async for doc in cursor:
@@ -580,12 +580,11 @@ class Harness:
                     stray += 1
         states: Counter[str] = Counter()
         failures: Counter[str] = Counter()
-        ordered = sorted(tickets | web_tickets)
-        for i in range(0, len(ordered), 1000):
+        for part in db.in_parts(sorted(tickets | web_tickets)):
             acks = (
                 await self.db["messages"]
                 .find(
-                    {"ticket": {"$in": ordered[i : i + 1000]}, "direction": "outbound", "purpose": "acknowledgement"},
+                    {"ticket": {"$in": part}, "direction": "outbound", "purpose": "acknowledgement"},
                     {"ticket": 1, "delivery_status": 1, "delivery_rank": 1, "delivery_error": 1},
                 )
                 .to_list(None)
