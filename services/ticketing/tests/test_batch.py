@@ -417,6 +417,7 @@ def statuses_for(acks: list[dict[str, Any]], tag: str) -> list[list[DeliveryStat
         hook(w[4], s.READ),
         hook(w[4], s.DELIVERED),  # backwards: ignored
         hook(f"wamid.{tag}.unknown", s.DELIVERED),
+        hook(f"wamid.{tag}.unknown", s.SENT),  # only what ranks above the report it waits for is kept
         hook(f"{w[5]}.part2", s.DELIVERED),  # a long reply's second part speaks for the reply
         hook(w[0], s.DELIVERED),  # Meta delivers webhooks more than once
         report(acks[0], w[0]),

@@ -971,7 +971,18 @@ class TicketService:
     async def _keep_orphans(self, channel: str, by_id: dict[str, builtins.list[DeliveryStatus]]) -> None:
         """Keep statuses of messages not known by their platform id as orphans, for the notifier's report to adopt;
         then adopt at once those whose message is known after all: a long reply's further part, or a report another
-        consumer recorded between the lookup and the orphans' writing."""
+        consumer recorded between the lookup and the orphans' writing.
+
+        A platform's `sent` is not kept: the notifier's report of the same message, which is what teaches its id,
+        says `sent` itself (or more), so it could never move the message. On WhatsApp it nearly always overtakes
+        the report, and keeping it cost a write, a read and a delete for almost every reply."""
+        by_id = {
+            platform_id: kept
+            for platform_id, group in by_id.items()
+            if (kept := [status for status in group if status.status is not DeliveryState.SENT])
+        }
+        if not by_id:
+            return
         now = utcnow()
         writes = [
             db.UpdateOne(
