@@ -105,6 +105,8 @@ async def upsert_guarded(collection: Collection, writes: list[UpdateOne]) -> int
     """Apply upserts whose match is an `_id` with a guard (`{"_id": k, "rank": {"$lt": r}}`) and return how many
     documents they inserted or changed. Where the document exists but fails its guard, the upsert's insert collides
     on the `_id`: that is the guard refusing, and the write is skipped. Any other error is raised."""
+    if not writes:
+        return 0
     try:
         result: dict[str, Any] = dict((await collection.bulk_write(writes, ordered=False)).bulk_api_result)
     except BulkWriteError as exc:

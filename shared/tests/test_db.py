@@ -157,6 +157,7 @@ async def test_guarded_upserts_skip_what_the_guard_refuses_and_count_what_they_w
     assert await db.upsert_guarded(ranks, [to("a", 2), to("b", 2), to("c", 1)]) == 2
     assert {d["_id"]: d["rank"] async for d in ranks.find()} == {"a": 2, "b": 3, "c": 1}
     assert await db.upsert_guarded(ranks, [to("a", 2), to("b", 3)]) == 0
+    assert await db.upsert_guarded(ranks, []) == 0  # nothing to write is no error
 
 
 async def test_guarded_upserts_raise_every_error_but_the_guard_refusing(database: db.Database) -> None:

@@ -17,8 +17,6 @@ from suara_shared import db
 from suara_shared.events import DELIVERY_RANK, DeliveryStatus
 
 COLLECTION = "message_deliveries"
-#: The message fields a status sets (held here, overlaid on the message).
-FIELDS = ("delivery_status", "delivery_rank", "delivery_updated_at", "delivery_error")
 
 
 def changes(status: DeliveryStatus) -> dict[str, Any]:
@@ -40,7 +38,7 @@ def moved(key: str, fields: dict[str, Any]) -> db.UpdateOne:
 
 async def apply(collection: db.Collection, writes: list[db.UpdateOne]) -> int:
     """Apply writes from `moved`; returns how many moved a message's status."""
-    return await db.upsert_guarded(collection, writes) if writes else 0
+    return await db.upsert_guarded(collection, writes)
 
 
 async def overlay(collection: db.Collection, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
