@@ -217,7 +217,7 @@ async def collect(stack: Stack, sent: list[Sent], *, within: float) -> dict[str,
 
     The database's time is what is measured, so the wait costs it little: the loop watches the sandbox (cheap),
     reads the database only now and then, and then asks only for the messages not seen stored yet, through the
-    index on their platform ids, `db.IN_PART` at a time (a scan of the messages every second, a regular expression
+    index on their platform ids, `db.PART` at a time (a scan of the messages every second, a regular expression
     over their `_id`s, or one `$in` of a run's 3,000 ids, 6 s of the database's time, took it from the pipeline
     being measured). The counts of copies are left to
     `count_copies`, which the bench asks after it has read the processes' CPU time."""
@@ -232,7 +232,7 @@ async def collect(stack: Stack, sent: list[Sent], *, within: float) -> dict[str,
     stored: dict[str, float] = {}
 
     async def read_stored() -> None:
-        for part in db.in_parts(wamid for wamid in ok if wamid not in stored):
+        for part in db.parts(wamid for wamid in ok if wamid not in stored):
             async for doc in database["messages"].find(messages_query(part), {"channel_message_id": 1, "stored_at": 1}):
                 stored[doc["channel_message_id"]] = doc["stored_at"].timestamp()
 
@@ -264,9 +264,9 @@ async def count_copies(stack: Stack, ok: dict[str, Sent]) -> dict[str, int]:
     client, database = db.connect(stack.infra.mongodb_uri)
     try:
         counts = {"tickets": 0, "inbound": 0}
-        for part in db.in_parts({s.wa_id for s in ok.values()}):
+        for part in db.parts({s.wa_id for s in ok.values()}):
             counts["tickets"] += await database["tickets"].count_documents(tickets_query(part))
-        for part in db.in_parts(ok):
+        for part in db.parts(ok):
             counts["inbound"] += await database["messages"].count_documents(messages_query(part))
         return counts
     finally:

@@ -376,12 +376,12 @@ class Harness:
         """Messages of this traffic stored so far; None while the database does not answer.
 
         Asked every second while the run waits for quiet, so it costs the database little: point lookups of the
-        messages not yet seen stored, by `_id`, `db.IN_PART` at a time (a range of `_id`s, or any count, has the
+        messages not yet seen stored, by `_id`, `db.PART` at a time (a range of `_id`s, or any count, has the
         embedded database read the whole collection, and its cost per value of an `$in` grows with the list's length:
         either slowed the very pipeline the run waits for)."""
         missing = [w for w in traffic.sent if w not in traffic.seen_stored]
         try:
-            for part in db.in_parts(missing):
+            for part in db.parts(missing):
                 ids = [f"in:whatsapp:{w}" for w in part]
                 async for doc in self.db["messages"].find({"_id": {"$in": ids}}, {"_id": 1}):
                     traffic.seen_stored.add(doc["_id"].removeprefix("in:whatsapp:"))
@@ -529,7 +529,7 @@ class Harness:
         copies: Counter[str] = Counter()
         tickets_of: dict[str, set[str]] = {}
         unthreaded = 0
-        for part in db.in_parts(traffic.sent):
+        for part in db.parts(traffic.sent):
             # By the platform's id, not by our key: a copy stored under any other key would show here too.
             cursor = self.db["messages"].find(
                 {"channel": "whatsapp", "channel_message_id": {"$in": part}},
@@ -578,23 +578,21 @@ class Harness:
                     received.update(refs & tickets)
                 else:
                     stray += 1
+        # The status each acknowledgement reached since it was stored is kept beside it: read as ticketing reads it.
+        from suara_ticketing.deliveries import COLLECTION, overlay
+
         states: Counter[str] = Counter()
         failures: Counter[str] = Counter()
-        for part in db.in_parts(sorted(tickets | web_tickets)):
+        for part in db.parts(sorted(tickets | web_tickets)):
             acks = (
                 await self.db["messages"]
                 .find(
                     {"ticket": {"$in": part}, "direction": "outbound", "purpose": "acknowledgement"},
-                    {"ticket": 1, "delivery_status": 1, "delivery_rank": 1, "delivery_error": 1},
+                    {"ticket": 1, "direction": 1, "delivery_status": 1, "delivery_rank": 1, "delivery_error": 1},
                 )
                 .to_list(None)
             )
-            # The status each has reached since it was stored is kept beside it (ticketing's `deliveries`).
-            learnt = self.db["message_deliveries"].find({"_id": {"$in": [doc["_id"] for doc in acks]}})
-            higher = {doc.pop("_id"): doc async for doc in learnt}
-            for doc in acks:
-                if higher.get(doc["_id"], {}).get("delivery_rank", 0) > (doc.get("delivery_rank") or 0):
-                    doc.update(higher[doc["_id"]])
+            for doc in await overlay(self.db[COLLECTION], acks):
                 states[str(doc.get("delivery_status"))] += 1
                 if doc.get("delivery_error"):
                     failures[str((doc["delivery_error"] or {}).get("code"))] += 1

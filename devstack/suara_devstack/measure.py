@@ -14,18 +14,23 @@ from suara_shared.kafka import Publisher
 from suara_shared.settings import ServiceSettings
 
 
+def web_complaint(key: str, text: str) -> InboundMessage:
+    """A new web-form complaint as ingest publishes it, `key` its submission (and conversation) id."""
+    return InboundMessage(
+        channel=Channel.WEB,
+        platform_message_id=key,
+        conversation_key=key,
+        sender=Sender(channel_user_id=key),
+        text=text,
+        metadata={"submission_id": key},
+    )
+
+
 async def measure(count: int) -> dict[str, float]:
     settings = ServiceSettings(kafka_enable_idempotence=False)
     run = new_id()[:10]
     messages = [
-        InboundMessage(
-            channel=Channel.WEB,
-            platform_message_id=f"{run}-{i}",
-            conversation_key=f"{run}-{i}",
-            sender=Sender(channel_user_id=f"{run}-{i}"),
-            text=f"Pengukuran {run}: jalan berlubang nomor {i} di Kecamatan Lasem",
-            metadata={"submission_id": f"{run}-{i}"},
-        )
+        web_complaint(f"{run}-{i}", f"Pengukuran {run}: jalan berlubang nomor {i} di Kecamatan Lasem")
         for i in range(count)
     ]
     client, database = db.connect(settings.mongodb_uri)

@@ -30,10 +30,11 @@ from suara_devstack.bench import (
     top_difference,
 )
 from suara_devstack.infra import EmbeddedInfra, default_env
+from suara_devstack.measure import web_complaint
 from suara_devstack.stack import Stack, default_services
 from suara_devstack.testing import _free_base, _infra, eventually, url
 from suara_shared import db, topics
-from suara_shared.events import Channel, Event, InboundMessage, Sender
+from suara_shared.events import Event
 from suara_shared.kafka import Publisher
 from suara_shared.settings import ServiceSettings
 from suara_ticketing.tickets.service import TicketService
@@ -300,17 +301,7 @@ async def test_a_ticketing_stopped_while_messages_arrive_stores_them_once_starte
         # Its shutdown ran to the end (uvicorn then exits by the signal it got); it was not killed.
         assert before.returncode in (0, -signal.SIGTERM) and "ticketing" not in stack.running
         assert stack.watch_once() == []  # down on purpose: not a crash to restart
-        waiting = [
-            InboundMessage(
-                channel=Channel.WEB,
-                platform_message_id=f"catch-up-{i}",
-                conversation_key=f"catch-up-{i}",
-                sender=Sender(channel_user_id=f"catch-up-{i}"),
-                text=f"Lampu jalan nomor {i} mati di Kecamatan Sluke",
-                metadata={"submission_id": f"catch-up-{i}"},
-            )
-            for i in range(3)
-        ]
+        waiting = [web_complaint(f"catch-up-{i}", f"Lampu jalan nomor {i} mati di Kecamatan Sluke") for i in range(3)]
         batch: list[tuple[str, Event, bytes | None]] = [(topics.INBOUND, m, m.partition_key) for m in waiting]
         await publisher.publish_many(batch)
 
