@@ -222,6 +222,8 @@ class ConsumerLoop:
                 auto_offset_reset="earliest",
                 isolation_level="read_committed",
                 max_poll_interval_ms=600_000,
+                session_timeout_ms=self._settings.kafka_session_timeout_ms,
+                heartbeat_interval_ms=self._settings.kafka_session_timeout_ms // 3,
                 **client_options(self._settings),
             )
             try:

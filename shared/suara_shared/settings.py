@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,10 @@ class ServiceSettings(BaseSettings):
     #: Idempotent producers need a broker that supports them: on for Apache Kafka, off for the embedded broker.
     kafka_enable_idempotence: bool = True
     kafka_client_id: str = "suara"
+    #: How long a consumer may go unheard before the broker gives its partitions to another (heartbeats go every
+    #: third of it). Apache Kafka accepts 6-300 s by default (`group.min/max.session.timeout.ms`). The embedded
+    #: broker also holds every join of a group for half of it, waiting for other members: `make run` says 6 s.
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000, le=300_000)
     #: How the clients reach the broker. PLAINTEXT for the embedded broker; in a cluster (Strimzi) SASL_SSL with
     #: SCRAM-SHA-512 credentials, or SSL with a client certificate (mTLS). The CA file verifies the broker.
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

@@ -76,3 +76,18 @@ def test_production_refuses_placeholder_secrets_development_allows_them() -> Non
         _WithSecret(suara_env="production")
     assert _WithSecret(suara_env="development").api_token.get_secret_value() == "dev-only-token"
     assert _WithSecret(suara_env="production", api_token=SecretStr("s3cr3t-from-the-vault")).suara_env == "production"
+
+
+def test_a_session_timeout_no_broker_would_keep_a_consumer_by_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`KAFKA_SESSION_TIMEOUT_MS` is read from the environment; a value that would drop every consumer between two
+    heartbeats, or keep a dead one's partitions for hours, stops the service at start and names the variable."""
+    monkeypatch.setenv("KAFKA_SESSION_TIMEOUT_MS", "6000")
+    assert ServiceSettings().kafka_session_timeout_ms == 6000
+    for wrong in ("500", "3600000", "ten seconds"):
+        monkeypatch.setenv("KAFKA_SESSION_TIMEOUT_MS", wrong)
+        with pytest.raises(ValidationError, match="kafka_session_timeout_ms"):
+            ServiceSettings()
+    monkeypatch.delenv("KAFKA_SESSION_TIMEOUT_MS")
+    assert ServiceSettings().kafka_session_timeout_ms == 10_000  # aiokafka's own default, for Apache Kafka
