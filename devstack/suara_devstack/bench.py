@@ -40,20 +40,42 @@ from suara_shared.events import Channel, InboundMessage, Sender
 from suara_shared.http import freeze_startup_objects
 
 from .infra import EmbeddedInfra, default_env, free_port
-from .stack import Stack, default_services
+from .stack import SANDBOX_SOCIAL_ENV, SANDBOX_X_ENV, Stack, default_services
 from .testing import _free_base, url
 
 BENCH_TOPIC = "suara.bench.v1"
 APP_SECRET = default_env()["META_APP_SECRET"]
 
 
+#: The default load's channels and their shares: mostly WhatsApp (the kabupaten's one number for complaints), then
+#: the web form, Facebook, Instagram and X. An assumption, not a measurement: `--mix` sets another.
+DEFAULT_MIX = "whatsapp=80,web=8,facebook=4,instagram=4,x=4"
+CHANNELS = ("whatsapp", "web", "facebook", "instagram", "x")
+#: What a channel's endpoint answers when it has the message: webhooks 200, the web form's API 202.
+ACCEPTED = (200, 202)
+
+
 @dataclass
 class Sent:
-    wamid: str
-    wa_id: str
-    at: float  # wall clock (time.time()), comparable with the services' timestamps on this machine
+    channel: str
+    #: The platform's id of the message, which its stored copy carries (a web complaint's: its submission id, from
+    #: the answer).
+    message_id: str
+    #: Its conversation on the channel (one ticket per citizen), and whom the sandbox sees the acknowledgement
+    #: addressed to ("" on the web, whose acknowledgement is the status page).
+    conversation: str
+    recipient: str
+    at: float = 0.0  # wall clock (time.time()), comparable with the services' timestamps on this machine
     latency: float = 0.0
     status: int = 0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.channel, self.message_id)
+
+    @property
+    def citizen(self) -> tuple[str, str]:
+        return (self.channel, self.conversation)
 
 
 @dataclass
@@ -147,45 +169,146 @@ async def upsert_ceiling(uri: str, *, count: int, batch: int = 500) -> float:
         await db.close(client)
 
 
+def parse_mix(text: str) -> dict[str, int]:
+    """`whatsapp=80,web=20`: each channel's share of the load (whole numbers, not necessarily adding up to 100)."""
+    mix: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        channel, _, share = part.partition("=")
+        channel = channel.strip()
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown channel {channel!r} in the mix (known: {', '.join(CHANNELS)})")
+        if not share.strip().isdigit():
+            raise ValueError(f"the share of {channel} must be a whole number, e.g. {channel}=10")
+        mix[channel] = mix.get(channel, 0) + int(share)
+    mix = {channel: share for channel, share in mix.items() if share > 0}
+    if not mix:
+        raise ValueError("the mix names no channel with a share above 0")
+    return mix
+
+
+def schedule(mix: dict[str, int], total: int) -> list[str]:
+    """`total` channels in the mix's proportions, spread evenly (smooth weighted round robin): every stretch of the
+    load carries each channel in its share, not one channel after the other."""
+    weight = sum(mix.values())
+    credit = dict.fromkeys(mix, 0)
+    out = []
+    for _ in range(total):
+        for channel, share in mix.items():
+            credit[channel] += share
+        chosen = max(credit, key=lambda c: credit[c])
+        credit[chosen] -= weight
+        out.append(chosen)
+    return out
+
+
+#: Our Page, Instagram account and X account in the stack the bench starts (the sandbox's own).
+FB_PAGE_ID = SANDBOX_SOCIAL_ENV["FB_PAGE_ID"]
+IG_ACCOUNT_ID = SANDBOX_SOCIAL_ENV["IG_ACCOUNT_ID"]
+X_USER_ID = SANDBOX_X_ENV["X_USER_ID"]
+X_SECRET = SANDBOX_X_ENV["X_CONSUMER_SECRET"]
+
+
+@dataclass(frozen=True)
+class Request:
+    sent: Sent
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+
+def prepare(channel: str, i: int, citizen: int, *, run: str, urls: dict[str, str]) -> Request:
+    """The `i`-th request of the load, on `channel`, from that channel's `citizen`-th citizen (its number in the
+    run), signed as its platform signs it."""
+    text = f"Laporan uji beban {i}: lampu jalan mati di Kecamatan Sluke"
+    tag = int(run[:6], 16) % 1000  # keeps the citizens of two runs on one database apart
+    if channel == "whatsapp":
+        from suara_ingest_wa.testing import signed_headers
+
+        wa_id, wamid = f"62812{tag:03d}{citizen:05d}", f"wamid.bench-{run}-{i}"
+        body = _webhook(wa_id, wamid, text)
+        return Request(Sent(channel, wamid, wa_id, wa_id), urls[channel], body, signed_headers(body, APP_SECRET))
+    from suara_ingest_social import testing as social
+
+    if channel in ("facebook", "instagram"):
+        own = FB_PAGE_ID if channel == "facebook" else IG_ACCOUNT_ID
+        user, mid = f"{7 if channel == 'facebook' else 8}{tag:03d}{citizen:09d}", f"m_bench-{run}-{i}"
+        event = social.messaging_event(sender=user, recipient=own, mid=mid, text=text)
+        body = social.compact(social.meta_envelope(channel, own, {"messaging": [event]}))
+        return Request(
+            Sent(channel, mid, f"dm:{user}", user), urls[channel], body, social.meta_headers(body, APP_SECRET)
+        )
+    if channel == "x":
+        user, event_id = f"9{tag:03d}{citizen:09d}", f"{int(run, 16) % 10**9:09d}{i:07d}"
+        payload = social.x_direct_message(
+            for_user_id=X_USER_ID, sender=user, name="Warga Bench", event_id=event_id, text=text
+        )
+        body = social.compact(payload)
+        sent = Sent(channel, f"dm:{event_id}", f"dm:{user}", user)
+        return Request(sent, urls[channel], body, social.x_headers(body, X_SECRET))
+    # The web form's API: each complaint is a new submission, whose id comes back in the answer. Its idempotency key
+    # makes a retried one the same complaint.
+    body = json.dumps({"text": text, "kecamatan": "Sluke"}).encode()
+    headers = {"Content-Type": "application/json", "Idempotency-Key": f"bench-{run}-{i}"}
+    return Request(Sent(channel, "", "", ""), urls[channel], body, headers)
+
+
+def endpoints(stack: Stack) -> dict[str, str]:
+    """Where each channel's messages go in the bench's stack."""
+    return {
+        "whatsapp": url(stack, "ingest-wa", "/webhooks/whatsapp"),
+        "web": url(stack, "ingest-social", "/api/v1/web/complaints"),
+        **{c: url(stack, "ingest-social", f"/webhooks/{c}") for c in ("facebook", "instagram", "x")},
+    }
+
+
 async def send_load(
-    webhook_url: str, *, rate: float, seconds: float, concurrency: int, run: str, per_citizen: int = 1
+    urls: dict[str, str],
+    *,
+    rate: float,
+    seconds: float,
+    concurrency: int,
+    run: str,
+    mix: dict[str, int],
+    per_citizen: int = 1,
 ) -> list[Sent]:
-    """Send one webhook every 1/rate seconds for `seconds`, at most `concurrency` in flight. With `per_citizen`
-    above one, every citizen writes that many messages: all first messages, then all second ones, and so on (a
-    citizen's next message comes a 1/per_citizen of the run later, as a follow-up to a ticket opened before)."""
+    """Send one request every 1/rate seconds for `seconds`, its channel by the `mix`, at most `concurrency` in
+    flight. With `per_citizen` above one, every citizen writes that many messages: all first messages, then all
+    second ones, and so on (a citizen's next message comes a 1/per_citizen of the run later, as a follow-up to a
+    ticket opened before). Not on the web, where every complaint is a new submission."""
     total = int(rate * seconds)
-    citizens = max(1, total // per_citizen)
+    channels = schedule(mix, total)
+    counts = {c: channels.count(c) for c in mix}
+    citizens = {c: n if c == "web" else max(1, n // per_citizen) for c, n in counts.items()}
     gate = asyncio.Semaphore(concurrency)
     sent: list[Sent] = []
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
-        from suara_ingest_wa.testing import signed_headers
-
-        def prepare(i: int) -> tuple[Sent, bytes, dict[str, str]]:
-            wa_id = f"62812{int(run[:6], 16) % 1000:03d}{i % citizens:05d}"
-            item = Sent(wamid=f"wamid.bench-{run}-{i}", wa_id=wa_id, at=0.0)
-            body = _webhook(wa_id, item.wamid, f"Laporan uji beban {i}: lampu jalan mati di Kecamatan Sluke")
-            return item, body, signed_headers(body, APP_SECRET)
-
         # Built and signed before the clock starts: the driver shares the machine with what it measures.
-        prepared = [prepare(i) for i in range(total)]
+        seen = dict.fromkeys(mix, 0)
+        prepared = []
+        for i, channel in enumerate(channels):
+            prepared.append(prepare(channel, i, seen[channel] % citizens[channel], run=run, urls=urls))
+            seen[channel] += 1
         # Nor should the driver's own garbage collector walk all it has loaded while it times a webhook.
         freeze_startup_objects()
 
         async def one(i: int) -> None:
-            item, body, headers = prepared[i]
+            request = prepared[i]
+            item = request.sent
             async with gate:
-                for _attempt in range(5):  # as Meta does: retry what was not answered 200
+                for _attempt in range(5):  # as the platforms do: retry what was not taken
                     item.at = item.at or time.time()
                     started = time.perf_counter()
                     try:
-                        async with http.post(webhook_url, data=body, headers=headers) as response:
-                            await response.read()
+                        async with http.post(request.url, data=request.body, headers=request.headers) as response:
+                            answer = await response.read()
                             item.status = response.status
                     except (aiohttp.ClientError, TimeoutError):
                         item.status = 0
                     item.latency = time.perf_counter() - started
-                    if item.status == 200:
+                    if item.status in ACCEPTED:
+                        if item.channel == "web":
+                            item.message_id = item.conversation = json.loads(answer)["id"]
                         break
                     await asyncio.sleep(0.5)
             sent.append(item)
@@ -202,14 +325,37 @@ async def send_load(
     return sent
 
 
-def messages_query(wamids: list[str]) -> dict[str, Any]:
-    """The stored WhatsApp messages with these ids, through ticketing's index on a message's platform id."""
-    return {"channel": "whatsapp", "channel_message_id": {"$in": wamids}}
+def messages_query(channel: str, ids: list[str]) -> dict[str, Any]:
+    """The stored messages of a channel with these platform ids, through ticketing's index on them."""
+    return {"channel": channel, "channel_message_id": {"$in": ids}}
 
 
-def tickets_query(wa_ids: list[str]) -> dict[str, Any]:
-    """The tickets of these WhatsApp citizens, through ticketing's index on a ticket's conversation."""
-    return {"channel": "whatsapp", "conversation_key": {"$in": wa_ids}}
+def tickets_query(channel: str, conversations: list[str]) -> dict[str, Any]:
+    """The tickets of these conversations of a channel, through ticketing's index on a ticket's conversation."""
+    return {"channel": channel, "conversation_key": {"$in": conversations}}
+
+
+X_DM = re.compile(r"^/2/dm_conversations/with/(?P<participant>[^/]+)/messages$")
+OWN_ACCOUNTS = {FB_PAGE_ID: "facebook", IG_ACCOUNT_ID: "instagram"}
+
+
+def addressee(call: dict[str, Any]) -> tuple[str, str] | None:
+    """The channel and recipient of a message the sandbox was asked to send (WhatsApp's Cloud API, the Messenger
+    and Instagram Send API, X's direct messages); None for any other call (read receipts, typing, uploads...)."""
+    if call["method"] != "POST":
+        return None
+    if found := X_DM.match(call["path"]):
+        return ("x", found["participant"])
+    body = call.get("body")
+    if not isinstance(body, dict) or not call["path"].endswith("/messages"):
+        return None
+    if isinstance(body.get("to"), str) and body.get("type") in ("text", "template"):
+        return ("whatsapp", body["to"])
+    recipient = body.get("recipient")
+    channel = OWN_ACCOUNTS.get(call["path"].split("/")[-2])
+    if channel and isinstance(recipient, dict) and "message" in body:
+        return (channel, str(recipient.get("id")))
+    return None
 
 
 async def collect(stack: Stack, sent: list[Sent], *, within: float) -> dict[str, Any]:
@@ -219,22 +365,29 @@ async def collect(stack: Stack, sent: list[Sent], *, within: float) -> dict[str,
     reads the database only now and then, and then asks only for the messages not seen stored yet, through the
     index on their platform ids, `db.PART` at a time (a scan of the messages every second, a regular expression
     over their `_id`s, or one `$in` of a run's 3,000 ids, 6 s of the database's time, took it from the pipeline
-    being measured). The counts of copies are left to
-    `count_copies`, which the bench asks after it has read the processes' CPU time."""
-    ok = {s.wamid: s for s in sent if s.status == 200}
-    by_wa = {s.wa_id: s for s in ok.values()}  # the citizens: one ticket and one acknowledgement each
+    being measured). The counts of copies are left to `count_copies`, which the bench asks after it has read the
+    processes' CPU time. A web complaint's acknowledgement is shown on its status page, not sent: only the other
+    channels' are awaited at the sandbox."""
+    ok = {s.key: s for s in sent if s.status in ACCEPTED}
+    # The citizens answered at the sandbox, by whom their acknowledgement is addressed to: one ticket and one
+    # acknowledgement each.
+    by_recipient = {(s.channel, s.recipient): s.citizen for s in ok.values() if s.recipient}
+    answered = set(by_recipient.values())
     sandbox = url(stack, "sandbox")
     client, database = db.connect(stack.infra.mongodb_uri)
-    acks: dict[str, list[float]] = {}
+    acks: dict[tuple[str, str], list[float]] = {}
     seq = 0
     deadline = time.monotonic() + within
     next_read = time.monotonic() + 15.0
-    stored: dict[str, float] = {}
+    stored: dict[tuple[str, str], float] = {}
 
     async def read_stored() -> None:
-        for part in db.parts(wamid for wamid in ok if wamid not in stored):
-            async for doc in database["messages"].find(messages_query(part), {"channel_message_id": 1, "stored_at": 1}):
-                stored[doc["channel_message_id"]] = doc["stored_at"].timestamp()
+        for channel in {s.channel for s in ok.values()}:
+            waiting = [m for c, m in ok if c == channel and (c, m) not in stored]
+            for part in db.parts(waiting):
+                query = messages_query(channel, part)
+                async for doc in database["messages"].find(query, {"channel_message_id": 1, "stored_at": 1}):
+                    stored[(channel, doc["channel_message_id"])] = doc["stored_at"].timestamp()
 
     try:
         async with httpx.AsyncClient(timeout=30) as http:
@@ -242,32 +395,33 @@ async def collect(stack: Stack, sent: list[Sent], *, within: float) -> dict[str,
                 calls = (await http.get(f"{sandbox}/_sandbox/calls", params={"since": seq})).json()
                 for call in calls:
                     seq = max(seq, call["seq"])
-                    body = call.get("body") or {}
-                    to = body.get("to") if isinstance(body, dict) else None
-                    if call["method"] == "POST" and to in by_wa and body.get("type") in ("text", "template"):
-                        acks.setdefault(to, []).append(datetime.fromisoformat(call["at"]).timestamp())
-                if len(acks) >= len(by_wa) or time.monotonic() >= next_read:
+                    citizen = by_recipient.get(addressee(call) or ("", ""))
+                    if citizen is not None:
+                        acks.setdefault(citizen, []).append(datetime.fromisoformat(call["at"]).timestamp())
+                if len(acks) >= len(answered) or time.monotonic() >= next_read:
                     await read_stored()
                     next_read = time.monotonic() + 15.0
-                    if len(stored) >= len(ok) and len(acks) >= len(by_wa):
+                    if len(stored) >= len(ok) and len(acks) >= len(answered):
                         break
                 await asyncio.sleep(1.0)
             await read_stored()
     finally:
         await db.close(client)
-    return {"ok": ok, "stored": stored, "acks": acks}
+    return {"ok": ok, "stored": stored, "acks": acks, "answered": len(answered)}
 
 
-async def count_copies(stack: Stack, ok: dict[str, Sent]) -> dict[str, int]:
+async def count_copies(stack: Stack, ok: dict[tuple[str, str], Sent]) -> dict[str, int]:
     """How many tickets the run's citizens have, and how many copies of their messages are stored (more than one
     copy of a message would be a duplicate)."""
     client, database = db.connect(stack.infra.mongodb_uri)
     try:
         counts = {"tickets": 0, "inbound": 0}
-        for part in db.parts({s.wa_id for s in ok.values()}):
-            counts["tickets"] += await database["tickets"].count_documents(tickets_query(part))
-        for part in db.parts(ok):
-            counts["inbound"] += await database["messages"].count_documents(messages_query(part))
+        for channel in {s.channel for s in ok.values()}:
+            mine = [s for s in ok.values() if s.channel == channel]
+            for part in db.parts({s.conversation for s in mine}):
+                counts["tickets"] += await database["tickets"].count_documents(tickets_query(channel, part))
+            for part in db.parts(s.message_id for s in mine):
+                counts["inbound"] += await database["messages"].count_documents(messages_query(channel, part))
         return counts
     finally:
         await db.close(client)
@@ -434,47 +588,63 @@ def plot(result: Result, path: Path) -> None:
 
 
 def summarise(result: Result, sent: list[Sent], gathered: dict[str, Any]) -> None:
-    ok: dict[str, Sent] = gathered["ok"]
-    stored: dict[str, float] = gathered["stored"]
-    acks: dict[str, list[float]] = gathered["acks"]
+    ok: dict[tuple[str, str], Sent] = gathered["ok"]
+    stored: dict[tuple[str, str], float] = gathered["stored"]
+    acks: dict[tuple[str, str], list[float]] = gathered["acks"]
     first = min((s.at for s in sent), default=0.0)
-    webhook_ms = [s.latency * 1000 for s in ok.values()]
-    stored_ms = [(stored[w] - ok[w].at) * 1000 for w in stored if w in ok]
     # A citizen's acknowledgement answers their first message (later ones thread into the same ticket).
-    first_at: dict[str, float] = {}
+    first_at: dict[tuple[str, str], float] = {}
     for s in sorted(ok.values(), key=lambda s: s.at):
-        first_at.setdefault(s.wa_id, s.at)
-    ack_ms = [(min(acks[wa]) - at) * 1000 for wa, at in first_at.items() if wa in acks]
+        first_at.setdefault(s.citizen, s.at)
+
+    def figures(items: list[Sent]) -> dict[str, Any]:
+        webhook_ms = [s.latency * 1000 for s in items]
+        stored_ms = [(stored[s.key] - s.at) * 1000 for s in items if s.key in stored]
+        citizens = {s.citizen for s in items}
+        ack_ms = [(min(acks[c]) - first_at[c]) * 1000 for c in citizens if c in acks]
+        return {
+            "accepted": len(items),
+            "stored": len(stored_ms),
+            "acknowledged": sum(1 for c in citizens if c in acks),
+            "webhook_p50_ms": round(percentile(webhook_ms, 50), 2),
+            "webhook_p99_ms": round(percentile(webhook_ms, 99), 2),
+            "stored_p50_ms": round(percentile(stored_ms, 50), 1),
+            "stored_p99_ms": round(percentile(stored_ms, 99), 1),
+            "ack_p50_ms": round(percentile(ack_ms, 50), 1),
+            "ack_p99_ms": round(percentile(ack_ms, 99), 1),
+        }
+
+    everything = figures(list(ok.values()))
     last_stored = max(stored.values(), default=first)
     last_ack = max((min(t) for t in acks.values()), default=first)
-    duplicated_acks = sum(len(t) - 1 for t in acks.values() if len(t) > 1)
+    webhook_ms = [s.latency * 1000 for s in ok.values()]
     result.load = {
         "sent": len(sent),
-        "accepted": len(ok),
         "refused": len(sent) - len(ok),
-        "stored": len(stored),
+        **everything,
+        "answered": gathered.get("answered", len(acks)),
         "tickets": gathered["tickets"],
-        "acknowledged": len(acks),
         "lost": len(ok) - len(stored),
         "duplicated_messages": max(0, gathered["inbound"] - len(stored)),
-        "duplicated_acks": duplicated_acks,
-        "webhook_p50_ms": round(percentile(webhook_ms, 50), 2),
-        "webhook_p99_ms": round(percentile(webhook_ms, 99), 2),
-        "stored_p50_ms": round(percentile(stored_ms, 50), 1),
-        "stored_p99_ms": round(percentile(stored_ms, 99), 1),
-        "ack_p50_ms": round(percentile(ack_ms, 50), 1),
-        "ack_p99_ms": round(percentile(ack_ms, 99), 1),
+        "duplicated_acks": sum(len(t) - 1 for t in acks.values() if len(t) > 1),
         # From the first webhook sent to the last message stored (or acknowledged): while the load lasts, and after
         # it as long as a backlog drains. Equal to the sending rate when the pipeline keeps up.
         "e2e_per_s": round(len(stored) / max(1e-6, last_stored - first), 1),
         "acked_per_s": round(len(acks) / max(1e-6, last_ack - first), 1),
         "webhook_mean_ms": round(statistics.fmean(webhook_ms), 2) if webhook_ms else 0.0,
+        "channels": {
+            channel: {"sent": sum(1 for s in sent if s.channel == channel), **figures(items)}
+            for channel in CHANNELS
+            if (items := [s for s in ok.values() if s.channel == channel])
+        },
     }
     result.series = {
         "webhook_ms": [[round(s.at - first, 3), round(s.latency * 1000, 2)] for s in ok.values()],
-        "stored_ms": [[round(ok[w].at - first, 3), round((stored[w] - ok[w].at) * 1000, 1)] for w in stored if w in ok],
+        "stored_ms": [
+            [round(s.at - first, 3), round((stored[s.key] - s.at) * 1000, 1)] for s in ok.values() if s.key in stored
+        ],
         "ack_ms": [
-            [round(at - first, 3), round((min(acks[wa]) - at) * 1000, 1)] for wa, at in first_at.items() if wa in acks
+            [round(at - first, 3), round((min(acks[c]) - at) * 1000, 1)] for c, at in first_at.items() if c in acks
         ],
     }
 
@@ -519,6 +689,23 @@ def _catch_up_rows(load: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"/healthz after {load['catch_up_healthy_s']} s)",
         ),
     ]
+
+
+def _channel_rows(load: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Each channel's part of the load: what was sent, stored and acknowledged, and its latencies."""
+    rows = []
+    for channel, c in load.get("channels", {}).items():
+        acked = "–" if channel == "web" else f"{c['acknowledged']}"
+        ack = "" if channel == "web" else f"; acknowledged p50 {c['ack_p50_ms'] / 1000:,.1f} s"
+        rows.append(
+            (
+                f"  {channel}: sent / stored / acknowledged",
+                f"{c['sent']} / {c['stored']} / {acked}",
+                f"webhook p50 / p99 {c['webhook_p50_ms']} / {c['webhook_p99_ms']} ms; "
+                f"stored p50 {c['stored_p50_ms'] / 1000:,.1f} s{ack}",
+            )
+        )
+    return rows
 
 
 def _cpu_rows(result: Result) -> list[tuple[str, str, str]]:
@@ -575,8 +762,10 @@ def table(result: Result) -> str:
         (
             "sent / accepted / stored / acknowledged",
             f"{load['sent']} / {load['accepted']} / {load['stored']} / {load['acknowledged']}",
-            f"{load['tickets']} tickets; messages per citizen: {result.settings.get('per_citizen', 1)}",
+            f"{load['tickets']} tickets; messages per citizen: {result.settings.get('per_citizen', 1)}; "
+            f"{load.get('answered', load['acknowledged'])} citizens answered at the sandbox (the web's on its page)",
         ),
+        *_channel_rows(load),
         (
             "lost / duplicated messages / duplicated acks",
             f"{load['lost']} / {load['duplicated_messages']} / {load['duplicated_acks']}",
@@ -607,13 +796,15 @@ async def start_again(
 async def bench(args: argparse.Namespace) -> Result:
     tmp = Path(tempfile.mkdtemp(prefix="suara-bench-"))
     infra = EmbeddedInfra(data_dir=tmp / "data", log_dir=tmp / "logs", broker_port=free_port(), db_port=free_port())
-    stack = Stack(infra=infra, services=default_services(base_port=_free_base()))
+    # The load comes from one address: the web form's limit per client would refuse it after its burst.
+    stack = Stack(infra=infra, services=default_services(base_port=_free_base()), env={"WEB_FORM_RATE_PER_MINUTE": "0"})
     result = Result(
         settings={
             "rate": args.rate,
             "seconds": args.seconds,
             "concurrency": args.concurrency,
             "per_citizen": args.per_citizen,
+            "mix": args.mix,
             "catch_up": args.catch_up,
         },
         machine={
@@ -637,17 +828,19 @@ async def bench(args: argparse.Namespace) -> Result:
         if args.catch_up:
             print("bench: stopping ticketing: what is sent waits in the broker…", flush=True)
             await asyncio.to_thread(stack.stop_service, "ticketing")
-        print(f"bench: sending {total} webhooks at {args.rate}/s, {args.per_citizen} per citizen…", flush=True)
+        shares = ", ".join(f"{channel} {share}" for channel, share in args.mix.items())
+        print(f"bench: sending {total} at {args.rate}/s ({shares}), {args.per_citizen} per citizen…", flush=True)
         pids = processes(stack)
         cpu_before = cpu_by_process(pids)
         top_before = await database_top(infra.mongodb_uri)
         acks_before = await publish_buckets(stack)
         sent = await send_load(
-            url(stack, "ingest-wa", "/webhooks/whatsapp"),
+            endpoints(stack),
             rate=args.rate,
             seconds=args.seconds,
             concurrency=args.concurrency,
             run=run,
+            mix=args.mix,
             per_citizen=args.per_citizen,
         )
         acks_after = await publish_buckets(stack)
@@ -685,6 +878,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64, help="webhooks in flight at most")
     parser.add_argument(
         "--per-citizen", type=int, default=1, help="messages each citizen sends (the ones after the first thread)"
+    )
+    parser.add_argument(
+        "--mix",
+        type=parse_mix,
+        default=DEFAULT_MIX,
+        help=f"each channel's share of the load, of {', '.join(CHANNELS)} (default {DEFAULT_MIX})",
     )
     parser.add_argument("--ceiling-count", type=int, default=10_000, help="messages/documents for the ceilings")
     parser.add_argument(

@@ -10,20 +10,31 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import httpx
+import pytest
 
 from suara_devstack.bench import (
+    FB_PAGE_ID,
+    IG_ACCOUNT_ID,
     Result,
     Sent,
     _children,
+    addressee,
     bucket_quantile,
     catch_up_figures,
+    collect,
+    count_copies,
     cpu_seconds,
     database_top,
+    endpoints,
     messages_query,
+    parse_mix,
+    schedule,
+    send_load,
     summarise,
     table,
     tickets_query,
@@ -150,14 +161,14 @@ def test_table_lists_the_databases_work_per_message_busiest_first() -> None:
 def test_with_follow_ups_a_citizens_acknowledgement_is_timed_from_their_first_message() -> None:
     """`--per-citizen 2`: Siti writes twice, Budi once; one acknowledgement each, answering the first message."""
     sent = [
-        Sent("wamid.1", "siti", at=100.0, latency=0.004, status=200),
-        Sent("wamid.2", "budi", at=100.5, latency=0.004, status=200),
-        Sent("wamid.3", "siti", at=103.0, latency=0.004, status=200),
+        Sent("whatsapp", "wamid.1", "siti", "siti", at=100.0, latency=0.004, status=200),
+        Sent("whatsapp", "wamid.2", "budi", "budi", at=100.5, latency=0.004, status=200),
+        Sent("whatsapp", "wamid.3", "siti", "siti", at=103.0, latency=0.004, status=200),
     ]
     gathered = {
-        "ok": {s.wamid: s for s in sent},
-        "stored": {"wamid.1": 101.0, "wamid.2": 101.5, "wamid.3": 103.5},
-        "acks": {"siti": [102.0], "budi": [104.5]},
+        "ok": {s.key: s for s in sent},
+        "stored": {("whatsapp", "wamid.1"): 101.0, ("whatsapp", "wamid.2"): 101.5, ("whatsapp", "wamid.3"): 103.5},
+        "acks": {("whatsapp", "siti"): [102.0], ("whatsapp", "budi"): [104.5]},
         "tickets": 2,
         "inbound": 3,
     }
@@ -166,6 +177,106 @@ def test_with_follow_ups_a_citizens_acknowledgement_is_timed_from_their_first_me
     assert result.load["acknowledged"] == 2 and result.load["duplicated_acks"] == 0
     assert sorted(ms for _, ms in result.series["ack_ms"]) == [2000.0, 4000.0]  # not Siti's 102 - 103 < 0
     assert result.load["stored_p50_ms"] == 1000.0  # every message timed to its own storing
+
+
+def test_each_channel_of_the_mix_has_its_own_figures_and_the_web_waits_for_no_acknowledgement() -> None:
+    """A mixed load: the table shows each channel's part; a web complaint counts as stored, with no
+    acknowledgement at the sandbox (its status page shows it), and is neither lost nor awaited."""
+    sent = [
+        Sent("whatsapp", "wamid.1", "62812", "62812", at=100.0, latency=0.004, status=200),
+        Sent("web", "sub-1", "sub-1", "", at=100.1, latency=0.009, status=202),
+        Sent("x", "dm:1", "dm:9", "9", at=100.2, latency=0.006, status=200),
+        Sent("x", "dm:2", "dm:8", "8", at=100.3, latency=0.006, status=503),  # refused five times
+    ]
+    ok = {s.key: s for s in sent if s.status != 503}
+    gathered = {
+        "ok": ok,
+        "stored": {("whatsapp", "wamid.1"): 101.0, ("web", "sub-1"): 100.6, ("x", "dm:1"): 101.2},
+        "acks": {("whatsapp", "62812"): [102.0], ("x", "dm:9"): [102.2, 102.4]},
+        "answered": 2,
+        "tickets": 3,
+        "inbound": 3,
+    }
+    result = Result(
+        settings={"rate": 4.0},
+        machine={},
+        ceilings={"broker_produce_per_s": 10_000.0, "db_upserts_per_s": 1_000.0},
+    )
+    summarise(result, sent, gathered)
+    load = result.load
+    assert (load["sent"], load["accepted"], load["refused"], load["stored"], load["lost"]) == (4, 3, 1, 3, 0)
+    assert load["acknowledged"] == 2 and load["duplicated_acks"] == 1  # X's citizen was answered twice
+    channels = load["channels"]
+    assert list(channels) == ["whatsapp", "web", "x"]
+    assert channels["web"]["stored"] == 1 and channels["web"]["acknowledged"] == 0
+    assert (channels["x"]["sent"], channels["x"]["accepted"], channels["x"]["acknowledged"]) == (2, 1, 1)
+    rows = {line.split(":")[0].strip(): line for line in table(result).splitlines() if line.startswith("  ")}
+    assert "1 / 1 / –" in rows["web"] and "2 / 1 / 1" in rows["x"]
+
+
+def test_a_mix_is_read_from_its_shares_and_spread_evenly_over_the_load() -> None:
+    assert parse_mix("whatsapp=80, web=8,facebook=4,instagram=4,x=4,x=0") == {
+        "whatsapp": 80,
+        "web": 8,
+        "facebook": 4,
+        "instagram": 4,
+        "x": 4,
+    }
+    for wrong, says in (
+        ("whatsapp=80,telegram=20", "unknown channel 'telegram'"),
+        ("whatsapp=lots", "whole number"),
+        ("whatsapp=0", "no channel"),
+    ):
+        with pytest.raises(ValueError, match=says):
+            parse_mix(wrong)
+    order = schedule({"whatsapp": 3, "web": 1}, 40)
+    assert order.count("whatsapp") == 30 and order.count("web") == 10
+    # Every stretch of four carries the shares, not one channel after the other.
+    assert all(order[i : i + 4].count("web") == 1 for i in range(0, 40, 4))
+
+
+def test_the_acknowledgements_are_told_apart_from_other_calls_to_the_sandbox() -> None:
+    """What `collect` counts as an acknowledgement sent: the message calls of each platform, addressed to a
+    citizen; not a WhatsApp read receipt, nor Messenger's typing indicator, nor a media upload."""
+    page, ig = FB_PAGE_ID, IG_ACCOUNT_ID
+    calls = [
+        ("POST", "/v23.0/106540352242922/messages", {"to": "62812", "type": "text", "text": {"body": "x"}}),
+        ("POST", "/v23.0/106540352242922/messages", {"status": "read", "message_id": "wamid.1"}),
+        ("POST", f"/v23.0/{page}/messages", {"recipient": {"id": "7001"}, "message": {"text": "x"}}),
+        ("POST", f"/v23.0/{page}/messages", {"recipient": {"id": "7001"}, "sender_action": "typing_on"}),
+        ("POST", f"/v23.0/{ig}/messages", {"recipient": {"id": "8001"}, "message": {"text": "x"}}),
+        ("POST", "/2/dm_conversations/with/9001/messages", {"text": "x"}),
+        ("POST", "/v23.0/106540352242922/media", {"file": "x"}),
+        ("GET", "/2/users/1700000000000000000/mentions", None),
+    ]
+    found = [addressee({"method": m, "path": p, "body": b}) for m, p, b in calls]
+    assert found == [
+        ("whatsapp", "62812"),
+        None,
+        ("facebook", "7001"),
+        None,
+        ("instagram", "8001"),
+        ("x", "9001"),
+        None,
+        None,
+    ]
+
+
+async def test_a_mixed_load_is_taken_stored_and_acknowledged_on_every_channel(stack: Stack) -> None:
+    """The bench's own requests, built and signed as each platform sends them, through the real services: every
+    channel's messages are accepted, stored once on a ticket of their own, and answered on their channel."""
+    mix = parse_mix("whatsapp=1,web=1,facebook=1,instagram=1,x=1")
+    sent = await send_load(endpoints(stack), rate=20.0, seconds=1.0, concurrency=4, run=uuid.uuid4().hex[:8], mix=mix)
+    assert sorted({s.channel for s in sent}) == sorted(mix) and {s.status for s in sent} <= {200, 202}
+    gathered = await collect(stack, sent, within=90)
+    gathered.update(await count_copies(stack, gathered["ok"]))
+    result = Result(settings={"rate": 20.0}, machine={})
+    summarise(result, sent, gathered)
+    load = result.load
+    assert (load["accepted"], load["stored"], load["lost"], load["duplicated_messages"]) == (20, 20, 0, 0)
+    assert load["tickets"] == 20
+    assert load["answered"] == 16 and load["acknowledged"] == 16 and load["duplicated_acks"] == 0
+    assert {c: f["stored"] for c, f in load["channels"].items()} == dict.fromkeys(mix, 4)
 
 
 def test_the_brokers_share_of_the_webhook_latency_comes_from_what_the_run_added_to_the_histogram() -> None:
@@ -226,8 +337,8 @@ async def test_the_benchs_own_reads_look_only_at_the_runs_messages_and_tickets(d
     wamids = [m["channel_message_id"] for m in run] + ["wamid.run-never-stored"]
     citizens = [m["conversation_key"] for m in run]
     for collection, query, found in (
-        ("messages", messages_query(wamids), 5),
-        ("tickets", tickets_query(citizens), 5),
+        ("messages", messages_query("whatsapp", wamids), 5),
+        ("tickets", tickets_query("whatsapp", citizens), 5),
     ):
         assert await database[collection].count_documents(query) == found
         explained = await database.command(

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from suara_ingest_social.testing import messaging_event
+
 from .webhooks import WebhookPoster
 
 log = logging.getLogger(__name__)
@@ -138,12 +140,7 @@ class SocialSandbox:
     def facebook_message(self, *, name: str, text: str) -> Post:
         user = user_id_of(name)
         mid = "m_" + secrets.token_urlsafe(24)
-        event = {
-            "sender": {"id": user},
-            "recipient": {"id": self.page_id},
-            "timestamp": int(time.time() * 1000),
-            "message": {"mid": mid, "text": text},
-        }
+        event = messaging_event(sender=user, recipient=self.page_id, mid=mid, text=text)
         post = self._add(mid, "facebook", "message", "in", name, text, thread=f"dm:{user}")
         self._meta_webhook("facebook", {"id": self.page_id, "time": int(time.time() * 1000), "messaging": [event]})
         return post
@@ -165,12 +162,7 @@ class SocialSandbox:
     def instagram_message(self, *, username: str, text: str) -> Post:
         user = user_id_of(username)
         mid = "aWdf" + secrets.token_urlsafe(40)
-        event = {
-            "sender": {"id": user},
-            "recipient": {"id": self.ig_account_id},
-            "timestamp": int(time.time() * 1000),
-            "message": {"mid": mid, "text": text},
-        }
+        event = messaging_event(sender=user, recipient=self.ig_account_id, mid=mid, text=text)
         post = self._add(mid, "instagram", "message", "in", username, text, thread=f"dm:{user}")
         self._meta_webhook(
             "instagram", {"id": self.ig_account_id, "time": int(time.time() * 1000), "messaging": [event]}

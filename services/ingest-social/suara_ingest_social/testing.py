@@ -1,0 +1,64 @@
+"""Facebook, Instagram and X webhooks built as the platforms send them (compact JSON, signed), for tests and
+stand-ins such as the bench's load. WhatsApp's are in `suara_ingest_wa.testing`."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from .webhooks.signature import meta_sign, x_digest
+
+#: The `object` of a Graph webhook, by the channel whose endpoint takes it.
+META_OBJECTS = {"facebook": "page", "instagram": "instagram"}
+
+
+def compact(payload: Any) -> bytes:
+    """The bytes a platform sends: compact JSON, non-ASCII escaped as `\\uXXXX`."""
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def messaging_event(*, sender: str, recipient: str, mid: str, text: str) -> dict[str, Any]:
+    """One `messaging[]` event of Messenger or Instagram (the same shape): a citizen's text to our Page or account."""
+    return {
+        "sender": {"id": sender},
+        "recipient": {"id": recipient},
+        "timestamp": int(time.time() * 1000),
+        "message": {"mid": mid, "text": text},
+    }
+
+
+def meta_envelope(channel: str, own_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """A Graph webhook for `channel` (`facebook`, `instagram`) with one entry of our Page or account (`messaging`
+    events or `changes`)."""
+    return {"object": META_OBJECTS[channel], "entry": [{"id": own_id, "time": int(time.time() * 1000), **entry}]}
+
+
+def meta_headers(body: bytes, app_secret: str) -> dict[str, str]:
+    """The headers of a Graph webhook POST carrying `body`, signed with the app secret (`X-Hub-Signature-256`)."""
+    return {"Content-Type": "application/json", "X-Hub-Signature-256": meta_sign(body, app_secret)}
+
+
+def x_direct_message(*, for_user_id: str, sender: str, name: str, event_id: str, text: str) -> dict[str, Any]:
+    """An Account Activity webhook (v1.1 shapes) with one direct message from `sender` to us (`for_user_id`)."""
+    return {
+        "for_user_id": for_user_id,
+        "direct_message_events": [
+            {
+                "type": "message_create",
+                "id": event_id,
+                "created_timestamp": str(int(time.time() * 1000)),
+                "message_create": {
+                    "target": {"recipient_id": for_user_id},
+                    "sender_id": sender,
+                    "message_data": {"text": text},
+                },
+            }
+        ],
+        "users": {sender: {"id": sender, "name": name, "screen_name": f"warga{sender[-6:]}"}},
+    }
+
+
+def x_headers(body: bytes, consumer_secret: str) -> dict[str, str]:
+    """The headers of an Account Activity POST carrying `body`, signed with the consumer secret."""
+    return {"Content-Type": "application/json", "x-twitter-webhooks-signature": x_digest(body, consumer_secret)}
