@@ -12,6 +12,7 @@ import pytest
 
 from suara_shared.events import Channel, DeliveryStatus
 from suara_ticketing.live import changed_since, ticked_since
+from suara_ticketing.social import recent_replies
 from suara_ticketing.tickets.service import by_platform_ids, orphans_of
 
 from .conftest import App
@@ -41,6 +42,16 @@ def stages(node: dict[str, Any]) -> list[str]:
 )
 async def test_a_delivery_status_finds_its_message_through_an_index(app: App, field: str, ids: list[str]) -> None:
     winning = await plan(app, "messages", by_platform_ids("whatsapp", field, ids))
+    assert "COLLSCAN" not in stages(winning)
+    assert "IXSCAN" in stages(winning)
+
+
+async def test_an_echo_of_a_reply_whose_id_is_not_known_yet_finds_it_through_an_index(app: App) -> None:
+    """Messenger and Instagram echo every reply the Page sends; one that overtakes the notifier's report is matched
+    by its text among the conversation's recent replies. Named with the text and the author, that lookup walked
+    every message of the channel, twice per reply (with the one by id, which now goes through `by_platform_ids`)."""
+    query = recent_replies("facebook", "dm:6543210987654321", since=datetime(2026, 11, 29, tzinfo=UTC))
+    winning = await plan(app, "messages", query)
     assert "COLLSCAN" not in stages(winning)
     assert "IXSCAN" in stages(winning)
 
