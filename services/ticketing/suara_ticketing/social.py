@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from suara_shared import db
 from suara_shared.events import DELIVERY_RANK, DeliveryState, DeliveryStatus, InboundMessage, utcnow
 
-from . import deliveries
+from . import conversations, deliveries
 
 if TYPE_CHECKING:
     from .tickets.service import TicketService
@@ -51,8 +51,9 @@ async def _record_echo(service: TicketService, event: InboundMessage) -> None:
     channel = event.channel.value
     ours = await service.outbound_by_platform_id(channel, event.platform_message_id)
     if ours is None and event.text:
+        since = {"$gte": utcnow() - ECHO_MATCH_WINDOW}
         recent = await service.messages.find(
-            recent_replies(channel, event.conversation_key, since=utcnow() - ECHO_MATCH_WINDOW),
+            conversations.messages(channel, event.conversation_key, "outbound", created_at=since),
             {"author": 1, "text": 1},
         ).to_list(None)
         ours = next((m for m in recent if m.get("author") != "platform_inbox" and m.get("text") == event.text), None)
@@ -94,19 +95,6 @@ async def _record_echo(service: TicketService, event: InboundMessage) -> None:
     log.info("reply sent from the platform's inbox recorded", extra={"reference": reference, "channel": channel})
 
 
-def recent_replies(channel: str, conversation_key: str, *, since: datetime) -> dict[str, Any]:
-    """What Suara sent in a conversation since then: the fields of the index the window reads (`window.INDEX`) and
-    nothing else, for the embedded database walks every message of a channel when a filter names one field more
-    than its index (an echo's lookup by its text did, two of them per reply on Messenger and Instagram: the mixed
-    bench's database worked twice as hard per message as with WhatsApp alone). Callers check the rest."""
-    return {
-        "channel": channel,
-        "conversation_key": conversation_key,
-        "direction": "outbound",
-        "created_at": {"$gte": since},
-    }
-
-
 async def _record_edit(service: TicketService, event: InboundMessage) -> bool:
     """An edit or removal of a comment is kept on the comment; an edit of one never seen is a new comment."""
     original = str(event.metadata.get("original_id") or "")
@@ -142,17 +130,18 @@ async def outbound_context(
     if reply_to:
         found = await messages.find_one({"_id": f"in:{channel}:{reply_to}"}, {"reply_context": 1})
     if found is None:
-        found = await messages.find_one(
-            {
-                "channel": channel,
-                "conversation_key": conversation_key,
-                "direction": "inbound",
-                "removed": {"$ne": True},
-                "reply_context.comment_id": {"$exists": True},
-            },
-            {"reply_context": 1},
+        # The conversation's latest comment not removed: its messages newest first, through their index.
+        # On a comment's thread that is the first one or so; a chat has none, and is read through once.
+        cursor = messages.find(
+            conversations.messages(channel, conversation_key, "inbound"),
+            {"reply_context": 1, "removed": 1},
             sort=[("created_at", -1)],
         )
+        async for doc in cursor:
+            if doc.get("removed") is not True and reply_target(doc.get("reply_context")):
+                found = doc
+                break
+        await cursor.close()
     return reply_target((found or {}).get("reply_context"))
 
 
@@ -166,26 +155,45 @@ def reply_target(context: dict[str, Any] | None) -> dict[str, Any] | None:
 async def private_target(service: TicketService, ticket: dict[str, Any]) -> str:
     """The comment an agent's private reply answers; refused when there is none, when it already had its one
     private reply, or when it is over 7 days old."""
-    latest = await service.messages.find_one(
+    # The ticket's messages, through the index on them (a filter naming more has the embedded database read every
+    # message); what they are is checked here.
+    messages = await service.messages.find(
+        {"ticket": ticket["_id"]},
         {
-            "ticket": ticket["_id"],
-            "direction": "inbound",
-            "kind": "comment",
-            "removed": {"$ne": True},
-            "reply_context.comment_id": {"$exists": True},
+            f: 1
+            for f in (
+                "direction",
+                "kind",
+                "removed",
+                "reply_context",
+                "created_at",
+                "private",
+                "delivery_status",
+                "delivery_rank",
+            )
         },
-        {"reply_context": 1, "created_at": 1},
-        sort=[("created_at", -1)],
-    )
-    if latest is None:
+    ).to_list(None)
+    comments = [
+        m
+        for m in messages
+        if m.get("direction") == "inbound"
+        and m.get("kind") == "comment"
+        and m.get("removed") is not True
+        and reply_target(m.get("reply_context"))
+    ]
+    if not comments:
         raise PrivateReplyRefused("this ticket has no comment to answer privately")
+    latest = max(comments, key=lambda m: m["created_at"])
     comment_id = latest["reply_context"]["comment_id"]
     if latest["created_at"] + PRIVATE_REPLY_WINDOW < utcnow():
         raise PrivateReplyRefused("the comment is over 7 days old: Meta no longer takes a private reply to it")
-    earlier = await service.messages.find(
-        {"ticket": ticket["_id"], "direction": "outbound", "private": True, "reply_context.comment_id": comment_id},
-        {"direction": 1, "delivery_status": 1, "delivery_rank": 1},
-    ).to_list(None)
+    earlier = [
+        m
+        for m in messages
+        if m.get("direction") == "outbound"
+        and m.get("private") is True
+        and (m.get("reply_context") or {}).get("comment_id") == comment_id
+    ]
     await deliveries.overlay(service.deliveries, earlier)
     if any(m.get("delivery_status") != DeliveryState.FAILED.value for m in earlier):
         raise PrivateReplyRefused("this comment already had its one private reply")
@@ -199,12 +207,9 @@ async def record_watermark(service: TicketService, status: DeliveryStatus) -> in
         return 0
     rank = DELIVERY_RANK[status.status]
     before = await service.messages.find(
-        {
-            "channel": status.channel.value,
-            "conversation_key": status.conversation_key,
-            "direction": "outbound",
-            "created_at": {"$lte": status.watermark},
-        },
+        conversations.messages(
+            status.channel.value, status.conversation_key, "outbound", created_at={"$lte": status.watermark}
+        ),
         {"ticket": 1, "direction": 1, "delivery_rank": 1},
     ).to_list(None)
     below = [m for m in await deliveries.overlay(service.deliveries, before) if (m.get("delivery_rank") or 0) < rank]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from suara_shared import db
 from suara_shared.events import Channel, DeliveryState, DeliveryStatus, ReplyPurpose
 
-from . import deliveries, social
+from . import conversations, deliveries, social
 
 if TYPE_CHECKING:
     from .tickets.service import TicketService
@@ -26,18 +26,13 @@ CLOSED = datetime(1970, 1, 1, tzinfo=UTC)
 #: closed after all (WhatsApp: "re-engagement message").
 WINDOW_CLOSED_CODES: dict[str, str] = {Channel.WHATSAPP.value: "131047"}
 
-#: The index `expires_at` reads (created by TicketService.ensure_indexes).
-INDEX = [("channel", 1), ("conversation_key", 1), ("direction", 1), ("created_at", -1)]
-
 
 async def expires_at(messages: db.Collection, *, channel: str, conversation_key: str) -> datetime | None:
     """When the window of this citizen on this channel closes: 24 hours after their last message as the platform
     timestamped it (a webhook Meta retried for days arrives with its window long closed); None if they never
     wrote. Stored on each outbound message; the channel's adapter decides what to send past it."""
     last = await messages.find_one(
-        {"channel": channel, "conversation_key": conversation_key, "direction": "inbound"},
-        {"created_at": 1},
-        sort=[("created_at", -1)],
+        conversations.messages(channel, conversation_key, "inbound"), {"created_at": 1}, sort=[("created_at", -1)]
     )
     return expiry(last.get("created_at") if last is not None else None)
 

@@ -182,3 +182,28 @@ async def test_satisfaction_survey_after_resolution_records_the_score_without_re
     assert len((await app.client.get("/api/v1/tickets")).json()["items"]) == 1  # no new ticket either
     thanks = await outbound_for(app.settings, lambda r: r.recipient == phone and r.purpose == "survey")
     assert len(thanks) == 1 and "4 dari 5" in thanks[0].text
+
+
+async def test_a_survey_is_answered_once_and_only_while_it_is_asked(app: App) -> None:
+    """A second "5" does not overwrite the citizen's "2"; and past the survey's 14 days, a "4" is an ordinary
+    message, not a score (the finished ticket keeps none)."""
+    at(app, MONDAY)
+    early, late = f"62813{new_id()[:8]}", f"62814{new_id()[:8]}"
+    for phone in (early, late):
+        await app.service.handle_inbound(wa("Jalan berlubang di Desa Tireman", phone))
+    items = (await app.client.get("/api/v1/tickets")).json()["items"]
+    ref = {item["citizen"]["channel_user_id"]: item["reference"] for item in items}
+    for phone in (early, late):
+        assert (await app.client.patch(f"/api/v1/tickets/{ref[phone]}", json={"status": "resolved"})).status_code == 200
+
+    await app.service.handle_inbound(wa("2", early))
+    await app.service.handle_inbound(wa("5", early))
+    assert (await app.client.get(f"/api/v1/tickets/{ref[early]}")).json()["satisfaction"] == 2
+
+    at(app, datetime(2026, 11, 20, 9, 0, tzinfo=WIB))  # 18 days after the survey was asked
+    await app.service.handle_inbound(wa("4", late))
+    items = (await app.client.get("/api/v1/tickets")).json()["items"]
+    theirs = [i["reference"] for i in items if i["citizen"]["channel_user_id"] == late]
+    assert ref[late] in theirs
+    for reference in theirs:
+        assert (await app.client.get(f"/api/v1/tickets/{reference}")).json()["satisfaction"] is None

@@ -37,7 +37,7 @@ from suara_shared.events import (
 )
 from suara_shared.kafka import BrokerUnavailable, Publisher
 
-from .. import deliveries, social, texts, window
+from .. import conversations, deliveries, social, texts, window
 from ..access.models import Principal
 from ..access.service import TokenService
 from ..lifecycle import Policy
@@ -328,7 +328,7 @@ class TicketService:
         await self.tickets.create_index([("updated_at", -1)])
         await self.tickets.create_index([("department", 1), ("updated_at", -1)])
         await self.access.ensure_indexes()
-        await self.messages.create_index(window.INDEX)
+        await self.messages.create_index(conversations.INDEX)
         await self.messages.create_index([("channel", 1), ("channel_message_ids", 1)], sparse=True)
         # Statuses that came before their message's send report: looked up for every report, so by index (a
         # busy day leaves thousands waiting a few seconds each); those of messages Suara never sent (a reply
@@ -377,11 +377,11 @@ class TicketService:
         by_channel: dict[str, set[str]] = {}
         for event in candidates:
             by_channel.setdefault(event.channel.value, set()).add(event.conversation_key)
-        for channel, conversations in by_channel.items():  # by channel: the index starts with it
+        for channel, wanted in by_channel.items():  # by channel: the index starts with it
             found = await db.find_in(
                 self.tickets,
                 "conversation_key",
-                sorted(conversations),
+                sorted(wanted),
                 where={"channel": channel},
                 projection={"conversation_key": 1},
             )
@@ -538,7 +538,7 @@ class TicketService:
         (linked to the conversation's previous one when that was finished)."""
         now = self.now()
         found = await self.tickets.find_one(
-            {"channel": event.channel.value, "conversation_key": event.conversation_key, "status": {"$in": THREADABLE}},
+            workflow.conversation_tickets(event.channel.value, event.conversation_key, THREADABLE),
             sort=[("created_at", -1)],
         )
         if found is not None and not workflow.reopenable(self, found, now):

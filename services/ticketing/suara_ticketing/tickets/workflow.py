@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: The tickets a satisfaction answer may be for: resolved (asked on resolution), or closed since.
+SURVEYED = [TicketStatus.RESOLVED.value, TicketStatus.CLOSED.value]
 SURVEY_SCORE = re.compile(r"^\s*([1-5])\s*(?:/\s*5)?\s*[.!]?\s*$")
 #: Everything the citizens of one ticket wrote, lower-cased, for search without a text index; bounded.
 SEARCH_TEXT_MAX = 20_000
@@ -182,6 +185,12 @@ async def after_citizen_reopened(service: TicketService, ticket: dict[str, Any],
             )
 
 
+def conversation_tickets(channel: str, conversation_key: str, statuses: Iterable[str]) -> dict[str, Any]:
+    """A conversation's tickets in these statuses: exactly the fields of the index on them (the embedded database
+    reads every ticket for a filter naming one more). Callers check anything else on what comes back."""
+    return {"channel": channel, "conversation_key": conversation_key, "status": {"$in": list(statuses)}}
+
+
 def survey_score(event: InboundMessage) -> int | None:
     """The satisfaction score ("1".."5") the message looks like, which `record_survey_answer` looks into."""
     answer = SURVEY_SCORE.match(event.text or "") if event.kind == "text" else None
@@ -194,15 +203,19 @@ async def record_survey_answer(service: TicketService, event: InboundMessage) ->
     if score is None:
         return False
     now = service.now()
-    ticket = await service.tickets.find_one(
-        {
-            "channel": event.channel.value,
-            "conversation_key": event.conversation_key,
-            "status": {"$in": [TicketStatus.RESOLVED.value, TicketStatus.CLOSED.value]},
-            "survey_asked_at": {"$gte": now - timedelta(days=service.policy.survey_window_days)},
-            "satisfaction": None,
-        },
-        sort=[("created_at", -1)],
+    asked_since = now - timedelta(days=service.policy.survey_window_days)
+    finished = await service.tickets.find(
+        conversation_tickets(event.channel.value, event.conversation_key, SURVEYED), sort=[("created_at", -1)]
+    ).to_list(None)
+    ticket = next(
+        (
+            t
+            for t in finished
+            if t.get("satisfaction") is None
+            and isinstance(asked := t.get("survey_asked_at"), datetime)
+            and asked >= asked_since
+        ),
+        None,
     )
     if ticket is None:
         return False
