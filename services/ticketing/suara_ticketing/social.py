@@ -155,8 +155,7 @@ def reply_target(context: dict[str, Any] | None) -> dict[str, Any] | None:
 async def private_target(service: TicketService, ticket: dict[str, Any]) -> str:
     """The comment an agent's private reply answers; refused when there is none, when it already had its one
     private reply, or when it is over 7 days old."""
-    # The ticket's messages, through the index on them (a filter naming more has the embedded database read every
-    # message); what they are is checked here.
+    # One read of the ticket's messages (few) for its comment and its earlier private replies, picked here.
     messages = await service.messages.find(
         {"ticket": ticket["_id"]},
         {

@@ -466,11 +466,19 @@ async def sweep(service: TicketService) -> dict[str, int]:
     """Detect deadline breaches, close resolved tickets nobody answered, refresh the status gauge."""
     now = service.now()
     breached = closed = 0
-    overdue = service.tickets.find(
-        {"status": {"$in": [s.value for s in ACTIVE]}, "due_at": {"$lt": now}, "breached": {"$ne": True}},
-        {"department": 1, "priority": 1, "due_at": 1},
-    )
-    async for ticket in overdue:
+    # Overdue and not counted yet: each active status through the (status, due_at) index, by exactly its fields
+    # (with `$in` on the status, or the `breached` flag beside them, the embedded database read every ticket each
+    # minute); the flag is checked here.
+    overdue = [
+        ticket
+        for status in ACTIVE
+        for ticket in await service.tickets.find(
+            {"status": status.value, "due_at": {"$lt": now}},
+            {"department": 1, "priority": 1, "due_at": 1, "breached": 1},
+        ).to_list(None)
+        if ticket.get("breached") is not True
+    ]
+    for ticket in overdue:
         marked = await service.tickets.update_one(
             {"_id": ticket["_id"], "breached": {"$ne": True}}, {"$set": {"breached": True, "breached_at": now}}
         )
