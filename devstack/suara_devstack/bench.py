@@ -40,6 +40,7 @@ from suara_shared.events import Channel, InboundMessage, Sender
 from suara_shared.http import freeze_startup_objects
 
 from .infra import EmbeddedInfra, default_env, free_port
+from .sandbox.social import IG_MEDIA_ID, PAGE_POST_ID
 from .stack import SANDBOX_SOCIAL_ENV, SANDBOX_X_ENV, Stack, default_services
 from .testing import _free_base, url
 
@@ -47,17 +48,24 @@ BENCH_TOPIC = "suara.bench.v1"
 APP_SECRET = default_env()["META_APP_SECRET"]
 
 
-#: The default load's channels and their shares: mostly WhatsApp (the kabupaten's one number for complaints), then
-#: the web form, Facebook, Instagram and X. An assumption, not a measurement: `--mix` sets another.
-DEFAULT_MIX = "whatsapp=80,web=8,facebook=4,instagram=4,x=4"
-CHANNELS = ("whatsapp", "web", "facebook", "instagram", "x")
+#: The kinds of message the load may carry: a channel's direct messages by its name, its public ones (comments under
+#: our posts, posts mentioning us) by theirs.
+KINDS = ("whatsapp", "web", "facebook", "instagram", "x", "facebook_comment", "instagram_comment", "x_mention")
+#: The channel each kind arrives on.
+CHANNEL_OF = {kind: kind.split("_")[0] for kind in KINDS}
+#: The default load's shares: mostly WhatsApp (the kabupaten's one number for complaints), then the web form, then
+#: Facebook, Instagram and X, direct and public alike. An assumption, not a measurement: `--mix` sets another.
+DEFAULT_MIX = "whatsapp=80,web=8,facebook=2,instagram=2,x=2,facebook_comment=2,instagram_comment=2,x_mention=2"
+#: Kinds whose every message is a new conversation (`--per-citizen` does not apply): a web complaint is a new
+#: submission, a post mentioning us a thread of its own.
+ALWAYS_NEW = ("web", "x_mention")
 #: What a channel's endpoint answers when it has the message: webhooks 200, the web form's API 202.
 ACCEPTED = (200, 202)
 
 
 @dataclass
 class Sent:
-    channel: str
+    channel: str  # the channel its stored copy names
     #: The platform's id of the message, which its stored copy carries (a web complaint's: its submission id, from
     #: the answer).
     message_id: str
@@ -68,6 +76,11 @@ class Sent:
     at: float = 0.0  # wall clock (time.time()), comparable with the services' timestamps on this machine
     latency: float = 0.0
     status: int = 0
+    #: Its kind in the mix (`KINDS`); its channel's name for a direct message.
+    kind: str = ""
+
+    def __post_init__(self) -> None:
+        self.kind = self.kind or self.channel
 
     @property
     def key(self) -> tuple[str, str]:
@@ -170,13 +183,13 @@ async def upsert_ceiling(uri: str, *, count: int, batch: int = 500) -> float:
 
 
 def parse_mix(text: str) -> dict[str, int]:
-    """`whatsapp=80,web=20`: each channel's share of the load (whole numbers, not necessarily adding up to 100)."""
+    """`whatsapp=80,web=20`: each kind's share of the load (whole numbers, not necessarily adding up to 100)."""
     mix: dict[str, int] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         channel, _, share = part.partition("=")
         channel = channel.strip()
-        if channel not in CHANNELS:
-            raise ValueError(f"unknown channel {channel!r} in the mix (known: {', '.join(CHANNELS)})")
+        if channel not in KINDS:
+            raise ValueError(f"unknown kind {channel!r} in the mix (known: {', '.join(KINDS)})")
         if not share.strip().isdigit():
             raise ValueError(f"the share of {channel} must be a whole number, e.g. {channel}=10")
         mix[channel] = mix.get(channel, 0) + int(share)
@@ -216,40 +229,62 @@ class Request:
     headers: dict[str, str]
 
 
-def prepare(channel: str, i: int, citizen: int, *, run: str, urls: dict[str, str]) -> Request:
-    """The `i`-th request of the load, on `channel`, from that channel's `citizen`-th citizen (its number in the
-    run), signed as its platform signs it."""
+def prepare(kind: str, i: int, citizen: int, *, run: str, urls: dict[str, str]) -> Request:
+    """The `i`-th request of the load, of `kind`, from that kind's `citizen`-th citizen (its number in the run),
+    signed as its platform signs it."""
     text = f"Laporan uji beban {i}: lampu jalan mati di Kecamatan Sluke"
     tag = int(run[:6], 16) % 1000  # keeps the citizens of two runs on one database apart
-    if channel == "whatsapp":
+    user = f"{KINDS.index(kind) + 1}{tag:03d}{citizen:09d}"  # a platform's user id, each kind's own
+    number = f"{int(run, 16) % 10**9:09d}{i:07d}"  # a platform's numeric id for the message
+    endpoint = urls[CHANNEL_OF[kind]]
+    if kind == "whatsapp":
         from suara_ingest_wa.testing import signed_headers
 
         wa_id, wamid = f"62812{tag:03d}{citizen:05d}", f"wamid.bench-{run}-{i}"
         body = _webhook(wa_id, wamid, text)
-        return Request(Sent(channel, wamid, wa_id, wa_id), urls[channel], body, signed_headers(body, APP_SECRET))
+        return Request(Sent(kind, wamid, wa_id, wa_id), endpoint, body, signed_headers(body, APP_SECRET))
+    if kind == "web":
+        # The form's API: each complaint is a new submission, whose id comes back in the answer. Its idempotency
+        # key makes a retried one the same complaint.
+        body = json.dumps({"text": text, "kecamatan": "Sluke"}).encode()
+        headers = {"Content-Type": "application/json", "Idempotency-Key": f"bench-{run}-{i}"}
+        return Request(Sent(kind, "", "", ""), endpoint, body, headers)
     from suara_ingest_social import testing as social
 
-    if channel in ("facebook", "instagram"):
-        own = FB_PAGE_ID if channel == "facebook" else IG_ACCOUNT_ID
-        user, mid = f"{7 if channel == 'facebook' else 8}{tag:03d}{citizen:09d}", f"m_bench-{run}-{i}"
-        event = social.messaging_event(sender=user, recipient=own, mid=mid, text=text)
-        body = social.compact(social.meta_envelope(channel, own, {"messaging": [event]}))
-        return Request(
-            Sent(channel, mid, f"dm:{user}", user), urls[channel], body, social.meta_headers(body, APP_SECRET)
-        )
-    if channel == "x":
-        user, event_id = f"9{tag:03d}{citizen:09d}", f"{int(run, 16) % 10**9:09d}{i:07d}"
-        payload = social.x_direct_message(
-            for_user_id=X_USER_ID, sender=user, name="Warga Bench", event_id=event_id, text=text
-        )
+    channel = CHANNEL_OF[kind]
+    if kind in ("x", "x_mention"):
+        if kind == "x":
+            payload = social.x_direct_message(
+                for_user_id=X_USER_ID, sender=user, name="Warga Bench", event_id=number, text=text
+            )
+            sent = Sent(channel, f"dm:{number}", f"dm:{user}", user, kind=kind)
+        else:  # a post mentioning us: answered by a post in reply to it
+            payload = social.x_mention(
+                for_user_id=X_USER_ID, sender=user, name="Warga Bench", tweet_id=number, text=f"@rembangkab {text}"
+            )
+            sent = Sent(channel, number, f"tweet:{number}:{user}", number, kind=kind)
         body = social.compact(payload)
-        sent = Sent(channel, f"dm:{event_id}", f"dm:{user}", user)
-        return Request(sent, urls[channel], body, social.x_headers(body, X_SECRET))
-    # The web form's API: each complaint is a new submission, whose id comes back in the answer. Its idempotency key
-    # makes a retried one the same complaint.
-    body = json.dumps({"text": text, "kecamatan": "Sluke"}).encode()
-    headers = {"Content-Type": "application/json", "Idempotency-Key": f"bench-{run}-{i}"}
-    return Request(Sent(channel, "", "", ""), urls[channel], body, headers)
+        return Request(sent, endpoint, body, social.x_headers(body, X_SECRET))
+    own = FB_PAGE_ID if channel == "facebook" else IG_ACCOUNT_ID
+    if kind in ("facebook", "instagram"):
+        mid = f"m_bench-{run}-{i}"
+        entry: dict[str, Any] = {"messaging": [social.messaging_event(sender=user, recipient=own, mid=mid, text=text)]}
+        sent = Sent(channel, mid, f"dm:{user}", user, kind=kind)
+    elif kind == "facebook_comment":  # answered under the comment
+        comment = f"555666777888999_{number}"
+        change = social.page_comment(
+            post_id=PAGE_POST_ID, sender=user, name="Warga Bench", comment_id=comment, text=text
+        )
+        entry = {"changes": [change]}
+        sent = Sent(channel, comment, f"post:{PAGE_POST_ID}:{user}", comment, kind=kind)
+    else:  # instagram_comment
+        change = social.instagram_comment(
+            media_id=IG_MEDIA_ID, sender=user, username=f"warga{user[-6:]}", comment_id=number, text=text
+        )
+        entry = {"changes": [change]}
+        sent = Sent(channel, number, f"media:{IG_MEDIA_ID}:{user}", number, kind=kind)
+    body = social.compact(social.meta_envelope(channel, own, entry))
+    return Request(sent, endpoint, body, social.meta_headers(body, APP_SECRET))
 
 
 def endpoints(stack: Stack) -> dict[str, str]:
@@ -274,11 +309,11 @@ async def send_load(
     """Send one request every 1/rate seconds for `seconds`, its channel by the `mix`, at most `concurrency` in
     flight. With `per_citizen` above one, every citizen writes that many messages: all first messages, then all
     second ones, and so on (a citizen's next message comes a 1/per_citizen of the run later, as a follow-up to a
-    ticket opened before). Not on the web, where every complaint is a new submission."""
+    ticket opened before). Not on the web nor for posts mentioning us, each a conversation of its own."""
     total = int(rate * seconds)
     channels = schedule(mix, total)
     counts = {c: channels.count(c) for c in mix}
-    citizens = {c: n if c == "web" else max(1, n // per_citizen) for c, n in counts.items()}
+    citizens = {c: n if c in ALWAYS_NEW else max(1, n // per_citizen) for c, n in counts.items()}
     gate = asyncio.Semaphore(concurrency)
     sent: list[Sent] = []
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -307,7 +342,7 @@ async def send_load(
                         item.status = 0
                     item.latency = time.perf_counter() - started
                     if item.status in ACCEPTED:
-                        if item.channel == "web":
+                        if item.kind == "web":
                             item.message_id = item.conversation = json.loads(answer)["id"]
                         break
                     await asyncio.sleep(0.5)
@@ -336,25 +371,33 @@ def tickets_query(channel: str, conversations: list[str]) -> dict[str, Any]:
 
 
 X_DM = re.compile(r"^/2/dm_conversations/with/(?P<participant>[^/]+)/messages$")
+COMMENT_REPLY = re.compile(r"^/v[0-9.]+/(?P<comment>[^/]+)/(?P<edge>comments|replies)$")
 OWN_ACCOUNTS = {FB_PAGE_ID: "facebook", IG_ACCOUNT_ID: "instagram"}
 
 
 def addressee(call: dict[str, Any]) -> tuple[str, str] | None:
-    """The channel and recipient of a message the sandbox was asked to send (WhatsApp's Cloud API, the Messenger
-    and Instagram Send API, X's direct messages); None for any other call (read receipts, typing, uploads...)."""
+    """The kind and addressee of a message the sandbox was asked to send: a WhatsApp message (its number), a
+    Messenger, Instagram or X direct message (the user), a reply under a Facebook or Instagram comment (the
+    comment), a post in reply to one mentioning us (that post). None for any other call (read receipts, typing,
+    private replies, uploads...)."""
     if call["method"] != "POST":
         return None
+    body = call.get("body")
+    body = body if isinstance(body, dict) else {}
     if found := X_DM.match(call["path"]):
         return ("x", found["participant"])
-    body = call.get("body")
-    if not isinstance(body, dict) or not call["path"].endswith("/messages"):
+    if call["path"] == "/2/tweets" and isinstance(body.get("reply"), dict):
+        return ("x_mention", str(body["reply"].get("in_reply_to_tweet_id")))
+    if (found := COMMENT_REPLY.match(call["path"])) and "message" in body:
+        return ("facebook_comment" if found["edge"] == "comments" else "instagram_comment", found["comment"])
+    if not call["path"].endswith("/messages"):
         return None
     if isinstance(body.get("to"), str) and body.get("type") in ("text", "template"):
         return ("whatsapp", body["to"])
     recipient = body.get("recipient")
     channel = OWN_ACCOUNTS.get(call["path"].split("/")[-2])
-    if channel and isinstance(recipient, dict) and "message" in body:
-        return (channel, str(recipient.get("id")))
+    if channel and isinstance(recipient, dict) and "id" in recipient and "message" in body:
+        return (channel, str(recipient["id"]))
     return None
 
 
@@ -371,7 +414,7 @@ async def collect(stack: Stack, sent: list[Sent], *, within: float) -> dict[str,
     ok = {s.key: s for s in sent if s.status in ACCEPTED}
     # The citizens answered at the sandbox, by whom their acknowledgement is addressed to: one ticket and one
     # acknowledgement each.
-    by_recipient = {(s.channel, s.recipient): s.citizen for s in ok.values() if s.recipient}
+    by_recipient = {(s.kind, s.recipient): s.citizen for s in ok.values() if s.recipient}
     answered = set(by_recipient.values())
     sandbox = url(stack, "sandbox")
     client, database = db.connect(stack.infra.mongodb_uri)
@@ -632,10 +675,10 @@ def summarise(result: Result, sent: list[Sent], gathered: dict[str, Any]) -> Non
         "e2e_per_s": round(len(stored) / max(1e-6, last_stored - first), 1),
         "acked_per_s": round(len(acks) / max(1e-6, last_ack - first), 1),
         "webhook_mean_ms": round(statistics.fmean(webhook_ms), 2) if webhook_ms else 0.0,
-        "channels": {
-            channel: {"sent": sum(1 for s in sent if s.channel == channel), **figures(items)}
-            for channel in CHANNELS
-            if (items := [s for s in ok.values() if s.channel == channel])
+        "kinds": {
+            kind: {"sent": sum(1 for s in sent if s.kind == kind), **figures(items)}
+            for kind in KINDS
+            if (items := [s for s in ok.values() if s.kind == kind])
         },
     }
     result.series = {
@@ -691,10 +734,10 @@ def _catch_up_rows(load: dict[str, Any]) -> list[tuple[str, str, str]]:
     ]
 
 
-def _channel_rows(load: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """Each channel's part of the load: what was sent, stored and acknowledged, and its latencies."""
+def _kind_rows(load: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Each kind's part of the load: what was sent, stored and acknowledged, and its latencies."""
     rows = []
-    for channel, c in load.get("channels", {}).items():
+    for channel, c in load.get("kinds", {}).items():
         acked = "–" if channel == "web" else f"{c['acknowledged']}"
         ack = "" if channel == "web" else f"; acknowledged p50 {c['ack_p50_ms'] / 1000:,.1f} s"
         rows.append(
@@ -765,7 +808,7 @@ def table(result: Result) -> str:
             f"{load['tickets']} tickets; messages per citizen: {result.settings.get('per_citizen', 1)}; "
             f"{load.get('answered', load['acknowledged'])} citizens answered at the sandbox (the web's on its page)",
         ),
-        *_channel_rows(load),
+        *_kind_rows(load),
         (
             "lost / duplicated messages / duplicated acks",
             f"{load['lost']} / {load['duplicated_messages']} / {load['duplicated_acks']}",
@@ -883,7 +926,7 @@ def main(argv: list[str] | None = None) -> int:
         "--mix",
         type=parse_mix,
         default=DEFAULT_MIX,
-        help=f"each channel's share of the load, of {', '.join(CHANNELS)} (default {DEFAULT_MIX})",
+        help=f"each kind's share of the load, of {', '.join(KINDS)} (default {DEFAULT_MIX})",
     )
     parser.add_argument("--ceiling-count", type=int, default=10_000, help="messages/documents for the ceilings")
     parser.add_argument(

@@ -18,8 +18,10 @@ import httpx
 import pytest
 
 from suara_devstack.bench import (
+    DEFAULT_MIX,
     FB_PAGE_ID,
     IG_ACCOUNT_ID,
+    KINDS,
     Result,
     Sent,
     _children,
@@ -206,7 +208,7 @@ def test_each_channel_of_the_mix_has_its_own_figures_and_the_web_waits_for_no_ac
     load = result.load
     assert (load["sent"], load["accepted"], load["refused"], load["stored"], load["lost"]) == (4, 3, 1, 3, 0)
     assert load["acknowledged"] == 2 and load["duplicated_acks"] == 1  # X's citizen was answered twice
-    channels = load["channels"]
+    channels = load["kinds"]
     assert list(channels) == ["whatsapp", "web", "x"]
     assert channels["web"]["stored"] == 1 and channels["web"]["acknowledged"] == 0
     assert (channels["x"]["sent"], channels["x"]["accepted"], channels["x"]["acknowledged"]) == (2, 1, 1)
@@ -215,15 +217,16 @@ def test_each_channel_of_the_mix_has_its_own_figures_and_the_web_waits_for_no_ac
 
 
 def test_a_mix_is_read_from_its_shares_and_spread_evenly_over_the_load() -> None:
-    assert parse_mix("whatsapp=80, web=8,facebook=4,instagram=4,x=4,x=0") == {
+    assert parse_mix("whatsapp=80, web=8,facebook=4,instagram_comment=4,x_mention=4,x=0") == {
         "whatsapp": 80,
         "web": 8,
         "facebook": 4,
-        "instagram": 4,
-        "x": 4,
+        "instagram_comment": 4,
+        "x_mention": 4,
     }
+    assert sum(parse_mix(DEFAULT_MIX).values()) == 100
     for wrong, says in (
-        ("whatsapp=80,telegram=20", "unknown channel 'telegram'"),
+        ("whatsapp=80,telegram=20", "unknown kind 'telegram'"),
         ("whatsapp=lots", "whole number"),
         ("whatsapp=0", "no channel"),
     ):
@@ -237,7 +240,8 @@ def test_a_mix_is_read_from_its_shares_and_spread_evenly_over_the_load() -> None
 
 def test_the_acknowledgements_are_told_apart_from_other_calls_to_the_sandbox() -> None:
     """What `collect` counts as an acknowledgement sent: the message calls of each platform, addressed to a
-    citizen; not a WhatsApp read receipt, nor Messenger's typing indicator, nor a media upload."""
+    citizen or under their comment or post; not a WhatsApp read receipt, nor Messenger's typing indicator, nor a
+    private reply, nor a post of our own, nor a media upload."""
     page, ig = FB_PAGE_ID, IG_ACCOUNT_ID
     calls = [
         ("POST", "/v23.0/106540352242922/messages", {"to": "62812", "type": "text", "text": {"body": "x"}}),
@@ -246,6 +250,11 @@ def test_the_acknowledgements_are_told_apart_from_other_calls_to_the_sandbox() -
         ("POST", f"/v23.0/{page}/messages", {"recipient": {"id": "7001"}, "sender_action": "typing_on"}),
         ("POST", f"/v23.0/{ig}/messages", {"recipient": {"id": "8001"}, "message": {"text": "x"}}),
         ("POST", "/2/dm_conversations/with/9001/messages", {"text": "x"}),
+        ("POST", "/v23.0/555_101/comments", {"message": "x"}),
+        ("POST", "/v23.0/17900000000000042/replies", {"message": "x"}),
+        ("POST", f"/v23.0/{page}/messages", {"recipient": {"comment_id": "555_101"}, "message": {"text": "x"}}),
+        ("POST", "/2/tweets", {"text": "x", "reply": {"in_reply_to_tweet_id": "1801"}}),
+        ("POST", "/2/tweets", {"text": "an announcement"}),
         ("POST", "/v23.0/106540352242922/media", {"file": "x"}),
         ("GET", "/2/users/1700000000000000000/mentions", None),
     ]
@@ -257,6 +266,11 @@ def test_the_acknowledgements_are_told_apart_from_other_calls_to_the_sandbox() -
         None,
         ("instagram", "8001"),
         ("x", "9001"),
+        ("facebook_comment", "555_101"),
+        ("instagram_comment", "17900000000000042"),
+        None,  # a private reply to the commenter: not the acknowledgement under the comment
+        ("x_mention", "1801"),
+        None,
         None,
         None,
     ]
@@ -264,19 +278,22 @@ def test_the_acknowledgements_are_told_apart_from_other_calls_to_the_sandbox() -
 
 async def test_a_mixed_load_is_taken_stored_and_acknowledged_on_every_channel(stack: Stack) -> None:
     """The bench's own requests, built and signed as each platform sends them, through the real services: every
-    channel's messages are accepted, stored once on a ticket of their own, and answered on their channel."""
-    mix = parse_mix("whatsapp=1,web=1,facebook=1,instagram=1,x=1")
-    sent = await send_load(endpoints(stack), rate=20.0, seconds=1.0, concurrency=4, run=uuid.uuid4().hex[:8], mix=mix)
-    assert sorted({s.channel for s in sent}) == sorted(mix) and {s.status for s in sent} <= {200, 202}
+    kind's messages (direct ones, comments, mentions, web complaints) are accepted, stored once on a ticket of
+    their own, and answered on their channel, once (the web's on its status page)."""
+    mix = dict.fromkeys(KINDS, 1)
+    sent = await send_load(endpoints(stack), rate=40.0, seconds=1.0, concurrency=4, run=uuid.uuid4().hex[:8], mix=mix)
+    assert sorted({s.kind for s in sent}) == sorted(mix) and {s.status for s in sent} <= {200, 202}
     gathered = await collect(stack, sent, within=90)
     gathered.update(await count_copies(stack, gathered["ok"]))
     result = Result(settings={"rate": 20.0}, machine={})
     summarise(result, sent, gathered)
     load = result.load
-    assert (load["accepted"], load["stored"], load["lost"], load["duplicated_messages"]) == (20, 20, 0, 0)
-    assert load["tickets"] == 20
-    assert load["answered"] == 16 and load["acknowledged"] == 16 and load["duplicated_acks"] == 0
-    assert {c: f["stored"] for c, f in load["channels"].items()} == dict.fromkeys(mix, 4)
+    assert (load["accepted"], load["stored"], load["lost"], load["duplicated_messages"]) == (40, 40, 0, 0)
+    assert load["tickets"] == 40
+    assert load["answered"] == 35 and load["acknowledged"] == 35 and load["duplicated_acks"] == 0
+    assert {k: (f["stored"], f["acknowledged"]) for k, f in load["kinds"].items()} == {
+        kind: (5, 0 if kind == "web" else 5) for kind in KINDS
+    }
 
 
 def test_the_brokers_share_of_the_webhook_latency_comes_from_what_the_run_added_to_the_histogram() -> None:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from suara_ingest_social.testing import messaging_event
+from suara_ingest_social import testing as built
 
 from .webhooks import WebhookPoster
 
@@ -119,28 +119,15 @@ class SocialSandbox:
     def facebook_comment(self, *, name: str, text: str, post_id: str = PAGE_POST_ID) -> Post:
         user = user_id_of(name)
         comment_id = f"{post_id.split('_')[-1]}_{_digits(16)}"
-        now = int(time.time())
-        value = {
-            "from": {"id": user, "name": name},
-            "post": {"id": post_id, "status_type": "added_photos", "is_published": True},
-            "message": text,
-            "post_id": post_id,
-            "comment_id": comment_id,
-            "created_time": now,
-            "item": "comment",
-            "parent_id": post_id,
-            "verb": "add",
-        }
+        change = built.page_comment(post_id=post_id, sender=user, name=name, comment_id=comment_id, text=text)
         post = self._add(comment_id, "facebook", "comment", "in", name, text, thread=f"post:{post_id}:{user}")
-        self._meta_webhook(
-            "facebook", {"id": self.page_id, "time": now, "changes": [{"field": "feed", "value": value}]}
-        )
+        self._meta_webhook("facebook", {"id": self.page_id, "time": int(time.time()), "changes": [change]})
         return post
 
     def facebook_message(self, *, name: str, text: str) -> Post:
         user = user_id_of(name)
         mid = "m_" + secrets.token_urlsafe(24)
-        event = messaging_event(sender=user, recipient=self.page_id, mid=mid, text=text)
+        event = built.messaging_event(sender=user, recipient=self.page_id, mid=mid, text=text)
         post = self._add(mid, "facebook", "message", "in", name, text, thread=f"dm:{user}")
         self._meta_webhook("facebook", {"id": self.page_id, "time": int(time.time() * 1000), "messaging": [event]})
         return post
@@ -148,21 +135,17 @@ class SocialSandbox:
     def instagram_comment(self, *, username: str, text: str, media_id: str = IG_MEDIA_ID) -> Post:
         user = user_id_of(username)
         comment_id = _digits(17)
-        value = {
-            "from": {"id": user, "username": username},
-            "media": {"id": media_id, "media_product_type": "FEED"},
-            "id": comment_id,
-            "text": text,
-        }
+        change = built.instagram_comment(
+            media_id=media_id, sender=user, username=username, comment_id=comment_id, text=text
+        )
         post = self._add(comment_id, "instagram", "comment", "in", username, text, thread=f"media:{media_id}:{user}")
-        change = {"field": "comments", "value": value}
         self._meta_webhook("instagram", {"id": self.ig_account_id, "time": int(time.time()), "changes": [change]})
         return post
 
     def instagram_message(self, *, username: str, text: str) -> Post:
         user = user_id_of(username)
         mid = "aWdf" + secrets.token_urlsafe(40)
-        event = messaging_event(sender=user, recipient=self.ig_account_id, mid=mid, text=text)
+        event = built.messaging_event(sender=user, recipient=self.ig_account_id, mid=mid, text=text)
         post = self._add(mid, "instagram", "message", "in", username, text, thread=f"dm:{user}")
         self._meta_webhook(
             "instagram", {"id": self.ig_account_id, "time": int(time.time() * 1000), "messaging": [event]}

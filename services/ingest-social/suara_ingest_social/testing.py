@@ -28,6 +28,33 @@ def messaging_event(*, sender: str, recipient: str, mid: str, text: str) -> dict
     }
 
 
+def page_comment(*, post_id: str, sender: str, name: str, comment_id: str, text: str) -> dict[str, Any]:
+    """One `changes[]` item of a Page's `feed`: a citizen's new comment under our post."""
+    value = {
+        "from": {"id": sender, "name": name},
+        "post": {"id": post_id, "status_type": "added_photos", "is_published": True},
+        "message": text,
+        "post_id": post_id,
+        "comment_id": comment_id,
+        "created_time": int(time.time()),
+        "item": "comment",
+        "parent_id": post_id,
+        "verb": "add",
+    }
+    return {"field": "feed", "value": value}
+
+
+def instagram_comment(*, media_id: str, sender: str, username: str, comment_id: str, text: str) -> dict[str, Any]:
+    """One `changes[]` item of an Instagram account's `comments`: a citizen's comment under our media."""
+    value = {
+        "from": {"id": sender, "username": username},
+        "media": {"id": media_id, "media_product_type": "FEED"},
+        "id": comment_id,
+        "text": text,
+    }
+    return {"field": "comments", "value": value}
+
+
 def meta_envelope(channel: str, own_id: str, entry: dict[str, Any]) -> dict[str, Any]:
     """A Graph webhook for `channel` (`facebook`, `instagram`) with one entry of our Page or account (`messaging`
     events or `changes`)."""
@@ -56,6 +83,23 @@ def x_direct_message(*, for_user_id: str, sender: str, name: str, event_id: str,
             }
         ],
         "users": {sender: {"id": sender, "name": name, "screen_name": f"warga{sender[-6:]}"}},
+    }
+
+
+def x_mention(*, for_user_id: str, sender: str, name: str, tweet_id: str, text: str) -> dict[str, Any]:
+    """An Account Activity webhook (v1.1 shapes) with one post of `sender` mentioning us (`for_user_id`)."""
+    return {
+        "for_user_id": for_user_id,
+        "tweet_create_events": [
+            {
+                "id": int(tweet_id),
+                "id_str": tweet_id,
+                "text": text,
+                "timestamp_ms": str(int(time.time() * 1000)),
+                "in_reply_to_status_id_str": None,
+                "user": {"id": int(sender), "id_str": sender, "name": name, "screen_name": f"warga{sender[-6:]}"},
+            }
+        ],
     }
 
 
