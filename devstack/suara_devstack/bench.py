@@ -40,7 +40,7 @@ from suara_shared.events import Channel, InboundMessage, Sender
 from suara_shared.http import freeze_startup_objects
 
 from .infra import EmbeddedInfra, default_env, free_port
-from .sandbox.social import IG_MEDIA_ID, PAGE_POST_ID
+from .sandbox.social import IG_MEDIA_ID, PAGE_POST_ID, X_USERNAME
 from .stack import SANDBOX_SOCIAL_ENV, SANDBOX_X_ENV, Stack, default_services
 from .testing import _free_base, url
 
@@ -260,7 +260,7 @@ def prepare(kind: str, i: int, citizen: int, *, run: str, urls: dict[str, str]) 
             sent = Sent(channel, f"dm:{number}", f"dm:{user}", user, kind=kind)
         else:  # a post mentioning us: answered by a post in reply to it
             payload = social.x_mention(
-                for_user_id=X_USER_ID, sender=user, name="Warga Bench", tweet_id=number, text=f"@rembangkab {text}"
+                for_user_id=X_USER_ID, sender=user, name="Warga Bench", tweet_id=number, text=f"@{X_USERNAME} {text}"
             )
             sent = Sent(channel, number, f"tweet:{number}:{user}", number, kind=kind)
         body = social.compact(payload)
@@ -271,7 +271,7 @@ def prepare(kind: str, i: int, citizen: int, *, run: str, urls: dict[str, str]) 
         entry: dict[str, Any] = {"messaging": [social.messaging_event(sender=user, recipient=own, mid=mid, text=text)]}
         sent = Sent(channel, mid, f"dm:{user}", user, kind=kind)
     elif kind == "facebook_comment":  # answered under the comment
-        comment = f"555666777888999_{number}"
+        comment = f"{PAGE_POST_ID.split('_')[-1]}_{number}"
         change = social.page_comment(
             post_id=PAGE_POST_ID, sender=user, name="Warga Bench", comment_id=comment, text=text
         )
