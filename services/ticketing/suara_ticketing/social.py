@@ -137,11 +137,13 @@ async def outbound_context(
             {"reply_context": 1, "removed": 1},
             sort=[("created_at", -1)],
         )
-        async for doc in cursor:
-            if doc.get("removed") is not True and reply_target(doc.get("reply_context")):
-                found = doc
-                break
-        await cursor.close()
+        try:
+            async for doc in cursor:
+                if doc.get("removed") is not True and reply_target(doc.get("reply_context")):
+                    found = doc
+                    break
+        finally:
+            await cursor.close()
     return reply_target((found or {}).get("reply_context"))
 
 
@@ -155,44 +157,26 @@ def reply_target(context: dict[str, Any] | None) -> dict[str, Any] | None:
 async def private_target(service: TicketService, ticket: dict[str, Any]) -> str:
     """The comment an agent's private reply answers; refused when there is none, when it already had its one
     private reply, or when it is over 7 days old."""
-    # One read of the ticket's messages (few) for its comment and its earlier private replies, picked here.
-    messages = await service.messages.find(
-        {"ticket": ticket["_id"]},
+    latest = await service.messages.find_one(
         {
-            f: 1
-            for f in (
-                "direction",
-                "kind",
-                "removed",
-                "reply_context",
-                "created_at",
-                "private",
-                "delivery_status",
-                "delivery_rank",
-            )
+            "ticket": ticket["_id"],
+            "direction": "inbound",
+            "kind": "comment",
+            "removed": {"$ne": True},
+            "reply_context.comment_id": {"$exists": True},
         },
-    ).to_list(None)
-    comments = [
-        m
-        for m in messages
-        if m.get("direction") == "inbound"
-        and m.get("kind") == "comment"
-        and m.get("removed") is not True
-        and reply_target(m.get("reply_context"))
-    ]
-    if not comments:
+        {"reply_context": 1, "created_at": 1},
+        sort=[("created_at", -1)],
+    )
+    if latest is None:
         raise PrivateReplyRefused("this ticket has no comment to answer privately")
-    latest = max(comments, key=lambda m: m["created_at"])
     comment_id = latest["reply_context"]["comment_id"]
     if latest["created_at"] + PRIVATE_REPLY_WINDOW < utcnow():
         raise PrivateReplyRefused("the comment is over 7 days old: Meta no longer takes a private reply to it")
-    earlier = [
-        m
-        for m in messages
-        if m.get("direction") == "outbound"
-        and m.get("private") is True
-        and (m.get("reply_context") or {}).get("comment_id") == comment_id
-    ]
+    earlier = await service.messages.find(
+        {"ticket": ticket["_id"], "direction": "outbound", "private": True, "reply_context.comment_id": comment_id},
+        {"direction": 1, "delivery_status": 1, "delivery_rank": 1},
+    ).to_list(None)
     await deliveries.overlay(service.deliveries, earlier)
     if any(m.get("delivery_status") != DeliveryState.FAILED.value for m in earlier):
         raise PrivateReplyRefused("this comment already had its one private reply")

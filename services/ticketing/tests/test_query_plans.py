@@ -59,8 +59,6 @@ SINCE = {"$gte": datetime(2026, 11, 29, tzinfo=UTC)}
         ("messages", conversations.messages("facebook", "dm:6543210987654321", "outbound", created_at={"$lte": 1})),
         # Every agent's reply and resolution looks for the comment it answers; the window for the last message.
         ("messages", conversations.messages("instagram", "media:1:2", "inbound")),
-        # A private reply looks for the ticket's comment and its earlier private replies.
-        ("messages", {"ticket": "RMB-20261129-0001"}),
         # A citizen's "5" looks for the finished ticket whose survey it answers.
         ("tickets", conversation_tickets("whatsapp", "6281234567890", SURVEYED)),
         ("tickets", conversation_tickets("whatsapp", "6281234567890", THREADABLE)),
@@ -71,7 +69,6 @@ SINCE = {"$gte": datetime(2026, 11, 29, tzinfo=UTC)}
         "echo",
         "watermark",
         "comment answered",
-        "private reply",
         "survey answer",
         "thread",
         "sweep",
