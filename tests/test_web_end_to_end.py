@@ -8,10 +8,11 @@ import re
 import httpx
 import pytest
 
+from suara_devstack.measure import web_complaint
 from suara_devstack.stack import Stack
 from suara_devstack.testing import eventually, url
 from suara_shared import topics
-from suara_shared.events import Channel, InboundMessage, Sender, new_id
+from suara_shared.events import InboundMessage, new_id
 from suara_shared.kafka import Publisher
 from suara_shared.settings import ServiceSettings
 
@@ -89,14 +90,8 @@ async def test_same_inbound_message_published_twice_is_one_message_on_one_ticket
     tag = conversation[:8]
 
     def message(platform_id: str, text: str) -> InboundMessage:
-        return InboundMessage(
-            channel=Channel.WEB,
-            platform_message_id=platform_id,
-            conversation_key=conversation,
-            sender=Sender(channel_user_id=conversation),
-            text=text,
-            metadata={"submission_id": conversation},
-        )
+        """A message of the conversation's web complaint, with its own platform id."""
+        return web_complaint(conversation, text).model_copy(update={"platform_message_id": platform_id})
 
     original = message(conversation, f"Saluran air tersumbat di Pasar Kragan kode {tag}")
     # Same key, same partition: once the barrier is on the ticket, both copies before it were processed.

@@ -186,28 +186,28 @@ def parse_mix(text: str) -> dict[str, int]:
     """`whatsapp=80,web=20`: each kind's share of the load (whole numbers, not necessarily adding up to 100)."""
     mix: dict[str, int] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
-        channel, _, share = part.partition("=")
-        channel = channel.strip()
-        if channel not in KINDS:
-            raise ValueError(f"unknown kind {channel!r} in the mix (known: {', '.join(KINDS)})")
+        kind, _, share = part.partition("=")
+        kind = kind.strip()
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r} in the mix (known: {', '.join(KINDS)})")
         if not share.strip().isdigit():
-            raise ValueError(f"the share of {channel} must be a whole number, e.g. {channel}=10")
-        mix[channel] = mix.get(channel, 0) + int(share)
-    mix = {channel: share for channel, share in mix.items() if share > 0}
+            raise ValueError(f"the share of {kind} must be a whole number, e.g. {kind}=10")
+        mix[kind] = mix.get(kind, 0) + int(share)
+    mix = {kind: share for kind, share in mix.items() if share > 0}
     if not mix:
         raise ValueError("the mix names no channel with a share above 0")
     return mix
 
 
 def schedule(mix: dict[str, int], total: int) -> list[str]:
-    """`total` channels in the mix's proportions, spread evenly (smooth weighted round robin): every stretch of the
-    load carries each channel in its share, not one channel after the other."""
+    """`total` kinds in the mix's proportions, spread evenly (smooth weighted round robin): every stretch of the
+    load carries each kind in its share, not one kind after the other."""
     weight = sum(mix.values())
     credit = dict.fromkeys(mix, 0)
     out = []
     for _ in range(total):
-        for channel, share in mix.items():
-            credit[channel] += share
+        for kind, share in mix.items():
+            credit[kind] += share
         chosen = max(credit, key=lambda c: credit[c])
         credit[chosen] -= weight
         out.append(chosen)
@@ -306,14 +306,14 @@ async def send_load(
     mix: dict[str, int],
     per_citizen: int = 1,
 ) -> list[Sent]:
-    """Send one request every 1/rate seconds for `seconds`, its channel by the `mix`, at most `concurrency` in
+    """Send one request every 1/rate seconds for `seconds`, its kind by the `mix`, at most `concurrency` in
     flight. With `per_citizen` above one, every citizen writes that many messages: all first messages, then all
     second ones, and so on (a citizen's next message comes a 1/per_citizen of the run later, as a follow-up to a
     ticket opened before). Not on the web nor for posts mentioning us, each a conversation of its own."""
     total = int(rate * seconds)
-    channels = schedule(mix, total)
-    counts = {c: channels.count(c) for c in mix}
-    citizens = {c: n if c in ALWAYS_NEW else max(1, n // per_citizen) for c, n in counts.items()}
+    kinds = schedule(mix, total)
+    counts = {k: kinds.count(k) for k in mix}
+    citizens = {k: n if k in ALWAYS_NEW else max(1, n // per_citizen) for k, n in counts.items()}
     gate = asyncio.Semaphore(concurrency)
     sent: list[Sent] = []
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -321,9 +321,9 @@ async def send_load(
         # Built and signed before the clock starts: the driver shares the machine with what it measures.
         seen = dict.fromkeys(mix, 0)
         prepared = []
-        for i, channel in enumerate(channels):
-            prepared.append(prepare(channel, i, seen[channel] % citizens[channel], run=run, urls=urls))
-            seen[channel] += 1
+        for i, kind in enumerate(kinds):
+            prepared.append(prepare(kind, i, seen[kind] % citizens[kind], run=run, urls=urls))
+            seen[kind] += 1
         # Nor should the driver's own garbage collector walk all it has loaded while it times a webhook.
         freeze_startup_objects()
 
@@ -737,12 +737,12 @@ def _catch_up_rows(load: dict[str, Any]) -> list[tuple[str, str, str]]:
 def _kind_rows(load: dict[str, Any]) -> list[tuple[str, str, str]]:
     """Each kind's part of the load: what was sent, stored and acknowledged, and its latencies."""
     rows = []
-    for channel, c in load.get("kinds", {}).items():
-        acked = "–" if channel == "web" else f"{c['acknowledged']}"
-        ack = "" if channel == "web" else f"; acknowledged p50 {c['ack_p50_ms'] / 1000:,.1f} s"
+    for kind, c in load.get("kinds", {}).items():
+        acked = "–" if kind == "web" else f"{c['acknowledged']}"
+        ack = "" if kind == "web" else f"; acknowledged p50 {c['ack_p50_ms'] / 1000:,.1f} s"
         rows.append(
             (
-                f"  {channel}: sent / stored / acknowledged",
+                f"  {kind}: sent / stored / acknowledged",
                 f"{c['sent']} / {c['stored']} / {acked}",
                 f"webhook p50 / p99 {c['webhook_p50_ms']} / {c['webhook_p99_ms']} ms; "
                 f"stored p50 {c['stored_p50_ms'] / 1000:,.1f} s{ack}",
