@@ -43,7 +43,8 @@ async def test_pages_are_the_newest_first_whether_tickets_came_a_minute_or_years
     """The list looks at the last day first, then 8 days, 64, 512, then everything (the embedded database reads
     every match before sorting); whatever it looks at, every page must be the one the whole desk's order gives:
     tickets on either side of each span's edge, three sharing one instant across a page break, one from the
-    future (a clock ahead), none lost or repeated, for the whole desk, a status, a department and an agent."""
+    future (a clock ahead), none lost or repeated, for the whole desk, a status, a department, an agent, a
+    kecamatan and a channel."""
     now = app.service.now()
     ages_in_days = [-0.01, 0, 0.001, 0.5, 0.99, 1.01, 3, 7.99, 8.01, 30, 63.9, 64.1, 200, 511.9, 512.1, 1000, 3000]
     tied = now - timedelta(days=8.01)  # three at the same instant, just past the 8-day edge
@@ -57,6 +58,8 @@ async def test_pages_are_the_newest_first_whether_tickets_came_a_minute_or_years
                 "updated_at": created,
                 "status": ("new", "open", "closed")[i % 3],
                 "department": ("DPUPR", "Dishub", None)[i % 3],
+                "kecamatan": ("Lasem", "Sluke")[i % 2],
+                "channel": ("whatsapp", "whatsapp", "web", "x")[i % 4],
             }
         )
     await app.service.tickets.insert_many(docs)
@@ -76,6 +79,22 @@ async def test_pages_are_the_newest_first_whether_tickets_came_a_minute_or_years
             newest_first([d for d in docs if d["department"] == "Dishub" and d["status"] == "open"]),
         ),
         ({"department": "DPUPR"}, agent, []),  # another department's tickets: none, not the agent's own
+        ({"kecamatan": "Lasem"}, None, newest_first([d for d in docs if d["kecamatan"] == "Lasem"])),
+        (
+            {"kecamatan": "Sluke", "channel": "whatsapp"},
+            None,
+            newest_first([d for d in docs if d["kecamatan"] == "Sluke" and d["channel"] == "whatsapp"]),
+        ),
+        (
+            {"kecamatan": "Lasem"},
+            agent,
+            newest_first([d for d in docs if d["kecamatan"] == "Lasem" and d["department"] == "Dishub"]),
+        ),
+        (
+            {"kecamatan": "Sluke", "status": "new"},
+            None,
+            newest_first([d for d in docs if d["kecamatan"] == "Sluke" and d["status"] == "new"]),
+        ),
     ]
     for filters, principal, expected in views:
         for limit in (1, 2, 4, 50):
@@ -98,6 +117,12 @@ async def test_filters_and_search(app: App) -> None:
     water = (await app.client.get("/api/v1/tickets", params={"q": "pdam"})).json()["items"]
     assert [t["summary"] for t in water] == ["Air PDAM tidak mengalir tiga hari"]
     assert len((await app.client.get("/api/v1/tickets", params={"q": "bambang"})).json()["items"]) == 1
+    # A reference, whole or in part and in any case, finds its ticket; a word of a complaint finds no reference.
+    for part in (refs[1], refs[1].lower(), refs[1][-6:], refs[1][3:]):
+        found = (await app.client.get("/api/v1/tickets", params={"q": part})).json()["items"]
+        assert [t["reference"] for t in found] == [refs[1]], part
+    assert len((await app.client.get("/api/v1/tickets", params={"q": "rmb"})).json()["items"]) == 4
+    assert len((await app.client.get("/api/v1/tickets", params={"q": refs[1][3:9]})).json()["items"]) == 4
     # Regex metacharacters are searched for literally.
     assert (await app.client.get("/api/v1/tickets", params={"q": ".*"})).json()["items"] == []
 

@@ -60,8 +60,12 @@ THREADABLE = [s.value for s in TicketStatus if s is not TicketStatus.CLOSED]
 OUTBOX_HELD_TOO_LONG = timedelta(minutes=5)
 #: How far back the ticket list looks before it looks at everything (`TicketService._newest`)...
 LIST_SPANS = tuple(timedelta(days=8**n) for n in range(4))
-#: ... when its query is one equality on one of these (or none): each has an index with created_at.
+#: ... when its query is one equality on one of these (or none): each has an index with created_at...
 SPANNED = frozenset({"status", "department"})
+#: ... or equalities on these only, which no index serves better than created_at's: the spans walk that one.
+WALKED_BY_TIME = frozenset({"kecamatan", "channel", "category", "priority", "assignee"})
+#: What a search's words may be if they are part of a reference, lower-cased (see `_may_be_in_reference`).
+REFERENCE_PART = re.compile(r"[a-z0-9-]+")
 
 
 class NotFound(Exception):
@@ -1040,20 +1044,31 @@ class TicketService:
                 clauses.append(scope)  # a filter for another department: nothing
         if q and q.strip():
             # No text index (the embedded database has none): an escaped, case-insensitive regex over a lower-case
-            # copy of everything the citizen wrote. Names of confidential reporters are searchable only by those
-            # who may see them.
-            needle = re.escape(" ".join(q.casefold().split()))
-            pattern = {"$regex": needle, "$options": "i"}
+            # copy of everything the citizen wrote (the summary is its beginning), over the citizen's name and
+            # over the reference. Names of confidential reporters are searchable only by those who may see them.
+            words = " ".join(q.casefold().split())
+            pattern = {"$regex": re.escape(words), "$options": "i"}
             name: dict[str, Any] = {"citizen.display_name": pattern}
             if principal is not None and not principal.oversees:
                 name["confidential"] = {"$ne": True}
-            clauses.append({"$or": [{"_id": pattern}, {"search_text": pattern}, {"summary": pattern}, name]})
+            fields: builtins.list[dict[str, Any]] = [{"search_text": pattern}, name]
+            if self._may_be_in_reference(words):
+                fields.append({"_id": pattern})
+            clauses.append({"$or": fields})
         docs = await self._newest(query, clauses, limit + 1, after=decode_cursor(cursor) if cursor else None)
         next_cursor = None
         if len(docs) > limit:
             docs = docs[:limit]
             next_cursor = encode_cursor(docs[-1]["created_at"], docs[-1]["_id"])
         return docs, next_cursor
+
+    def _may_be_in_reference(self, words: str) -> bool:
+        """Whether lower-case `words` can be part of a reference (RMB-2026-000123): most searches are words of
+        a complaint or a name, and each clause of the search costs the embedded database a pass over every
+        ticket it reads."""
+        return REFERENCE_PART.fullmatch(words) is not None and (
+            any(c.isdigit() or c == "-" for c in words) or words in self.prefix.casefold()
+        )
 
     async def _newest(
         self,
@@ -1073,7 +1088,12 @@ class TicketService:
         outside a span is older than all of it, so a span with `count` matches answers alone; each next span is
         8 times longer, so a query that needs them all costs little more than one over everything. Other queries
         go as they are: there the embedded database reads through another index, or none, and the spans only
-        repeat its work (measured)."""
+        repeat its work (measured).
+
+        Equalities on fields of `WALKED_BY_TIME` (a kecamatan, a channel...) have no index of their own; asked
+        with the span's created_at range named first, the embedded database walks the span through created_at's
+        index and checks them on what it reads (MongoDB walks that index in order anyway): at 10,000 tickets a
+        kecamatan's first page costs 58 ms instead of 164 (a search still reads every ticket: 275 ms)."""
         order = [("created_at", -1), ("_id", -1)]
 
         async def newest(condition: dict[str, Any], wanted: int) -> builtins.list[dict[str, Any]]:
@@ -1082,23 +1102,23 @@ class TicketService:
             )
             return found
 
-        if not clauses and len(query) <= 1 and set(query) <= SPANNED:
+        if not clauses and ((len(query) <= 1 and set(query) <= SPANNED) or set(query) <= WALKED_BY_TIME):
             tied: builtins.list[dict[str, Any]] = []
             older: dict[str, Any] = {}
             start = self.now()
             if after is not None:
                 start, reference = after
                 # First the rest of the last one's instant (a batch's tickets share theirs), then older ones.
-                tied = await newest({**query, "created_at": start, "_id": {"$lt": reference}}, count)
+                tied = await newest({"created_at": start, **query, "_id": {"$lt": reference}}, count)
                 older = {"$lt": start}
             wanted = count - len(tied)
             if wanted == 0:
                 return tied
             for span in LIST_SPANS:
-                found = await newest({**query, "created_at": {**older, "$gte": start - span}}, wanted)
+                found = await newest({"created_at": {**older, "$gte": start - span}, **query}, wanted)
                 if len(found) == wanted:
                     return tied + found
-            return tied + await newest({**query, **({"created_at": older} if older else {})}, wanted)
+            return tied + await newest({**({"created_at": older} if older else {}), **query}, wanted)
         if after is not None:
             created, reference = after
             clauses = [
