@@ -115,14 +115,22 @@ async def test_a_new_whatsapp_message_appears_in_the_inbox_without_a_reload(
     stack: Stack, open_page: PageFactory
 ) -> None:
     page = await open_page()
+    await page.clock.install()  # time flows as usual; the test moves it on to the counts' next turn
     await _sign_in(page, stack)
     await expect(page.locator("#live")).to_be_visible()
     await page.evaluate("window.__stillTheSamePage = true")
+    total = page.locator("#counts .count b").first
+    await expect(total).to_have_text(re.compile(r"^\d+$"))
+    before = int(await total.inner_text())
 
     tag = secrets.token_hex(4)
     await _citizen_writes(stack, _number(), f"Air PDAM di Desa Sumberjo tidak mengalir sejak kemarin, kode {tag}")
     await expect(page.locator("#rows tr", has_text=tag)).to_be_visible()
     assert await page.evaluate("window.__stillTheSamePage === true"), "the page was reloaded"
+    # The counts above the list follow at most 30 s after a change (they read every ticket): the new one counts.
+    await page.clock.fast_forward(30_000)
+    await expect(total).not_to_have_text(str(before))
+    assert int(await total.inner_text()) > before
 
 
 async def test_the_figures_page_draws_its_charts(
