@@ -70,7 +70,7 @@ const state = {
   lang: localStorage.getItem("suara.lang") || "id",
   token: sessionStorage.getItem("suara.token") || "",
   me: null, options: null, canned: [], since: null, cursor: null, ticket: null, timer: null, mediaUrls: [],
-  counted: 0, countsTimer: null,
+  counted: 0, countsTimer: null, said: new Map(),
 };
 
 const $ = (sel) => document.querySelector(sel);
@@ -465,13 +465,18 @@ async function loadFigures() {
 function startLive() {
   clearTimeout(state.timer);
   state.since = null;
+  state.said = new Map();
   const tick = async () => {
     try {
       const answer = await api(`/changes${state.since ? `?since=${encodeURIComponent(state.since)}` : ""}`);
       const first = state.since === null;
       state.since = answer.at;
       $("#live").hidden = false;
-      const changed = new Set(answer.tickets.map((c) => c.reference));
+      // Each answer looks 2 s further back than `since` (a write may commit after the read that missed it), so
+      // a change can come twice: what the previous answer already said is not a change.
+      const said = new Map(answer.tickets.map((c) => [c.reference, c.updated_at]));
+      const changed = new Set([...said.keys()].filter((reference) => state.said.get(reference) !== said.get(reference)));
+      state.said = said;
       // `more`: a flood changed more tickets than the answer lists; whatever is on screen may be among them.
       if (!first && (changed.size || answer.more)) {
         const route = currentRoute();
