@@ -121,7 +121,7 @@ class SocialSandbox:
         comment_id = f"{post_id.split('_')[-1]}_{_digits(16)}"
         change = built.page_comment(post_id=post_id, sender=user, name=name, comment_id=comment_id, text=text)
         post = self._add(comment_id, "facebook", "comment", "in", name, text, thread=f"post:{post_id}:{user}")
-        self._meta_webhook("facebook", {"id": self.page_id, "time": int(time.time()), "changes": [change]})
+        self._meta_webhook("facebook", self.page_id, {"changes": [change]})
         return post
 
     def facebook_message(self, *, name: str, text: str) -> Post:
@@ -129,7 +129,7 @@ class SocialSandbox:
         mid = "m_" + secrets.token_urlsafe(24)
         event = built.messaging_event(sender=user, recipient=self.page_id, mid=mid, text=text)
         post = self._add(mid, "facebook", "message", "in", name, text, thread=f"dm:{user}")
-        self._meta_webhook("facebook", {"id": self.page_id, "time": int(time.time() * 1000), "messaging": [event]})
+        self._meta_webhook("facebook", self.page_id, {"messaging": [event]})
         return post
 
     def instagram_comment(self, *, username: str, text: str, media_id: str = IG_MEDIA_ID) -> Post:
@@ -139,7 +139,7 @@ class SocialSandbox:
             media_id=media_id, sender=user, username=username, comment_id=comment_id, text=text
         )
         post = self._add(comment_id, "instagram", "comment", "in", username, text, thread=f"media:{media_id}:{user}")
-        self._meta_webhook("instagram", {"id": self.ig_account_id, "time": int(time.time()), "changes": [change]})
+        self._meta_webhook("instagram", self.ig_account_id, {"changes": [change]})
         return post
 
     def instagram_message(self, *, username: str, text: str) -> Post:
@@ -147,9 +147,7 @@ class SocialSandbox:
         mid = "aWdf" + secrets.token_urlsafe(40)
         event = built.messaging_event(sender=user, recipient=self.ig_account_id, mid=mid, text=text)
         post = self._add(mid, "instagram", "message", "in", username, text, thread=f"dm:{user}")
-        self._meta_webhook(
-            "instagram", {"id": self.ig_account_id, "time": int(time.time() * 1000), "messaging": [event]}
-        )
+        self._meta_webhook("instagram", self.ig_account_id, {"messaging": [event]})
         return post
 
     def _x_user(self, name: str, username: str | None) -> str:
@@ -203,9 +201,8 @@ class SocialSandbox:
 
     # --- webhooks to ingest-social -----------------------------------------------------------------------------
 
-    def _meta_webhook(self, channel: str, entry: dict[str, Any]) -> None:
-        obj = "page" if channel == "facebook" else "instagram"
-        self._spawn(self.post_webhook(f"/webhooks/{channel}", {"object": obj, "entry": [entry]}))
+    def _meta_webhook(self, channel: str, own_id: str, entry: dict[str, Any]) -> None:
+        self._spawn(self.post_webhook(f"/webhooks/{channel}", built.meta_envelope(channel, own_id, entry)))
 
     async def post_webhook(self, path: str, payload: dict[str, Any]) -> bool:
         """Sign and post a Meta webhook as Meta would, retrying with backoff until ingest-social answers 200."""
@@ -315,7 +312,7 @@ class SocialSandbox:
                 "timestamp": int(time.time() * 1000),
                 "message": {"is_echo": True, "app_id": APP_ID, "mid": mid, "text": text},
             }
-            self._meta_webhook("facebook", {"id": self.page_id, "time": int(time.time() * 1000), "messaging": [echo]})
+            self._meta_webhook("facebook", self.page_id, {"messaging": [echo]})
         return 200, {"recipient_id": user, "message_id": mid}, {}
 
     def _comment_reply(self, comment_id: str, edge: str, fields: Mapping[str, Any]) -> Answer:

@@ -7,10 +7,11 @@ import json
 import time
 from typing import Any
 
+from .webhooks.meta import INSTAGRAM_OBJECT, PAGE_OBJECT
 from .webhooks.signature import meta_sign, x_digest
 
 #: The `object` of a Graph webhook, by the channel whose endpoint takes it.
-META_OBJECTS = {"facebook": "page", "instagram": "instagram"}
+META_OBJECTS = {"facebook": PAGE_OBJECT, "instagram": INSTAGRAM_OBJECT}
 
 
 def compact(payload: Any) -> bytes:
@@ -57,8 +58,10 @@ def instagram_comment(*, media_id: str, sender: str, username: str, comment_id: 
 
 def meta_envelope(channel: str, own_id: str, entry: dict[str, Any]) -> dict[str, Any]:
     """A Graph webhook for `channel` (`facebook`, `instagram`) with one entry of our Page or account (`messaging`
-    events or `changes`)."""
-    return {"object": META_OBJECTS[channel], "entry": [{"id": own_id, "time": int(time.time() * 1000), **entry}]}
+    events or `changes`), timed as Meta times it: in milliseconds for `messaging`, in seconds for `changes` (see
+    the reference samples)."""
+    at = int(time.time() * 1000) if "messaging" in entry else int(time.time())
+    return {"object": META_OBJECTS[channel], "entry": [{"id": own_id, "time": at, **entry}]}
 
 
 def meta_headers(body: bytes, app_secret: str) -> dict[str, str]:

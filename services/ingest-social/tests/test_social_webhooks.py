@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from suara_devstack.sandbox.app import create_app as sandbox_app
 from suara_devstack.sandbox.social import ScriptedError
 from suara_devstack.testing import serve_app
+from suara_ingest_social import testing as built
 from suara_ingest_social.config import Settings
 from suara_ingest_social.webhooks import meta, poller, signature, x
 from suara_shared import db
@@ -117,6 +118,22 @@ def test_meta_samples_normalize_to_their_kind_and_thread(
     assert len(batch.messages) == 1
     message = batch.messages[0]
     assert (message.kind, message.conversation_key, bool(message.metadata.get("echo"))) == (kind, thread, echo)
+
+
+def test_the_built_webhooks_of_the_bench_and_the_sandbox_are_timed_as_metas_samples() -> None:
+    """The bench's and the sandbox's Meta webhooks (`suara_ingest_social.testing`) carry their entry's time in the
+    unit Meta uses, as the reference samples show: seconds for `changes`, milliseconds for `messaging`. An
+    Instagram comment is received at its entry's time."""
+    before = time.time()
+    comment = built.instagram_comment(media_id="1", sender="2", username="warga", comment_id="3", text="Jalan rusak")
+    changes = built.meta_envelope("instagram", "17841400000000001", {"changes": [comment]})
+    event = built.messaging_event(sender="2", recipient="109876543210987", mid="m_1", text="Lampu mati")
+    messaging = built.meta_envelope("facebook", "109876543210987", {"messaging": [event]})
+    for ours, sample in ((changes, "ig_webhook_comment.json"), (messaging, "msgr_webhook_text.json")):
+        assert ours["object"] == _sample(sample)["object"]
+        assert len(str(ours["entry"][0]["time"])) == len(str(_sample(sample)["entry"][0]["time"]))
+    received = meta.normalize(changes, channel=Channel.INSTAGRAM, own_id=None).messages[0].received_at
+    assert before - 1 <= received.timestamp() <= time.time() + 1
 
 
 def test_comment_edit_and_removal_point_at_the_comment() -> None:
