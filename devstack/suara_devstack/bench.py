@@ -871,7 +871,7 @@ async def bench(args: argparse.Namespace) -> Result:
         if args.catch_up:
             print("bench: stopping ticketing: what is sent waits in the broker…", flush=True)
             await asyncio.to_thread(stack.stop_service, "ticketing")
-        shares = ", ".join(f"{channel} {share}" for channel, share in args.mix.items())
+        shares = ", ".join(f"{kind} {share}" for kind, share in args.mix.items())
         print(f"bench: sending {total} at {args.rate}/s ({shares}), {args.per_citizen} per citizen…", flush=True)
         pids = processes(stack)
         cpu_before = cpu_by_process(pids)
