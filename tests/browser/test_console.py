@@ -18,6 +18,7 @@ from playwright.async_api import Page, expect
 
 from suara_devstack.stack import Stack
 from suara_devstack.testing import eventually, url
+from suara_ticketing.deadlines import WIB
 
 pytestmark = pytest.mark.e2e
 PageFactory = Callable[..., Awaitable[Page]]
@@ -65,7 +66,8 @@ async def test_sign_in_filter_open_a_whatsapp_ticket_reply_and_see_it_delivered(
     tag = secrets.token_hex(4)
     number = _number()
     await _citizen_writes(stack, number, f"Jalan berlubang besar di Desa Tireman dekat balai desa, kode {tag}")
-    reference = (await _ticket_with(stack, tag))["reference"]
+    ticket = await _ticket_with(stack, tag)
+    reference = ticket["reference"]
 
     page = await open_page()
     await _sign_in(page, stack)
@@ -80,6 +82,17 @@ async def test_sign_in_filter_open_a_whatsapp_ticket_reply_and_see_it_delivered(
     await expect(row).to_be_visible()
     await expect(page.locator("#rows tr")).to_have_count(1)
     await expect(row).to_contain_text(tag)
+    # The dates are days in Rembang: the ticket is in its own day's, not in the day before's.
+    day = datetime.fromisoformat(ticket["created_at"]).astimezone(WIB).date()
+    until = page.get_by_label("Sampai tanggal")
+    await until.fill((day - timedelta(days=1)).isoformat())
+    await expect(page.locator("#shown")).to_have_text("0 tiket ditampilkan")
+    await page.get_by_label("Dari tanggal").fill(day.isoformat())
+    await until.fill(day.isoformat())
+    await expect(row).to_be_visible()
+    await expect(page.locator("#rows tr")).to_have_count(1)
+    await until.fill("")
+    await page.get_by_label("Dari tanggal").fill("")
     await page.locator("#filters input[name=q]").fill("")
     await expect(page.locator("#rows tr").first).to_be_visible()
     await page.screenshot(path=screenshot("console-inbox"), full_page=True)

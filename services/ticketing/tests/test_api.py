@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from suara_shared.events import Channel, new_id
 from suara_ticketing.access.models import Principal, Role
+from suara_ticketing.deadlines import WIB
 
 from .conftest import App, outbound_for, web_message
 
@@ -44,8 +45,8 @@ async def test_pages_are_the_newest_first_whether_tickets_came_a_minute_or_years
     every match before sorting); whatever it looks at, every page must be the one the whole desk's order gives:
     tickets on either side of each span's edge, three sharing one instant across a page break, one from the
     future (a clock ahead), none lost or repeated, for the whole desk, a status, a department, an agent, a
-    kecamatan and a channel."""
-    now = app.service.now()
+    kecamatan and a channel, and within date ranges whose edges fall anywhere among the spans."""
+    now = app.service.now().replace(microsecond=0)  # as stored: the database keeps milliseconds
     ages_in_days = [-0.01, 0, 0.001, 0.5, 0.99, 1.01, 3, 7.99, 8.01, 30, 63.9, 64.1, 200, 511.9, 512.1, 1000, 3000]
     tied = now - timedelta(days=8.01)  # three at the same instant, just past the 8-day edge
     docs: list[dict[str, Any]] = []
@@ -68,7 +69,7 @@ async def test_pages_are_the_newest_first_whether_tickets_came_a_minute_or_years
         return [d["_id"] for d in sorted(chosen, key=lambda d: (d["created_at"], d["_id"]), reverse=True)]
 
     agent = Principal(name="ani", role=Role.AGENT, department="Dishub")
-    views = [
+    views: list[tuple[Any, ...]] = [
         ({}, None, newest_first(docs)),
         ({"status": "open"}, None, newest_first([d for d in docs if d["status"] == "open"])),
         ({"department": "DPUPR"}, None, newest_first([d for d in docs if d["department"] == "DPUPR"])),
@@ -96,19 +97,61 @@ async def test_pages_are_the_newest_first_whether_tickets_came_a_minute_or_years
             newest_first([d for d in docs if d["kecamatan"] == "Sluke" and d["status"] == "new"]),
         ),
     ]
-    for filters, principal, expected in views:
+    # Days picked in the date filters: each range's edges fall between the spans' and on the tied instant.
+    ago = {age: now - timedelta(days=age) for age in (0.25, 2, 8.01, 10, 100, 600)}
+    ranges: list[dict[str, Any]] = [
+        {"$gte": ago[10], "$lt": ago[2]},
+        {"$gte": ago[8.01], "$lt": ago[2]},  # the tied instant is the range's first
+        {"$gte": ago[10], "$lt": ago[8.01]},  # ... and just past its end
+        {"$gte": ago[100]},
+        {"$gte": ago[0.25]},  # the clock ahead's ticket too
+        {"$lt": ago[10]},
+        {"$gte": ago[600], "$lt": ago[100]},
+        {"$gte": ago[2], "$lt": ago[10]},  # from after to: nothing
+    ]
+    for created in ranges:
+
+        def within(d: dict[str, Any], created: dict[str, Any] = created) -> bool:
+            return created.get("$gte", d["created_at"]) <= d["created_at"] < created.get("$lt", now + timedelta(1))
+
+        views += [
+            ({}, None, newest_first([d for d in docs if within(d)]), created),
+            (
+                {"status": "closed"},
+                None,
+                newest_first([d for d in docs if within(d) and d["status"] == "closed"]),
+                created,
+            ),
+            (
+                {"kecamatan": "Lasem"},
+                agent,
+                newest_first(
+                    [d for d in docs if within(d) and d["kecamatan"] == "Lasem" and d["department"] == "Dishub"]
+                ),
+                created,
+            ),
+            (
+                {"kecamatan": "Sluke", "status": "new"},
+                None,
+                newest_first([d for d in docs if within(d) and d["kecamatan"] == "Sluke" and d["status"] == "new"]),
+                created,
+            ),
+        ]
+    assert sum(1 for *_, expected, created in views if created and expected) >= 12  # ranges that find tickets
+    for filters, principal, expected, *dated in views:
+        created = dated[0] if dated else None
         for limit in (1, 2, 4, 50):
             seen: list[str] = []
             cursor = None
             while True:
                 page, cursor = await app.service.list(
-                    filters=filters, q=None, limit=limit, cursor=cursor, principal=principal
+                    filters=filters, q=None, limit=limit, cursor=cursor, created=created, principal=principal
                 )
                 assert len(page) <= limit
                 seen += [d["_id"] for d in page]
                 if cursor is None or len(seen) > len(docs):  # a cursor that never ends repeats tickets
                     break
-            assert seen == expected, (filters, principal, limit)
+            assert seen == expected, (filters, principal, created, limit)
 
 
 async def test_filters_and_search(app: App) -> None:
@@ -137,6 +180,34 @@ async def test_filters_and_search(app: App) -> None:
     assert len((await app.client.get("/api/v1/tickets", params={"assignee": "ani"})).json()["items"]) == 1
     assert (await app.client.get("/api/v1/tickets", params={"channel": "x"})).json()["items"] == []
     assert len((await app.client.get("/api/v1/tickets", params={"channel": "web"})).json()["items"]) == 4
+
+
+async def test_a_date_filter_takes_whole_days_in_rembang_the_last_one_included(app: App) -> None:
+    """`created_from` and `created_to` are days in Rembang (WIB, UTC+7): a complaint written at 00:30 on
+    17 August is the 17th's, though it is still the 16th in UTC. Alone, with a kecamatan, with a search."""
+    refs = await _open(app, 3)  # lampu jalan mati, from the form in Kecamatan Rembang
+    eve = datetime(2026, 8, 16, 23, 30, tzinfo=WIB)
+    for ref, created in zip(refs, (eve + timedelta(hours=1), eve, eve - timedelta(days=1)), strict=True):
+        await app.service.tickets.update_one({"_id": ref}, {"$set": {"created_at": created}})
+    after_midnight, eve_ref, day_before = refs
+
+    async def listed(**params: str) -> list[str]:
+        response = await app.client.get("/api/v1/tickets", params={"limit": "1", **params})
+        found = [t["reference"] for t in response.json()["items"]]
+        cursor = response.json()["next_cursor"]
+        while cursor is not None:  # a page at a time: the dates must hold across pages too
+            response = await app.client.get("/api/v1/tickets", params={"limit": "1", **params, "cursor": cursor})
+            found += [t["reference"] for t in response.json()["items"]]
+            cursor = response.json()["next_cursor"]
+        return found
+
+    for extra in ({}, {"kecamatan": "rembang"}, {"q": "lampu"}, {"status": "new"}):
+        assert await listed(created_from="2026-08-17", **extra) == [after_midnight], extra
+        assert await listed(created_to="2026-08-16", **extra) == [eve_ref, day_before], extra
+        assert await listed(created_from="2026-08-16", created_to="2026-08-16", **extra) == [eve_ref], extra
+        assert await listed(created_from="2026-08-15", created_to="2026-08-17", **extra) == refs, extra
+        assert await listed(created_from="2026-08-18", **extra) == [], extra
+    assert await listed(created_from="2026-08-16", kecamatan="lasem") == []
 
 
 async def test_bad_parameters_are_422_never_database_operators(app: App) -> None:

@@ -102,8 +102,11 @@ def _ticket(doc: dict[str, Any], user: Principal, now: datetime) -> dict[str, An
     return out
 
 
-def _filters_to_query(filters: TicketFilters, now: datetime) -> tuple[dict[str, str], dict[str, Any]]:
-    """Equalities on plain values, and the conditions built here (never from raw input)."""
+def _filters_to_query(
+    filters: TicketFilters, now: datetime
+) -> tuple[dict[str, str], dict[str, datetime], dict[str, Any]]:
+    """Equalities on plain values, the bounds of created_at, and the other conditions built here (never from raw
+    input)."""
     equal: dict[str, str] = {}
     for key in ("status", "channel", "department", "assignee", "category", "priority", "merged_into"):
         value = getattr(filters, key)
@@ -127,9 +130,7 @@ def _filters_to_query(filters: TicketFilters, now: datetime) -> tuple[dict[str, 
     elif filters.overdue is False:
         clauses.append({"$or": [{"status": {"$nin": active}}, {"due_at": {"$gte": now}}, {"due_at": None}]})
     created = deadlines.created_between(filters.created_from, filters.created_to)
-    if created:
-        clauses.append({"created_at": created})
-    return equal, {"$and": clauses} if clauses else {}
+    return equal, created, {"$and": clauses} if clauses else {}
 
 
 @router.get("/tickets", response_model=TicketPage, tags=["tickets"])
@@ -145,9 +146,15 @@ async def list_tickets(
             raise ApiError(422, "validation_error", "cursor: not a cursor from this API") from exc
     service = _service(request)
     now = service.now()
-    equal, match = _filters_to_query(filters, now)
+    equal, created, match = _filters_to_query(filters, now)
     docs, next_cursor = await service.list(
-        filters=equal, q=filters.q, limit=filters.limit, cursor=filters.cursor, match=match, principal=user
+        filters=equal,
+        q=filters.q,
+        limit=filters.limit,
+        cursor=filters.cursor,
+        match=match,
+        created=created,
+        principal=user,
     )
     return {"items": [_ticket(d, user, now) for d in docs], "next_cursor": next_cursor}
 

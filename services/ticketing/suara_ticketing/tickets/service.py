@@ -1028,12 +1028,14 @@ class TicketService:
         limit: int,
         cursor: str | None,
         match: dict[str, Any] | None = None,
+        created: dict[str, datetime] | None = None,
         principal: Principal | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first, stable across pages (created_at, then reference, both descending).
 
         `filters` are equalities on plain values; `match` is a condition built by the API's own code (never from
-        raw input); `principal` limits the result to what the caller may see."""
+        raw input); `created` bounds created_at (`$gte` and/or `$lt`, as `deadlines.created_between` gives);
+        `principal` limits the result to what the caller may see."""
         query: dict[str, Any] = {key: value for key, value in filters.items()}
         clauses: list[dict[str, Any]] = [match] if match else []
         if principal is not None and principal.scoped:
@@ -1055,7 +1057,8 @@ class TicketService:
             if self._may_be_in_reference(words):
                 fields.append({"_id": pattern})
             clauses.append({"$or": fields})
-        docs = await self._newest(query, clauses, limit + 1, after=decode_cursor(cursor) if cursor else None)
+        after = decode_cursor(cursor) if cursor else None
+        docs = await self._newest(query, clauses, limit + 1, after=after, created=created or {})
         next_cursor = None
         if len(docs) > limit:
             docs = docs[:limit]
@@ -1077,23 +1080,27 @@ class TicketService:
         count: int,
         *,
         after: tuple[datetime, str] | None,
+        created: dict[str, datetime],
     ) -> builtins.list[dict[str, Any]]:
-        """The `count` newest tickets matching `query` and every one of `clauses` (created_at, then reference,
-        both descending), after the ticket `after` names (its created_at and reference) if given.
+        """The `count` newest tickets matching `query`, every one of `clauses` and the bounds of `created`
+        (created_at, then reference, both descending), after the ticket `after` names (its created_at and
+        reference) if given.
 
         The embedded database reads every match before it sorts, where MongoDB stops at the limit: the inbox's
         unfiltered first page cost it 160 ms at 10,000 tickets, the next one 260. So a query an index serves in
         that order (no clauses, and none or one equality on a field of `SPANNED`) is asked for ever older spans
-        back from now or from the last ticket shown: the last day, 8 days, 64, 512, then all. Whatever lies
-        outside a span is older than all of it, so a span with `count` matches answers alone; each next span is
-        8 times longer, so a query that needs them all costs little more than one over everything. Other queries
-        go as they are: there the embedded database reads through another index, or none, and the spans only
-        repeat its work (measured).
+        back from now, from the end of `created` or from the last ticket shown: the last day, 8 days, 64, 512,
+        then all (down to the start of `created`). Whatever lies outside a span is older than all of it, so a span
+        with `count` matches answers alone; each next span is 8 times longer, so a query that needs them all
+        costs little more than one over everything. Other queries go as they are: there the embedded database
+        reads through another index, or none, and the spans only repeat its work (measured).
 
         Equalities on fields of `WALKED_BY_TIME` (a kecamatan, a channel...) have no index of their own; asked
         with the span's created_at range named first, the embedded database walks the span through created_at's
         index and checks them on what it reads (MongoDB walks that index in order anyway): at 10,000 tickets a
-        kecamatan's first page costs 58 ms instead of 164 (a search still reads every ticket: 275 ms)."""
+        kecamatan's first page costs 58 ms instead of 164 (a search still reads every ticket: 275 ms). `created`
+        is never put in `$and`: any top-level operator sends the embedded database through every ticket (a
+        month's first page cost 234 ms at 10,000 tickets that way)."""
         order = [("created_at", -1), ("_id", -1)]
 
         async def newest(condition: dict[str, Any], wanted: int) -> builtins.list[dict[str, Any]]:
@@ -1102,30 +1109,35 @@ class TicketService:
             )
             return found
 
+        lowest, top = created.get("$gte"), created.get("$lt")
         if not clauses and ((len(query) <= 1 and set(query) <= SPANNED) or set(query) <= WALKED_BY_TIME):
             tied: builtins.list[dict[str, Any]] = []
-            older: dict[str, Any] = {}
-            start = self.now()
             if after is not None:
-                start, reference = after
-                # First the rest of the last one's instant (a batch's tickets share theirs), then older ones.
-                tied = await newest({"created_at": start, **query, "_id": {"$lt": reference}}, count)
-                older = {"$lt": start}
+                at, reference = after
+                if (lowest is None or at >= lowest) and (top is None or at < top):
+                    # First the rest of the last one's instant (a batch's tickets share theirs), then older ones.
+                    tied = await newest({"created_at": at, **query, "_id": {"$lt": reference}}, count)
+                top = at if top is None else min(top, at)
             wanted = count - len(tied)
             if wanted == 0:
                 return tied
+            below = {} if top is None else {"$lt": top}
+            start = self.now() if top is None else min(top, self.now())
             for span in LIST_SPANS:
-                found = await newest({"created_at": {**older, "$gte": start - span}, **query}, wanted)
+                since = start - span
+                if lowest is not None and since <= lowest:
+                    break
+                found = await newest({"created_at": {**below, "$gte": since}, **query}, wanted)
                 if len(found) == wanted:
                     return tied + found
-            return tied + await newest({**({"created_at": older} if older else {}), **query}, wanted)
+            rest = {**below, **({} if lowest is None else {"$gte": lowest})}
+            return tied + await newest({**({"created_at": rest} if rest else {}), **query}, wanted)
         if after is not None:
-            created, reference = after
-            clauses = [
-                *clauses,
-                {"$or": [{"created_at": {"$lt": created}}, {"created_at": created, "_id": {"$lt": reference}}]},
-            ]
-        return await newest({**query, "$and": clauses} if clauses else query, count)
+            at, reference = after
+            clauses = [*clauses, {"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": reference}}]}]
+        # The query's own fields first: the embedded database rides the first one an index serves.
+        condition = {**query, **({"created_at": created} if created else {})}
+        return await newest({**condition, "$and": clauses} if clauses else condition, count)
 
     async def update(
         self, reference: str, changes: dict[str, Any], *, actor: str, principal: Principal | None = None
