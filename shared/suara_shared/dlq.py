@@ -110,14 +110,19 @@ async def replay(
     return done
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (`list` or `replay`, and filters); exits with usage on a wrong one, as argparse does."""
     parser = argparse.ArgumentParser(prog="python -m suara_shared.dlq", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (("list", "list dead letters not replayed yet"), ("replay", "replay them")):
         command = sub.add_parser(name, help=help_text)
         command.add_argument("--topic", help="only letters that came from this topic")
         command.add_argument("--reason", help="only letters with this x-error-reason (e.g. handler_error)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = arguments(argv)
     settings = ServiceSettings()
     letters = asyncio.run(replay(settings, origin_topic=args.topic, reason=args.reason, dry_run=args.command == "list"))
     for letter in letters:

@@ -101,6 +101,17 @@ class Rendered:
         for dep in self.of_kind("Deployment"):
             yield dep, service_of_image(container(dep)["image"])
 
+    def job_templates(self) -> dict[str, Doc]:
+        """Each CronJob by name, shaped as a Deployment (its pod template under spec.template) for the helpers
+        below."""
+        return {
+            d["metadata"]["name"]: {
+                "metadata": d["metadata"],
+                "spec": {"template": d["spec"]["jobTemplate"]["spec"]["template"]},
+            }
+            for d in self.of_kind("CronJob")
+        }
+
     def selected_by(self, kind: str, selector: dict[str, Any]) -> list[Doc]:
         """Objects of `kind` whose pod template (or own labels) match a label selector."""
         found = []
@@ -199,6 +210,17 @@ def value_of(r: Rendered, deployment: Doc, name: str) -> str | None:
     """A variable's literal or ConfigMap value in a container (None when unset or from a Secret)."""
     source = container_env(r, deployment).named.get(name)
     return source.value if source is not None else None
+
+
+def allowed_acls(user: Doc) -> set[tuple[str, str, str]]:
+    """(resource type, name, operation) the KafkaUser may do."""
+    found = set()
+    for acl in user["spec"]["authorization"]["acls"]:
+        if acl.get("type", "allow") != "allow":
+            continue
+        for op in acl["operations"]:
+            found.add((acl["resource"]["type"], acl["resource"].get("name", ""), op))
+    return found
 
 
 # --- deploy/README.md ------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from deploykit import (
     Doc,
     Rendered,
     Service,
+    allowed_acls,
     container,
     container_env,
     documented_secrets,
@@ -227,17 +228,6 @@ def test_topics_survive_a_broker_loss_in_prod_and_fit_the_brokers_everywhere(ove
             assert (replicas, isr) == (3, 2), f"{name}: replication 3, min.insync.replicas 2 in production"
 
 
-def _allowed(user: Doc) -> set[tuple[str, str, str]]:
-    """(resource type, name, operation) the KafkaUser may do."""
-    found = set()
-    for acl in user["spec"]["authorization"]["acls"]:
-        if acl.get("type", "allow") != "allow":
-            continue
-        for op in acl["operations"]:
-            found.add((acl["resource"]["type"], acl["resource"].get("name", ""), op))
-    return found
-
-
 def test_each_kafka_user_allows_what_its_service_does(overlay: Rendered) -> None:
     for deployment, service in overlay.deployments():
         username = value_of(overlay, deployment, "KAFKA_SASL_USERNAME")
@@ -254,9 +244,9 @@ def test_each_kafka_user_allows_what_its_service_does(overlay: Rendered) -> None
             needs |= {("group", g, "Read") for g in use.groups}
             if use.dead_letters:
                 needs |= {("topic", topics.DEAD_LETTER, op) for op in ("Write", "Describe")}
-        missing = needs - _allowed(user)
+        missing = needs - allowed_acls(user)
         assert not missing, f"KafkaUser {username} lacks {sorted(missing)} ({deployment['metadata']['name']})"
-        excess = {a for a in _allowed(user) if a[0] in ("topic", "group")} - needs
+        excess = {a for a in allowed_acls(user) if a[0] in ("topic", "group")} - needs
         if not consumer:
             assert not excess, f"KafkaUser {username} may do more than its code: {sorted(excess)}"
 

@@ -180,3 +180,19 @@ def test_only_the_services_that_call_the_platforms_reach_the_internet(policies: 
         calls_out = "meta_graph_url" in SERVICES[_service(name)].settings_class().model_fields
         assert connects(policies, pod, META, 443) == calls_out, f"{name}: internet access should be {calls_out}"
         assert not connects(policies, pod, Pod("cluster-internal", "", {}, ip="10.1.2.3"), 443)
+
+
+def test_the_dead_letter_jobs_reach_only_kafka_and_nothing_reaches_them(policies: list[Any]) -> None:
+    prod = rendered("prod")
+    services = list(_suara_pods(prod).values())
+    jobs = [Pod(name, NAMESPACE, pod_labels(job)) for name, job in prod.job_templates().items()]
+    assert jobs, "the dead-letter jobs are rendered"
+    for job in jobs:
+        assert connects(policies, job, DNS, 53, "UDP"), f"{job.name} cannot resolve names"
+        assert connects(policies, job, KAFKA, 9093), f"{job.name} cannot reach Kafka's TLS listener"
+        assert not connects(policies, job, MONGODB, 27017), f"{job.name} reaches the database"
+        assert not connects(policies, job, META, 443), f"{job.name} reaches the internet"
+        for service in services:
+            assert not connects(policies, job, service, "http"), f"{job.name} -> {service.name}"
+        for peer in (INGRESS, PROMETHEUS, STRANGER, *services):
+            assert not connects(policies, peer, job, 8000), f"{peer.name} -> {job.name}"
