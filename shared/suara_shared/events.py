@@ -235,6 +235,8 @@ class TicketEventType(StrEnum):
     NOTE_ADDED = "note_added"
     UPDATED = "updated"
     DELIVERY_UPDATED = "delivery_updated"
+    #: The newest of its answers to the citizen (see `ANSWERS`) failed: they have not got it.
+    REPLY_FAILED = "reply_failed"
     DEADLINE_BREACHED = "deadline_breached"
     DISPOSITION = "disposition"  # an agency accepted, declined ("not our authority") or extended the deadline
     MERGED = "merged"

@@ -150,6 +150,45 @@ async def test_a_new_whatsapp_message_appears_in_the_inbox_without_a_reload(
     assert int(await total.inner_text()) > before
 
 
+async def test_an_answer_that_never_reached_the_citizen_stands_out_until_the_agent_answers_again(
+    stack: Stack, open_page: PageFactory, screenshot: Callable[[str], Path]
+) -> None:
+    """WhatsApp reports the acknowledgement undeliverable (131026): the inbox counts it, marks its row and lists it
+    on a click; the ticket says what failed; an agent's new answer clears it, live."""
+    tag = secrets.token_hex(4)
+    number = _number()
+    async with httpx.AsyncClient(timeout=30) as http:
+        scripted = await http.post(
+            url(stack, "sandbox", f"/_sandbox/whatsapp/recipients/{number}/script"), json={"failures": [131026]}
+        )
+        assert scripted.status_code == 200, scripted.text
+    await _citizen_writes(stack, number, f"Sampah menumpuk di pasar Kragan, kode {tag}")
+    reference = (await _ticket_with(stack, tag))["reference"]
+
+    page = await open_page()
+    await _sign_in(page, stack)
+    row = page.locator(f"#rows tr[data-reference='{reference}']")
+    await expect(row.locator(".badge.failed")).to_have_text("✗ Balasan gagal")
+    await expect(page.locator("#count-undelivered")).to_have_class(re.compile(r"\bfailed\b"))
+    await page.locator("#count-undelivered").click()
+    await expect(page.locator("#filters select[name=undelivered]")).to_have_value("true")
+    await expect(row).to_be_visible()
+    await expect(page.locator("#rows tr:not(:has(.badge.failed))")).to_have_count(0)
+    await page.screenshot(path=screenshot("console-undelivered"), full_page=True)
+
+    await row.click()
+    warning = page.locator("#undelivered-warning")
+    await expect(warning).to_have_text(re.compile(r"^Tanda terima terakhir tidak sampai ke warga \(kode 131026\)"))
+    await page.get_by_label("Pesan", exact=True).fill(f"Nomor laporan Anda {reference}. Petugas DLH segera datang.")
+    await page.get_by_role("button", name="Kirim", exact=True).click()
+    await expect(warning).to_be_hidden()
+    await page.get_by_role("link", name="← Kotak masuk").click()
+    await expect(page.locator("#rows tr")).to_have_count(0)  # the filter is still on: nothing failed now
+    await page.locator("#filters select[name=undelivered]").select_option("")
+    await expect(row).to_be_visible()
+    await expect(row.locator(".badge.failed")).to_have_count(0)
+
+
 async def test_the_figures_page_draws_its_charts(
     stack: Stack, open_page: PageFactory, screenshot: Callable[[str], Path]
 ) -> None:

@@ -45,7 +45,8 @@ async def test_pages_are_the_newest_first_whether_tickets_came_a_minute_or_years
     every match before sorting); whatever it looks at, every page must be the one the whole desk's order gives:
     tickets on either side of each span's edge, three sharing one instant across a page break, one from the
     future (a clock ahead), none lost or repeated, for the whole desk, a status, a department, an agent, a
-    kecamatan and a channel, and within date ranges whose edges fall anywhere among the spans."""
+    kecamatan and a channel, within date ranges whose edges fall anywhere among the spans, and among the tickets
+    whose answer failed."""
     now = app.service.now().replace(microsecond=0)  # as stored: the database keeps milliseconds
     ages_in_days = [-0.01, 0, 0.001, 0.5, 0.99, 1.01, 3, 7.99, 8.01, 30, 63.9, 64.1, 200, 511.9, 512.1, 1000, 3000]
     tied = now - timedelta(days=8.01)  # three at the same instant, just past the 8-day edge
@@ -61,6 +62,8 @@ async def test_pages_are_the_newest_first_whether_tickets_came_a_minute_or_years
                 "department": ("DPUPR", "Dishub", None)[i % 3],
                 "kecamatan": ("Lasem", "Sluke")[i % 2],
                 "channel": ("whatsapp", "whatsapp", "web", "x")[i % 4],
+                # The three tied ones among them: a failed answer pages like any ticket.
+                **({"undelivered": {"outbound_id": f"o{i}", "purpose": "agent_reply", "at": now}} if i % 3 else {}),
             }
         )
     await app.service.tickets.insert_many(docs)
@@ -138,20 +141,28 @@ async def test_pages_are_the_newest_first_whether_tickets_came_a_minute_or_years
             ),
         ]
     assert sum(1 for *_, expected, created in views if created and expected) >= 12  # ranges that find tickets
+    flagged = {d["_id"] for d in docs if "undelivered" in d}
     for filters, principal, expected, *dated in views:
         created = dated[0] if dated else None
-        for limit in (1, 2, 4, 50):
-            seen: list[str] = []
-            cursor = None
-            while True:
-                page, cursor = await app.service.list(
-                    filters=filters, q=None, limit=limit, cursor=cursor, created=created, principal=principal
-                )
-                assert len(page) <= limit
-                seen += [d["_id"] for d in page]
-                if cursor is None or len(seen) > len(docs):  # a cursor that never ends repeats tickets
-                    break
-            assert seen == expected, (filters, principal, created, limit)
+        for undelivered, wanted in ((None, expected), (True, [r for r in expected if r in flagged])):
+            for limit in (1, 2, 4, 50):
+                seen: list[str] = []
+                cursor = None
+                while True:
+                    page, cursor = await app.service.list(
+                        filters=filters,
+                        q=None,
+                        limit=limit,
+                        cursor=cursor,
+                        created=created,
+                        undelivered=undelivered,
+                        principal=principal,
+                    )
+                    assert len(page) <= limit
+                    seen += [d["_id"] for d in page]
+                    if cursor is None or len(seen) > len(docs):  # a cursor that never ends repeats tickets
+                        break
+                assert seen == wanted, (filters, principal, created, undelivered, limit)
 
 
 async def test_filters_and_search(app: App) -> None:

@@ -159,3 +159,66 @@ async def test_a_watermark_moves_every_earlier_reply_up_but_a_failed_one_stays_f
     statuses = {m["purpose"]: m["delivery_status"] for m in shown["messages"] if m["direction"] == "outbound"}
     assert statuses == {"acknowledgement": "read", "agent_reply": "failed"}
     assert await social.record_watermark(app.service, read) == 0  # nothing moves twice
+
+
+async def test_a_failed_answer_shows_in_the_inbox_until_another_answer_is_queued(app: App) -> None:
+    """The citizen never got it: the desk sees it in the list, counts it, filters on it and reads it in the audit
+    trail, until an agent answers again; a failure reported after a newer answer flags nothing."""
+    reference, ack = await _acknowledged(app, "6281390000011")
+    other, _ = await _acknowledged(app, "6281390000012")
+
+    async def flagged() -> tuple[list[str], int, dict[str, Any] | None]:
+        listed = (await app.client.get("/api/v1/tickets", params={"undelivered": "true"})).json()["items"]
+        counted = (await app.client.get("/api/v1/stats/counts")).json()["undelivered"]
+        mine = next(t for t in (await app.client.get("/api/v1/tickets")).json()["items"] if t["reference"] == reference)
+        return [t["reference"] for t in listed], counted, mine["undelivered"]
+
+    assert await flagged() == ([], 0, None)
+    undeliverable = DeliveryError(code="131026", title="Message undeliverable")
+    await app.service.record_delivery(
+        DeliveryStatus(
+            channel=Channel.WHATSAPP, outbound_id=ack["outbound_id"], status=DeliveryState.FAILED, error=undeliverable
+        )
+    )
+    listed, counted, undelivered = await flagged()
+    assert (listed, counted) == ([reference], 1)
+    assert undelivered is not None
+    assert (undelivered["purpose"], undelivered["code"]) == ("acknowledgement", "131026")
+    not_flagged = (await app.client.get("/api/v1/tickets", params={"undelivered": "false"})).json()["items"]
+    assert [t["reference"] for t in not_flagged] == [other]
+    audit = (await app.client.get(f"/api/v1/tickets/{reference}/events")).json()["items"]
+    assert [e["data"]["code"] for e in audit if e["type"] == "reply_failed"] == ["131026"]
+
+    # The agent answers again: the list no longer says so.
+    reply = await app.client.post(f"/api/v1/tickets/{reference}/replies", json={"text": "Nomor Anda kami catat."})
+    assert reply.status_code in (200, 201, 202), reply.text
+    assert await flagged() == ([], 0, None)
+    # That answer is lost with a notifier that died mid-send: flagged again, with what a person must check.
+    unknown = DeliveryError(code="outcome_unknown", title="the platform may or may not have taken it")
+    failed = DeliveryStatus(
+        channel=Channel.WHATSAPP, outbound_id=reply.json()["id"], status=DeliveryState.FAILED, error=unknown
+    )
+    await app.service.record_delivery(failed)
+    listed, counted, undelivered = await flagged()
+    assert (listed, counted) == ([reference], 1)
+    assert undelivered is not None and (undelivered["purpose"], undelivered["code"]) == (
+        "agent_reply",
+        "outcome_unknown",
+    )
+
+    # A newer answer queued, then an older one's failure reported late (the other ticket's acknowledgement had been
+    # sent, then failed): nothing flags the older.
+    await app.client.post(f"/api/v1/tickets/{reference}/replies", json={"text": "Petugas kami akan datang."})
+    assert await flagged() == ([], 0, None)
+    await app.client.post(f"/api/v1/tickets/{other}/replies", json={"text": "Sedang kami periksa."})
+    other_ack = await app.service.messages.find_one({"ticket": other, "purpose": "acknowledgement"})
+    assert other_ack is not None
+    await app.service.record_delivery(
+        DeliveryStatus(
+            channel=Channel.WHATSAPP,
+            outbound_id=other_ack["outbound_id"],
+            status=DeliveryState.FAILED,
+            error=undeliverable,
+        )
+    )
+    assert await flagged() == ([], 0, None)

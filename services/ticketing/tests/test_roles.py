@@ -66,9 +66,14 @@ async def test_an_agent_sees_and_changes_only_their_departments_tickets(app: App
     assert (await app.client.get("/api/v1/deadlines", headers=pdam)).status_code == 403  # supervisors only
     stats = (await app.client.get("/api/v1/stats", headers=pdam)).json()
     assert stats["by_department"] == {"PDAM": 1}
-    # The inbox's counts above the list: the department's tickets only, never another's.
+    # The inbox's counts above the list: the department's tickets only, never another's, failed answers too.
+    failed = {"outbound_id": "o1", "purpose": "agent_reply", "code": "131026", "at": app.service.now()}
+    await app.service.tickets.update_one({"_id": road}, {"$set": {"undelivered": failed}})
     counts = (await app.client.get("/api/v1/stats/counts", headers=pdam)).json()
-    assert counts == {"total": stats["total"], "by_status": stats["by_status"]} and counts["total"] == 1
+    assert counts == {"total": stats["total"], "by_status": stats["by_status"], "undelivered": 0}
+    assert counts["total"] == 1
+    assert (await app.client.get("/api/v1/stats/counts")).json()["undelivered"] == 1  # the whole desk's
+    assert (await app.client.get("/api/v1/tickets", headers=pdam, params={"undelivered": "true"})).json()["items"] == []
     other = await app.client.get("/api/v1/stats/counts", headers=pdam, params={"department": "DPUPR"})
     assert other.status_code == 404
 

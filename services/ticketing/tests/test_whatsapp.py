@@ -304,8 +304,10 @@ async def test_a_window_closed_failure_after_acceptance_is_sent_again_as_the_tem
     messages = (await app.client.get(f"/api/v1/tickets/{reference}")).json()["messages"]
     answers = [(m["id"], m["delivery_status"]) for m in messages if m.get("text") == "Sudah kami cek."]
     assert answers == [(reply["id"], "failed"), (resent.outbound_id, "queued")]
+    # The inbox shows no failed answer: the template is on its way.
+    assert (await app.client.get(f"/api/v1/tickets/{reference}")).json()["undelivered"] is None
 
-    # The template's own failure is final: no loop.
+    # The template's own failure is final: no loop, and the inbox says the citizen has not got the answer.
     await app.service.record_delivery(
         DeliveryStatus(
             channel=Channel.WHATSAPP,
@@ -317,6 +319,9 @@ async def test_a_window_closed_failure_after_acceptance_is_sent_again_as_the_tem
     )
     refused = failed.model_copy(update={"platform_message_id": "wamid.template"})
     assert await window.resend_outside_window(service=app.service, status=refused) is None
+    await window.record_delivery(app.service, refused)
+    undelivered = (await app.client.get(f"/api/v1/tickets/{reference}")).json()["undelivered"]
+    assert (undelivered["outbound_id"], undelivered["code"]) == (resent.outbound_id, "131047")
 
 
 async def test_a_window_closed_failure_that_overtakes_the_send_report_is_still_sent_again(app: App) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from suara_shared.events import Channel, DeliveryState
+from suara_shared.events import Channel, DeliveryState, ReplyPurpose
 
 REFERENCE_PATTERN = r"^[A-Z]{2,10}-\d{4}-\d{6}$"
 
@@ -76,6 +76,16 @@ class NoteRead(BaseModel):
     created_at: datetime
 
 
+class UndeliveredRead(BaseModel):
+    """The newest answer to the citizen (acknowledgement, agent's reply or resolution) failed: they have not got it.
+    Cleared when another answer is queued."""
+
+    outbound_id: str
+    purpose: ReplyPurpose
+    code: str | None = Field(default=None, description="the platform's error code, or `outcome_unknown`")
+    at: datetime
+
+
 class TicketSummary(BaseModel):
     reference: str
     status: TicketStatus
@@ -106,6 +116,7 @@ class TicketSummary(BaseModel):
     closed_at: datetime | None = None
     accepted_at: datetime | None = None
     source: str | None = Field(default=None, description="where a web complaint was filed, e.g. `kiosk`")
+    undelivered: UndeliveredRead | None = None
 
 
 class ExtensionRead(BaseModel):

@@ -66,6 +66,9 @@ class TicketFilters(BaseModel):
     kecamatan: str | None = Field(default=None, pattern=r"^[A-Za-z. ]{2,40}$", description="one of the 14")
     desa: str | None = Field(default=None, pattern=r"^[A-Za-z ]{2,60}$")
     overdue: bool | None = Field(default=None, description="true: unresolved past the deadline")
+    undelivered: bool | None = Field(
+        default=None, description="true: the newest answer to the citizen failed (they have not got it)"
+    )
     merged_into: str | None = Field(default=None, pattern=REFERENCE_PATTERN)
     created_from: date | None = Field(default=None, description="first day (WIB), inclusive")
     created_to: date | None = Field(default=None, description="last day (WIB), inclusive")
@@ -154,6 +157,7 @@ async def list_tickets(
         cursor=filters.cursor,
         match=match,
         created=created,
+        undelivered=filters.undelivered,
         principal=user,
     )
     return {"items": [_ticket(d, user, now) for d in docs], "next_cursor": next_cursor}

@@ -64,6 +64,11 @@ LIST_SPANS = tuple(timedelta(days=8**n) for n in range(4))
 SPANNED = frozenset({"status", "department"})
 #: ... or equalities on these only, which no index serves better than created_at's: the spans walk that one.
 WALKED_BY_TIME = frozenset({"kecamatan", "channel", "category", "priority", "assignee"})
+#: The replies that answer the complaint: when the newest of a ticket's fails, the inbox says so (`undelivered`)
+#: until another is queued. A status answer or the survey's thanks failing leaves the complaint as answered.
+ANSWERS = frozenset({ReplyPurpose.ACKNOWLEDGEMENT.value, ReplyPurpose.AGENT_REPLY.value, ReplyPurpose.RESOLUTION.value})
+#: The condition of the tickets whose newest answer failed, named as the sparse index on them serves it.
+UNDELIVERED = {"undelivered.at": {"$exists": True}}
 #: What a search's words may be if they are part of a reference, lower-cased (see `_may_be_in_reference`).
 REFERENCE_PART = re.compile(r"[a-z0-9-]+")
 
@@ -326,6 +331,8 @@ class TicketService:
         await self.tickets.create_index([("department", 1), ("created_at", -1)])
         await self.tickets.create_index([("status", 1), ("due_at", 1)])
         await self.tickets.create_index([("merged_into", 1)], sparse=True)
+        # The inbox's count and filter of tickets whose answer failed: a few among thousands (1 ms against 92).
+        await self.tickets.create_index([("undelivered.at", -1)], sparse=True)
         # Every open console asks every 2.5 s what changed (live.changes): without these each question read every
         # ticket (10,000 tickets: 0.2-0.5 s of the database's time, a few agents kept it busy); the whole desk's
         # view, and a department agent's.
@@ -739,6 +746,11 @@ class TicketService:
         )
         with contextlib.suppress(db.DuplicateKeyError):  # a concurrent delivery of the same cause
             await self.messages.insert_one(doc)
+        if ticket is not None and purpose.value in ANSWERS:
+            # A new answer is on its way: the failed one no longer is the ticket's last word to the citizen.
+            cleared = await self.tickets.update_one({"_id": ticket, **UNDELIVERED}, {"$unset": {"undelivered": ""}})
+            if cleared.modified_count:
+                await self.mark_ticked([ticket])
         return outbound_id
 
     async def publish_pending(self, match: dict[str, Any], *, older_than: timedelta | None = None) -> int:
@@ -829,12 +841,33 @@ class TicketService:
         if update:
             await self.messages.update_one({"_id": key}, update)
         applied = await deliveries.apply(self.deliveries, _delivery_writes({key: status}))
+        if applied and status.status is DeliveryState.FAILED:
+            await self._undelivered(key, status)
         if reported:  # the statuses that were waiting for these ids
             assert status.platform_message_id is not None
             for platform_id in (status.platform_message_id, *status.more_platform_message_ids):
                 await self._adopt_orphans(status.channel.value, platform_id)
         if applied and message.get("ticket"):
             await self.mark_ticked([message["ticket"]])
+
+    async def _undelivered(self, key: str, status: DeliveryStatus) -> None:
+        """Reply `key` failed: if it is the newest of its ticket's answers, the ticket says so (`undelivered`,
+        shown, counted and filtered in the inbox) until another answer is queued, and its audit trail tells."""
+        failed = await self.messages.find_one({"_id": key}, {"ticket": 1, "purpose": 1, "seq": 1, "outbound_id": 1})
+        if failed is None or failed.get("purpose") not in ANSWERS or not failed.get("ticket") or "seq" not in failed:
+            return
+        reference = failed["ticket"]
+        later = await self.messages.find({"ticket": reference, "seq": {"$gt": failed["seq"]}}, {"purpose": 1}).to_list(
+            None
+        )
+        if any(m.get("purpose") in ANSWERS for m in later):
+            return  # a newer answer went after it (a failure reported late, or a resend outside the window)
+        code = status.error.code if status.error is not None else None
+        undelivered = {"outbound_id": failed["outbound_id"], "purpose": failed["purpose"], "code": code}
+        await self.tickets.update_one({"_id": reference}, {"$set": {"undelivered": {**undelivered, "at": utcnow()}}})
+        await self._add_event(
+            reference, TicketEventType.REPLY_FAILED, data=undelivered
+        )  # the outbox relay publishes it
 
     async def mark_ticked(self, references: Iterable[str]) -> None:
         """Tell the open consoles that these tickets' replies changed delivery status (their ticks), without
@@ -1029,12 +1062,14 @@ class TicketService:
         cursor: str | None,
         match: dict[str, Any] | None = None,
         created: dict[str, datetime] | None = None,
+        undelivered: bool | None = None,
         principal: Principal | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first, stable across pages (created_at, then reference, both descending).
 
         `filters` are equalities on plain values; `match` is a condition built by the API's own code (never from
         raw input); `created` bounds created_at (`$gte` and/or `$lt`, as `deadlines.created_between` gives);
+        `undelivered` keeps only the tickets whose newest answer failed (True) or the others (False);
         `principal` limits the result to what the caller may see."""
         query: dict[str, Any] = {key: value for key, value in filters.items()}
         clauses: list[dict[str, Any]] = [match] if match else []
@@ -1057,8 +1092,13 @@ class TicketService:
             if self._may_be_in_reference(words):
                 fields.append({"_id": pattern})
             clauses.append({"$or": fields})
+        if undelivered is False:
+            clauses.append({"undelivered.at": {"$exists": False}})
         after = decode_cursor(cursor) if cursor else None
-        docs = await self._newest(query, clauses, limit + 1, after=after, created=created or {})
+        if undelivered:
+            docs = await self._undelivered_newest(query, clauses, limit + 1, after=after, created=created or {})
+        else:
+            docs = await self._newest(query, clauses, limit + 1, after=after, created=created or {})
         next_cursor = None
         if len(docs) > limit:
             docs = docs[:limit]
@@ -1072,6 +1112,31 @@ class TicketService:
         return REFERENCE_PART.fullmatch(words) is not None and (
             any(c.isdigit() or c == "-" for c in words) or words in self.prefix.casefold()
         )
+
+    async def _undelivered_newest(
+        self,
+        query: dict[str, Any],
+        clauses: builtins.list[dict[str, Any]],
+        count: int,
+        *,
+        after: tuple[datetime, str] | None,
+        created: dict[str, datetime],
+    ) -> builtins.list[dict[str, Any]]:
+        """As `_newest`, among the tickets whose newest answer failed: a few among thousands, all read through
+        their sparse index (named first) and paged here, so that no cursor condition sends the embedded database
+        through every ticket."""
+        bounds = dict(created)
+        if after is not None:
+            bounds["$lte"] = after[0]
+        condition = {**UNDELIVERED, **query, **({"created_at": bounds} if bounds else {})}
+        found: builtins.list[dict[str, Any]] = (
+            await self.tickets.find({**condition, "$and": clauses} if clauses else condition)
+            .sort([("created_at", -1), ("_id", -1)])
+            .to_list(None)
+        )
+        if after is not None:
+            found = [doc for doc in found if (doc["created_at"], doc["_id"]) < after]
+        return found[:count]
 
     async def _newest(
         self,

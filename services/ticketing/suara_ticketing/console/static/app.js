@@ -6,7 +6,10 @@ const I18N = {
     console: "Konsol", inbox: "Kotak masuk", figures: "Angka", live: "Langsung", signout: "Keluar", signin: "Masuk",
     token: "Token akses", status: "Status", channel: "Kanal", department: "Dinas", kecamatan: "Kecamatan",
     priority: "Prioritas", overdue: "Lewat tenggat", all: "Semua", yes: "Ya", no: "Tidak", search: "Cari",
-    datefrom: "Dari tanggal", dateto: "Sampai tanggal",
+    datefrom: "Dari tanggal", dateto: "Sampai tanggal", undelivered: "Balasan gagal",
+    undeliveredwarn: "{p} terakhir tidak sampai ke warga ({c}). Kirim lagi, atau hubungi warga lewat jalur lain.",
+    outcome_unknown: "tidak diketahui apakah terkirim: pengirim terhenti di tengah pengiriman", code: "kode",
+    purposeName: { acknowledgement: "Tanda terima", agent_reply: "Balasan petugas", resolution: "Pemberitahuan selesai" },
     reference: "Nomor", complaint: "Keluhan", updated: "Diperbarui", more: "Muat lebih banyak", back: "← Kotak masuk",
     reply: "Balas warga", canned: "Jawaban siap pakai", message: "Pesan", send: "Kirim", note: "Catatan internal",
     addnote: "Tambah catatan", handling: "Penanganan", assignee: "Petugas", category: "Kategori", save: "Simpan",
@@ -33,7 +36,10 @@ const I18N = {
     console: "Console", inbox: "Inbox", figures: "Figures", live: "Live", signout: "Sign out", signin: "Sign in",
     token: "Access token", status: "Status", channel: "Channel", department: "Department", kecamatan: "Kecamatan",
     priority: "Priority", overdue: "Overdue", all: "All", yes: "Yes", no: "No", search: "Search",
-    datefrom: "Received from", dateto: "Received until",
+    datefrom: "Received from", dateto: "Received until", undelivered: "Reply failed",
+    undeliveredwarn: "The last {p} did not reach the citizen ({c}). Send it again, or reach them another way.",
+    outcome_unknown: "unknown whether it was sent: the sender stopped mid-send", code: "code",
+    purposeName: { acknowledgement: "acknowledgement", agent_reply: "agent's reply", resolution: "resolution notice" },
     reference: "Reference", complaint: "Complaint", updated: "Updated", more: "Load more", back: "← Inbox",
     reply: "Reply to the citizen", canned: "Canned response", message: "Message", send: "Send", note: "Internal note",
     addnote: "Add note", handling: "Handling", assignee: "Assignee", category: "Category", save: "Save",
@@ -220,7 +226,8 @@ function ticketRow(ticket, fresh) {
     el("td", {}, channelIcon(ticket.channel)),
     el("td", { class: "summary" }, ticket.summary || t("none")),
     el("td", {}, el("span", { class: "badge" }, t("statusName")[ticket.status] || ticket.status),
-      ticket.overdue ? [" ", el("span", { class: "badge overdue" }, t("overdue"))] : null),
+      ticket.overdue ? [" ", el("span", { class: "badge overdue" }, t("overdue"))] : null,
+      ticket.undelivered ? [" ", el("span", { class: "badge failed", title: undeliveredText(ticket.undelivered) }, `✗ ${t("undelivered")}`)] : null),
     el("td", {}, el("span", { class: `badge ${ticket.priority}` }, t("priorityName")[ticket.priority] || ticket.priority)),
     el("td", {}, departmentName(ticket.department)),
     el("td", {}, ticket.kecamatan || t("none")),
@@ -237,7 +244,17 @@ async function loadCounts() {
   for (const status of state.options.statuses) {
     boxes.push(el("div", { class: "count", "data-status": status }, el("b", {}, stats.by_status[status] || 0), t("statusName")[status]));
   }
+  // Answers that never reached their citizen: a click lists them.
+  boxes.push(el("button", { type: "button", class: `count${stats.undelivered ? " failed" : ""}`, id: "count-undelivered",
+    onclick: () => { $("#filters select[name=undelivered]").value = "true"; loadInbox(); } },
+  el("b", {}, stats.undelivered), `✗ ${t("undelivered")}`));
   $("#counts").replaceChildren(...boxes);
+}
+
+function undeliveredText(undelivered) {
+  const purpose = t("purposeName")[undelivered.purpose] || undelivered.purpose;
+  const why = undelivered.code === "outcome_unknown" ? t("outcome_unknown") : `${t("code")} ${undelivered.code || "?"}`;
+  return t("undeliveredwarn").replace("{p}", purpose).replace("{c}", why);
 }
 
 function countSoon() {
@@ -255,7 +272,11 @@ async function loadTicket(reference) {
   state.ticket = ticket;
   $("#t-title").replaceChildren(channelIcon(ticket.channel), " ", ticket.reference, " ",
     el("span", { class: "badge" }, t("statusName")[ticket.status]), ticket.overdue ? el("span", { class: "badge overdue" }, t("overdue")) : "",
-    ticket.source === "kiosk" ? el("span", { class: "badge" }, t("kiosk")) : "");
+    ticket.source === "kiosk" ? el("span", { class: "badge" }, t("kiosk")) : "",
+    ticket.undelivered ? el("span", { class: "badge failed" }, `✗ ${t("undelivered")}`) : "");
+  const undelivered = $("#undelivered-warning");
+  undelivered.hidden = !ticket.undelivered;
+  undelivered.textContent = ticket.undelivered ? undeliveredText(ticket.undelivered) : "";
   const citizen = ticket.citizen || {};
   $("#t-meta").textContent = [citizen.display_name || citizen.channel_user_id, citizen.phone, citizen.email,
     [ticket.desa, ticket.kecamatan].filter(Boolean).join(", "), `${t("due")}: ${when(ticket.due_at)}`].filter(Boolean).join(" · ");
