@@ -1095,10 +1095,9 @@ class TicketService:
         if undelivered is False:
             clauses.append({"undelivered.at": {"$exists": False}})
         after = decode_cursor(cursor) if cursor else None
-        if undelivered:
-            docs = await self._undelivered_newest(query, clauses, limit + 1, after=after, created=created or {})
-        else:
-            docs = await self._newest(query, clauses, limit + 1, after=after, created=created or {})
+        docs = await self._newest(
+            query, clauses, limit + 1, after=after, created=created or {}, undelivered=bool(undelivered)
+        )
         next_cursor = None
         if len(docs) > limit:
             docs = docs[:limit]
@@ -1113,31 +1112,6 @@ class TicketService:
             any(c.isdigit() or c == "-" for c in words) or words in self.prefix.casefold()
         )
 
-    async def _undelivered_newest(
-        self,
-        query: dict[str, Any],
-        clauses: builtins.list[dict[str, Any]],
-        count: int,
-        *,
-        after: tuple[datetime, str] | None,
-        created: dict[str, datetime],
-    ) -> builtins.list[dict[str, Any]]:
-        """As `_newest`, among the tickets whose newest answer failed: a few among thousands, all read through
-        their sparse index (named first) and paged here, so that no cursor condition sends the embedded database
-        through every ticket."""
-        bounds = dict(created)
-        if after is not None:
-            bounds["$lte"] = after[0]
-        condition = {**UNDELIVERED, **query, **({"created_at": bounds} if bounds else {})}
-        found: builtins.list[dict[str, Any]] = (
-            await self.tickets.find({**condition, "$and": clauses} if clauses else condition)
-            .sort([("created_at", -1), ("_id", -1)])
-            .to_list(None)
-        )
-        if after is not None:
-            found = [doc for doc in found if (doc["created_at"], doc["_id"]) < after]
-        return found[:count]
-
     async def _newest(
         self,
         query: dict[str, Any],
@@ -1146,10 +1120,11 @@ class TicketService:
         *,
         after: tuple[datetime, str] | None,
         created: dict[str, datetime],
+        undelivered: bool,
     ) -> builtins.list[dict[str, Any]]:
         """The `count` newest tickets matching `query`, every one of `clauses` and the bounds of `created`
         (created_at, then reference, both descending), after the ticket `after` names (its created_at and
-        reference) if given.
+        reference) if given; with `undelivered`, only those whose newest answer failed.
 
         The embedded database reads every match before it sorts, where MongoDB stops at the limit: the inbox's
         unfiltered first page cost it 160 ms at 10,000 tickets, the next one 260. So a query an index serves in
@@ -1165,7 +1140,11 @@ class TicketService:
         index and checks them on what it reads (MongoDB walks that index in order anyway): at 10,000 tickets a
         kecamatan's first page costs 58 ms instead of 164 (a search still reads every ticket: 275 ms). `created`
         is never put in `$and`: any top-level operator sends the embedded database through every ticket (a
-        month's first page cost 234 ms at 10,000 tickets that way)."""
+        month's first page cost 234 ms at 10,000 tickets that way).
+
+        The tickets whose answer failed are a few among thousands: all of them are read through their sparse index
+        (named first) and paged here, so that no cursor condition sends the embedded database through every
+        ticket."""
         order = [("created_at", -1), ("_id", -1)]
 
         async def newest(condition: dict[str, Any], wanted: int) -> builtins.list[dict[str, Any]]:
@@ -1173,6 +1152,12 @@ class TicketService:
                 await self.tickets.find(condition).sort(order).limit(wanted).to_list(None)
             )
             return found
+
+        if undelivered:
+            bounds = {**created, **({"$lte": after[0]} if after is not None else {})}
+            condition = {**UNDELIVERED, **query, **({"created_at": bounds} if bounds else {})}
+            failed = await newest({**condition, "$and": clauses} if clauses else condition, 0)  # 0: no limit
+            return [doc for doc in failed if after is None or (doc["created_at"], doc["_id"]) < after][:count]
 
         lowest, top = created.get("$gte"), created.get("$lt")
         if not clauses and ((len(query) <= 1 and set(query) <= SPANNED) or set(query) <= WALKED_BY_TIME):
