@@ -179,6 +179,7 @@ async def test_an_answer_that_never_reached_the_citizen_stands_out_until_the_age
     await row.click()
     warning = page.locator("#undelivered-warning")
     await expect(warning).to_have_text(re.compile(r"^Tanda terima terakhir tidak sampai ke warga \(kode 131026\)"))
+    await page.screenshot(path=screenshot("console-undelivered-ticket"), full_page=True)
     await page.get_by_label("Pesan", exact=True).fill(f"Nomor laporan Anda {reference}. Petugas DLH segera datang.")
     await page.get_by_role("button", name="Kirim", exact=True).click()
     await expect(warning).to_be_hidden()
