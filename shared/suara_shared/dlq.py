@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from . import topics
+from . import logs, topics
 from .kafka import Publisher, client_options
 from .settings import ServiceSettings
 
@@ -126,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = ServiceSettings()
     letters = asyncio.run(replay(settings, origin_topic=args.topic, reason=args.reason, dry_run=args.command == "list"))
     for letter in letters:
-        print(json.dumps(letter.__dict__))
+        # The job's log is a log like the services': an error that quoted a citizen's number shows it masked.
+        print(json.dumps({**dataclasses.asdict(letter), "detail": logs.mask(letter.detail)}))
     verb = "would replay" if args.command == "list" else "replayed"
     print(f"{verb} {len(letters)} dead letter(s)", file=sys.stderr)
     return 0

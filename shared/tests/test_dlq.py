@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiokafka import ConsumerRecord
 
-from suara_shared import topics
+from suara_shared import dlq, topics
 from suara_shared.dlq import replay
 from suara_shared.events import Channel, InboundMessage, Sender, new_id
 from suara_shared.kafka import ConsumerLoop, PermanentError, Publisher, Route
@@ -67,3 +68,52 @@ async def test_a_dead_letter_is_replayed_to_its_topic_once_and_then_processed(se
         loop.stop()
         await asyncio.wait_for(task, 15)
         await publisher.stop()
+
+
+async def test_the_list_an_operator_reads_masks_the_personal_data_an_error_quoted(
+    settings: ServiceSettings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A handler's error may quote what it worked on (a WhatsApp conversation is the citizen's number): `list`
+    prints to the job's log, where no phone number or NIK may appear, as in every service's log."""
+    phone, nik = "6281234567890", "3317011508850001"
+    conversation = new_id()
+    message = InboundMessage(
+        channel=Channel.WEB,
+        platform_message_id=new_id(),
+        conversation_key=conversation,
+        sender=Sender(channel_user_id="warga"),
+        text="Jalan rusak",
+    )
+
+    async def handle(event: InboundMessage, _record: ConsumerRecord[bytes, bytes]) -> None:
+        if event.conversation_key == conversation:
+            raise PermanentError(f"no citizen {phone} (NIK {nik}) for {conversation}")
+
+    publisher = Publisher(settings)
+    loop = ConsumerLoop(
+        settings,
+        group_id=f"dlq-test-{new_id()}",
+        publisher=publisher,
+        routes={topics.INBOUND: Route(InboundMessage, handle)},
+    )
+    task = asyncio.create_task(loop.run())
+    try:
+        await publisher.publish(topics.INBOUND, message, key=message.partition_key)
+        for _ in range(300):
+            letters = await replay(settings, origin_topic=topics.INBOUND, dry_run=True, group=f"look-{new_id()}")
+            if any(conversation in letter.detail for letter in letters):
+                break
+            await asyncio.sleep(0.1)
+        assert any(phone in letter.detail for letter in letters), "the letter keeps the error as it was"
+    finally:
+        loop.stop()
+        await asyncio.wait_for(task, 15)
+        await publisher.stop()
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", settings.kafka_bootstrap_servers)
+    monkeypatch.setenv("KAFKA_ENABLE_IDEMPOTENCE", "false")
+    assert await asyncio.to_thread(dlq.main, ["list", "--topic", topics.INBOUND, "--reason", "permanent_error"]) == 0
+    printed = capsys.readouterr().out
+    (line,) = [line for line in printed.splitlines() if conversation in line]
+    assert phone not in printed and nik not in printed, printed
+    assert "no citizen" in line and "permanent_error" in line  # the rest of the error is still there to read
