@@ -93,6 +93,13 @@ async def test_sign_in_filter_open_a_whatsapp_ticket_reply_and_see_it_delivered(
     await expect(page.locator("#rows tr")).to_have_count(1)
     await until.fill("")
     await page.get_by_label("Dari tanggal").fill("")
+    # The number a caller gives on the telephone finds their ticket, typed the way people say it.
+    typed = f"0{number[2:5]}-{number[5:9]}-{number[9:]}"
+    async with page.expect_response(lambda r: "/api/v1/tickets?" in r.url and f"q={typed}" in r.url) as searched:
+        await page.locator("#filters input[name=q]").fill(typed)
+    assert [t["reference"] for t in (await (await searched.value).json())["items"]] == [reference]
+    await expect(page.locator("#rows tr")).to_have_count(1)
+    await expect(row).to_be_visible()
     await page.locator("#filters input[name=q]").fill("")
     await expect(page.locator("#rows tr").first).to_be_visible()
     await page.screenshot(path=screenshot("console-inbox"), full_page=True)
@@ -125,6 +132,9 @@ async def test_sign_in_filter_open_a_whatsapp_ticket_reply_and_see_it_delivered(
     await page.get_by_role("button", name="English").click()
     await expect(page.get_by_role("button", name="Send", exact=True)).to_be_visible()
     await expect(page.locator("#audit").locator("..")).to_contain_text("Audit trail")
+    await expect(page.locator("#filters input[name=q]")).to_have_attribute(
+        "placeholder", "Words of the complaint, name, reference or phone number"
+    )
     await page.get_by_role("button", name="Bahasa Indonesia").click()
 
 

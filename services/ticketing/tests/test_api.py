@@ -9,7 +9,7 @@ from suara_shared.events import Channel, new_id
 from suara_ticketing.access.models import Principal, Role
 from suara_ticketing.deadlines import WIB
 
-from .conftest import App, outbound_for, web_message
+from .conftest import App, outbound_for, web_message, whatsapp_message
 
 
 async def _open(app: App, count: int) -> list[str]:
@@ -191,6 +191,34 @@ async def test_filters_and_search(app: App) -> None:
     assert len((await app.client.get("/api/v1/tickets", params={"assignee": "ani"})).json()["items"]) == 1
     assert (await app.client.get("/api/v1/tickets", params={"channel": "x"})).json()["items"] == []
     assert len((await app.client.get("/api/v1/tickets", params={"channel": "web"})).json()["items"]) == 4
+
+
+async def test_a_phone_number_typed_whole_or_in_part_finds_that_citizens_tickets(app: App) -> None:
+    """A citizen on the telephone gives their number: however the agent types it, the search finds their tickets
+    (a WhatsApp citizen's and a web form's alike), and a confidential reporter's only for supervisors."""
+    await app.service.handle_inbound(whatsapp_message("Lampu jalan mati di Desa Pandean", number="6281390000021"))
+    await app.service.handle_inbound(whatsapp_message("Jembatan retak di Desa Sumberjo", number="6281390000022"))
+    form = web_message("Pungli di kantor desa")
+    form = form.model_copy(update={"sender": form.sender.model_copy(update={"phone": "+6285712340021"})})
+    await app.service.handle_inbound(form)
+    tickets = {t["citizen"]["phone"]: t["reference"] for t in (await app.client.get("/api/v1/tickets")).json()["items"]}
+    first, second, web = tickets["+6281390000021"], tickets["+6281390000022"], tickets["+6285712340021"]
+
+    async def found(q: str) -> set[str]:
+        return {t["reference"] for t in (await app.client.get("/api/v1/tickets", params={"q": q})).json()["items"]}
+
+    for typed in ("0813-9000-0021", "+62 813 9000 0021", "6281390000021", "(0813) 90000021", "9000 0021"):
+        assert await found(typed) == {first}, typed
+    assert await found("0813 9000 002") == {first, second}  # the start of both numbers
+    assert await found("0857-1234-0021") == {web}
+    assert await found("0021") == set()  # too few digits to be a number: no ticket has them in its words
+
+    await app.service.tickets.update_one({"_id": web}, {"$set": {"confidential": True, "department": "Dinsos"}})
+    agent = Principal(name="ani", role=Role.AGENT, department="Dinsos")
+    supervisor = Principal(name="sri", role=Role.SUPERVISOR)
+    for principal, expected in ((agent, []), (supervisor, [web])):
+        page, _ = await app.service.list(filters={}, q="0857 1234 0021", limit=10, cursor=None, principal=principal)
+        assert [d["_id"] for d in page] == expected, principal.role
 
 
 async def test_a_date_filter_takes_whole_days_in_rembang_the_last_one_included(app: App) -> None:

@@ -35,6 +35,7 @@ from suara_shared.events import (
     new_id,
     utcnow,
 )
+from suara_shared.identity import normalize_phone
 from suara_shared.kafka import BrokerUnavailable, Publisher
 
 from .. import conversations, deliveries, social, texts, window
@@ -71,6 +72,10 @@ ANSWERS = frozenset({ReplyPurpose.ACKNOWLEDGEMENT.value, ReplyPurpose.AGENT_REPL
 UNDELIVERED = {"undelivered.at": {"$exists": True}}
 #: What a search's words may be if they are part of a reference, lower-cased (see `_may_be_in_reference`).
 REFERENCE_PART = re.compile(r"[a-z0-9-]+")
+#: A phone number typed whole or in part, as an agent writes what a caller says: 0812-3456-7890, +62 812…
+PHONE_TYPED = re.compile(r"\+?[\d\s().-]+")
+#: Fewer digits than this are too short to stand for a number (a year, part of a reference).
+PHONE_DIGITS = 6
 
 
 class NotFound(Exception):
@@ -276,6 +281,19 @@ def _opens_conversation(event: InboundMessage) -> bool:
 def _status_query(event: InboundMessage) -> re.Match[str] | None:
     """`cek <reference>` / `status <reference>`: a question about a ticket, not a complaint."""
     return STATUS_QUERY.match(event.text or "") if event.kind == "text" else None
+
+
+def _phone_digits(typed: str) -> str | None:
+    """The digits a stored number (`+62…`) holds for a phone number typed whole or in part (`0812-3456-7890`,
+    `+62 812 3456 7890`, `3456 7890`): a whole number's national part, or the part's digits after its trunk `0`.
+    None when `typed` is no number, or too short to be one."""
+    if not PHONE_TYPED.fullmatch(typed.strip()):
+        return None
+    whole = normalize_phone(typed)
+    if whole is not None:
+        return whole.removeprefix("+62")
+    digits = re.sub(r"\D", "", typed).removeprefix("0")
+    return digits if len(digits) >= PHONE_DIGITS else None
 
 
 class TicketService:
@@ -1091,6 +1109,12 @@ class TicketService:
             fields: builtins.list[dict[str, Any]] = [{"search_text": pattern}, name]
             if self._may_be_in_reference(words):
                 fields.append({"_id": pattern})
+            digits = _phone_digits(q)
+            if digits is not None:
+                number: dict[str, Any] = {"citizen.phone": {"$regex": re.escape(digits)}}
+                if principal is not None and not principal.oversees:
+                    number["confidential"] = {"$ne": True}
+                fields.append(number)
             clauses.append({"$or": fields})
         if undelivered is False:
             clauses.append({"undelivered.at": {"$exists": False}})

@@ -7,6 +7,7 @@ const I18N = {
     token: "Token akses", status: "Status", channel: "Kanal", department: "Dinas", kecamatan: "Kecamatan",
     priority: "Prioritas", overdue: "Lewat tenggat", all: "Semua", yes: "Ya", no: "Tidak", search: "Cari",
     datefrom: "Dari tanggal", dateto: "Sampai tanggal", undelivered: "Balasan gagal",
+    searchhint: "Kata keluhan, nama, nomor laporan atau nomor HP",
     undeliveredwarn: "{p} terakhir tidak sampai ke warga ({c}). Kirim lagi, atau hubungi warga lewat jalur lain.",
     outcome_unknown: "tidak diketahui apakah terkirim: pengirim terhenti di tengah pengiriman", code: "kode",
     purposeName: { acknowledgement: "Tanda terima", agent_reply: "Balasan petugas", resolution: "Pemberitahuan selesai" },
@@ -37,6 +38,7 @@ const I18N = {
     token: "Access token", status: "Status", channel: "Channel", department: "Department", kecamatan: "Kecamatan",
     priority: "Priority", overdue: "Overdue", all: "All", yes: "Yes", no: "No", search: "Search",
     datefrom: "Received from", dateto: "Received until", undelivered: "Reply failed",
+    searchhint: "Words of the complaint, name, reference or phone number",
     undeliveredwarn: "The last {p} did not reach the citizen ({c}). Send it again, or reach them another way.",
     outcome_unknown: "unknown whether it was sent: the sender stopped mid-send", code: "code",
     purposeName: { acknowledgement: "acknowledgement", agent_reply: "agent's reply", resolution: "resolution notice" },
@@ -142,6 +144,7 @@ function departmentName(code) {
 function applyLanguage() {
   document.documentElement.lang = state.lang;
   for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+  for (const node of document.querySelectorAll("[data-i18n-placeholder]")) node.placeholder = t(node.dataset.i18nPlaceholder);
   const other = state.lang === "id" ? "en" : "id";
   $("#lang").textContent = other === "en" ? "English" : "Bahasa Indonesia";
   $("#lang").lang = other;
