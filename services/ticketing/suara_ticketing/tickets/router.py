@@ -72,7 +72,9 @@ class TicketFilters(BaseModel):
     merged_into: str | None = Field(default=None, pattern=REFERENCE_PATTERN)
     created_from: date | None = Field(default=None, description="first day (WIB), inclusive")
     created_to: date | None = Field(default=None, description="last day (WIB), inclusive")
-    q: str | None = Field(default=None, max_length=200, description="words in the complaint, name or reference")
+    q: str | None = Field(
+        default=None, max_length=200, description="words in the complaint, name, reference or phone number"
+    )
     limit: int = Field(default=25, ge=1, le=100)
     cursor: str | None = Field(default=None, max_length=500)
 
