@@ -4,6 +4,8 @@ back to the topic it came from, once, and is processed like any other message.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiokafka import ConsumerRecord
@@ -13,6 +15,27 @@ from suara_shared.dlq import replay
 from suara_shared.events import Channel, InboundMessage, Sender, new_id
 from suara_shared.kafka import ConsumerLoop, PermanentError, Publisher, Route
 from suara_shared.settings import ServiceSettings
+
+Handler = Callable[[InboundMessage, ConsumerRecord[bytes, bytes]], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def _consuming(settings: ServiceSettings, handle: Handler) -> AsyncIterator[Publisher]:
+    """A consumer of the inbound topic whose failures `handle` decides, and a publisher to feed it."""
+    publisher = Publisher(settings)
+    loop = ConsumerLoop(
+        settings,
+        group_id=f"dlq-test-{new_id()}",
+        publisher=publisher,
+        routes={topics.INBOUND: Route(InboundMessage, handle)},
+    )
+    task = asyncio.create_task(loop.run())
+    try:
+        yield publisher
+    finally:
+        loop.stop()
+        await asyncio.wait_for(task, 15)
+        await publisher.stop()
 
 
 async def test_a_dead_letter_is_replayed_to_its_topic_once_and_then_processed(settings: ServiceSettings) -> None:
@@ -33,16 +56,8 @@ async def test_a_dead_letter_is_replayed_to_its_topic_once_and_then_processed(se
             raise PermanentError("routing rules missing a category")
         stored.append(event.platform_message_id)
 
-    publisher = Publisher(settings)
-    loop = ConsumerLoop(
-        settings,
-        group_id=f"dlq-test-{new_id()}",
-        publisher=publisher,
-        routes={topics.INBOUND: Route(InboundMessage, handle)},
-    )
-    task = asyncio.create_task(loop.run())
     group = f"replay-test-{new_id()}"
-    try:
+    async with _consuming(settings, handle) as publisher:
         await publisher.publish(topics.INBOUND, message, key=message.partition_key)
         for _ in range(300):
             listed = await replay(
@@ -64,10 +79,6 @@ async def test_a_dead_letter_is_replayed_to_its_topic_once_and_then_processed(se
         assert stored == [message.platform_message_id]
         # A second replay finds nothing new: what was replayed is not sent again.
         assert await replay(settings, origin_topic=topics.INBOUND, group=group) == []
-    finally:
-        loop.stop()
-        await asyncio.wait_for(task, 15)
-        await publisher.stop()
 
 
 async def test_the_list_an_operator_reads_masks_the_personal_data_an_error_quoted(
@@ -89,15 +100,7 @@ async def test_the_list_an_operator_reads_masks_the_personal_data_an_error_quote
         if event.conversation_key == conversation:
             raise PermanentError(f"no citizen {phone} (NIK {nik}) for {conversation}")
 
-    publisher = Publisher(settings)
-    loop = ConsumerLoop(
-        settings,
-        group_id=f"dlq-test-{new_id()}",
-        publisher=publisher,
-        routes={topics.INBOUND: Route(InboundMessage, handle)},
-    )
-    task = asyncio.create_task(loop.run())
-    try:
+    async with _consuming(settings, handle) as publisher:
         await publisher.publish(topics.INBOUND, message, key=message.partition_key)
         for _ in range(300):
             letters = await replay(settings, origin_topic=topics.INBOUND, dry_run=True, group=f"look-{new_id()}")
@@ -105,10 +108,6 @@ async def test_the_list_an_operator_reads_masks_the_personal_data_an_error_quote
                 break
             await asyncio.sleep(0.1)
         assert any(phone in letter.detail for letter in letters), "the letter keeps the error as it was"
-    finally:
-        loop.stop()
-        await asyncio.wait_for(task, 15)
-        await publisher.stop()
 
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", settings.kafka_bootstrap_servers)
     monkeypatch.setenv("KAFKA_ENABLE_IDEMPOTENCE", "false")
