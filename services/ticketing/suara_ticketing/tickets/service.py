@@ -16,7 +16,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -283,17 +283,24 @@ def _status_query(event: InboundMessage) -> re.Match[str] | None:
     return STATUS_QUERY.match(event.text or "") if event.kind == "text" else None
 
 
-def _phone_digits(typed: str) -> str | None:
-    """The digits a stored number (`+62…`) holds for a phone number typed whole or in part (`0812-3456-7890`,
-    `+62 812 3456 7890`, `3456 7890`): a whole number's national part, or the part's digits after its trunk `0`.
-    None when `typed` is no number, or too short to be one."""
+class TypedPhone(NamedTuple):
+    #: The digits a stored number (`+62…`) holds for it.
+    digits: str
+    #: A whole number, which no reference contains (the search then skips the references).
+    whole: bool
+
+
+def _phone_digits(typed: str) -> TypedPhone | None:
+    """A phone number typed whole or in part (`0812-3456-7890`, `+62 812 3456 7890`, `3456 7890`): a whole
+    number's national part, or the part's digits after its trunk `0`. None when `typed` is no number, or too short
+    to be one."""
     if not PHONE_TYPED.fullmatch(typed.strip()):
         return None
     whole = normalize_phone(typed)
     if whole is not None:
-        return whole.removeprefix("+62")
+        return TypedPhone(whole.removeprefix("+62"), whole=True)
     digits = re.sub(r"\D", "", typed).removeprefix("0")
-    return digits if len(digits) >= PHONE_DIGITS else None
+    return TypedPhone(digits, whole=False) if len(digits) >= PHONE_DIGITS else None
 
 
 class TicketService:
@@ -1107,11 +1114,11 @@ class TicketService:
             if principal is not None and not principal.oversees:
                 name["confidential"] = {"$ne": True}
             fields: builtins.list[dict[str, Any]] = [{"search_text": pattern}, name]
-            if self._may_be_in_reference(words):
+            phone = _phone_digits(q)
+            if self._may_be_in_reference(words) and not (phone and phone.whole):
                 fields.append({"_id": pattern})
-            digits = _phone_digits(q)
-            if digits is not None:
-                number: dict[str, Any] = {"citizen.phone": {"$regex": re.escape(digits)}}
+            if phone is not None:
+                number: dict[str, Any] = {"citizen.phone": {"$regex": re.escape(phone.digits)}}
                 if principal is not None and not principal.oversees:
                     number["confidential"] = {"$ne": True}
                 fields.append(number)
