@@ -882,17 +882,14 @@ class TicketService:
         if failed is None or failed.get("purpose") not in ANSWERS or not failed.get("ticket") or "seq" not in failed:
             return
         reference = failed["ticket"]
-        later = await self.messages.find({"ticket": reference, "seq": {"$gt": failed["seq"]}}, {"purpose": 1}).to_list(
-            None
-        )
-        if any(m.get("purpose") in ANSWERS for m in later):
+        later = self.messages.find({"ticket": reference, "seq": {"$gt": failed["seq"]}}, {"purpose": 1})
+        if any(m.get("purpose") in ANSWERS for m in await later.to_list(None)):
             return  # a newer answer went after it (a failure reported late, or a resend outside the window)
         code = status.error.code if status.error is not None else None
         undelivered = {"outbound_id": failed["outbound_id"], "purpose": failed["purpose"], "code": code}
         await self.tickets.update_one({"_id": reference}, {"$set": {"undelivered": {**undelivered, "at": utcnow()}}})
-        await self._add_event(
-            reference, TicketEventType.REPLY_FAILED, data=undelivered
-        )  # the outbox relay publishes it
+        # Published by the outbox relay, not from the delivery consumer.
+        await self._add_event(reference, TicketEventType.REPLY_FAILED, data=undelivered)
 
     async def mark_ticked(self, references: Iterable[str]) -> None:
         """Tell the open consoles that these tickets' replies changed delivery status (their ticks), without
