@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -128,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     letters = asyncio.run(replay(settings, origin_topic=args.topic, reason=args.reason, dry_run=args.command == "list"))
     for letter in letters:
         # The job's log is a log like the services': an error that quoted a citizen's number shows it masked.
-        print(json.dumps({**dataclasses.asdict(letter), "detail": logs.mask(letter.detail)}))
+        print(json.dumps({**asdict(letter), "detail": logs.mask(letter.detail)}))
     verb = "would replay" if args.command == "list" else "replayed"
     print(f"{verb} {len(letters)} dead letter(s)", file=sys.stderr)
     return 0

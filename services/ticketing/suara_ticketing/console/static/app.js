@@ -230,7 +230,7 @@ function ticketRow(ticket, fresh) {
     el("td", { class: "summary" }, ticket.summary || t("none")),
     el("td", {}, el("span", { class: "badge" }, t("statusName")[ticket.status] || ticket.status),
       ticket.overdue ? [" ", el("span", { class: "badge overdue" }, t("overdue"))] : null,
-      ticket.undelivered ? [" ", el("span", { class: "badge failed", title: undeliveredText(ticket.undelivered) }, `✗ ${t("undelivered")}`)] : null),
+      ticket.undelivered ? [" ", undeliveredBadge(ticket.undelivered)] : null),
     el("td", {}, el("span", { class: `badge ${ticket.priority}` }, t("priorityName")[ticket.priority] || ticket.priority)),
     el("td", {}, departmentName(ticket.department)),
     el("td", {}, ticket.kecamatan || t("none")),
@@ -252,6 +252,10 @@ async function loadCounts() {
     onclick: () => { $("#filters select[name=undelivered]").value = "true"; loadInbox(); } },
   el("b", {}, stats.undelivered), `✗ ${t("undelivered")}`));
   $("#counts").replaceChildren(...boxes);
+}
+
+function undeliveredBadge(undelivered) {
+  return el("span", { class: "badge failed", title: undeliveredText(undelivered) }, `✗ ${t("undelivered")}`);
 }
 
 function undeliveredText(undelivered) {
@@ -276,7 +280,7 @@ async function loadTicket(reference) {
   $("#t-title").replaceChildren(channelIcon(ticket.channel), " ", ticket.reference, " ",
     el("span", { class: "badge" }, t("statusName")[ticket.status]), ticket.overdue ? el("span", { class: "badge overdue" }, t("overdue")) : "",
     ticket.source === "kiosk" ? el("span", { class: "badge" }, t("kiosk")) : "",
-    ticket.undelivered ? el("span", { class: "badge failed" }, `✗ ${t("undelivered")}`) : "");
+    ticket.undelivered ? undeliveredBadge(ticket.undelivered) : "");
   const undelivered = $("#undelivered-warning");
   undelivered.hidden = !ticket.undelivered;
   undelivered.textContent = ticket.undelivered ? undeliveredText(ticket.undelivered) : "";
