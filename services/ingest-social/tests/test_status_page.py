@@ -7,6 +7,7 @@ import asyncio
 import copy
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -104,6 +105,21 @@ def test_status_page_shows_status_dates_and_replies_in_order() -> None:
     assert "Tanda terima" in page and "Balasan petugas" in page
     assert "Status kiriman: Diterima" in page and "Status kiriman: Dibaca" in page
     assert "&lt;b&gt;jalan&lt;/b&gt;" in page and "<b>" not in page
+
+
+def test_a_complaint_just_recorded_refreshes_until_its_acknowledgement_shows() -> None:
+    """Ticketing stores a new ticket a moment before its messages: a citizen who came to the page in between must
+    not be left on "no reply yet" when the acknowledgement lands a moment later."""
+    refresh = '<meta http-equiv="refresh" content="5">'
+    just_now = datetime.now(UTC) - timedelta(seconds=3)
+    fresh = {**TICKET, "created_at": just_now.isoformat(), "replies": []}
+    assert refresh in pages.status_page(PublicStatus.model_validate(fresh))
+    acknowledged = {**fresh, "replies": [r for r in TICKET["replies"] if r["purpose"] == "acknowledgement"]}
+    assert refresh not in pages.status_page(PublicStatus.model_validate(acknowledged))
+    # Nor does a page refresh forever: an old complaint with no reply, or a confidential one's hidden replies.
+    assert refresh not in pages.status_page(PublicStatus.model_validate({**TICKET, "replies": []}))
+    hidden = {**fresh, "replies_hidden": True}
+    assert refresh not in pages.status_page(PublicStatus.model_validate(hidden))
 
 
 @pytest.mark.parametrize(

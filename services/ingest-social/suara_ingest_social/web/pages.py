@@ -239,8 +239,22 @@ def _replies(replies: list[PublicReply], *, hidden: bool = False) -> Safe:
     return Safe('<ol class="replies">\n' + "\n".join(items) + "\n</ol>")
 
 
+#: Reloads a page that is waiting for ticketing (no script on the citizen's pages).
+REFRESH = Safe('<meta http-equiv="refresh" content="5">')
+#: How long after a complaint its page may still wait for the acknowledgement: ticketing stores a new ticket a
+#: moment before its messages (the ticket first, so that a crash in between loses nothing), and a citizen who
+#: opens the page in between must see the acknowledgement land, not "no reply yet" for good.
+ACKNOWLEDGEMENT_AWAITED = timedelta(minutes=2)
+
+
 def status_page(status: PublicStatus) -> str:
-    """What ticketing knows of a complaint: its status, where it went, and every reply."""
+    """What ticketing knows of a complaint: its status, where it went, and every reply; a complaint just recorded
+    whose acknowledgement is not stored yet refreshes itself until it is."""
+    awaited = (
+        not status.replies_hidden
+        and not any(reply.purpose == "acknowledgement" for reply in status.replies)
+        and datetime.now(UTC) - status.created_at < ACKNOWLEDGEMENT_AWAITED
+    )
     content = render(
         "status.html",
         reference=status.reference,
@@ -253,16 +267,12 @@ def status_page(status: PublicStatus) -> str:
         replies=_replies(status.replies, hidden=status.replies_hidden),
         lookup=lookup_form(),
     )
-    return page(title=f"Laporan {status.reference}", content=content)
+    return page(title=f"Laporan {status.reference}", content=content, head=REFRESH if awaited else _NOTHING)
 
 
 def pending_page(submission_id: str) -> str:
     """A submission the broker took but ticketing has not recorded yet; the page polls by itself."""
-    return page(
-        title="Laporan diterima",
-        content=render("pending.html", submission_id=submission_id),
-        head=Safe('<meta http-equiv="refresh" content="5">'),
-    )
+    return page(title="Laporan diterima", content=render("pending.html", submission_id=submission_id), head=REFRESH)
 
 
 def not_found_page(key: str) -> str:
