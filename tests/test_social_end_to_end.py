@@ -164,6 +164,38 @@ async def test_instagram_mention_sample_opens_a_mention_ticket(stack: Stack, htt
     assert ticket["messages"][0]["kind"] == "mention"
 
 
+async def test_a_mention_in_a_caption_is_answered_on_its_media_and_never_by_direct_message(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    """A caption mention names no comment (channels.md §3.1): its acknowledgement goes to the mentions edge with the
+    media alone. It once went as a direct message to `mention:<media>:caption`, which no one could receive."""
+    media = str(17900000000000002 + secrets.randbelow(10**9))
+    seq = await _last_seq(http, stack)
+    body = json.dumps(
+        {
+            "object": "instagram",
+            "entry": [
+                {
+                    "id": IG_ID,
+                    "time": int(time.time()),
+                    "changes": [{"field": "mentions", "value": {"media_id": media}}],
+                }
+            ],
+        }
+    ).encode()
+    answer = await http.post(url(stack, "ingest-social", "/webhooks/instagram"), content=body, headers=_signed(body))
+    assert answer.status_code == 200
+    ticket = await _ticket(
+        http, stack, "instagram", f"mention:{media}:caption", lambda t: _sent(t, "acknowledgement"), "its ticket"
+    )
+    replies = await _calls(http, stack, seq, f"/v23.0/{IG_ID}/mentions")
+    assert [c["body"] for c in replies if c["body"].get("media_id") == media] == [
+        {"media_id": media, "message": _out(ticket, "acknowledgement")[0]["text"]}
+    ]
+    direct = await _calls(http, stack, seq, f"/v23.0/{IG_ID}/messages")
+    assert not [c for c in direct if media in json.dumps(c["body"])]
+
+
 async def test_x_samples_polled_land_as_mentions_and_dms(stack: Stack, http: httpx.AsyncClient) -> None:
     name = f"Priya {secrets.token_hex(3)}"
     mention = await _citizen(http, stack, "x_mention", name, "my order #8841 never arrived")
@@ -246,6 +278,89 @@ async def test_facebook_comment_gets_a_public_masked_reply_and_a_private_one(
     ]
     again = await _reply(http, stack, ticket["reference"], "Sekali lagi", private=True)
     assert again.status_code == 409 and again.json()["error_code"] == "private_reply_refused"
+
+
+async def test_a_comment_edited_then_removed_is_kept_on_its_ticket_and_a_reply_fails_without_reaching_meta(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    """The citizen edits their comment, then removes it (Meta's `feed` verbs `edited`, `remove`): the desk reads the
+    new words with the old ones kept, then the comment marked removed, all on the one ticket. A reply then has no
+    comment to go under: it fails `comment_removed` and the ticket shows it, and Meta is not called."""
+    name = f"Rini {secrets.token_hex(3)}"
+    original = "Jalan di Desa Sumberjo berlubang, sudah dua bulan."
+    posted = await _citizen(http, stack, "facebook_comment", name, original)
+    user = _user_of(posted["thread"])
+    await _ticket(http, stack, "facebook", user, lambda t: _sent(t, "acknowledgement"), "the acknowledgement")
+    comment = f"/_sandbox/social/comments/{posted['id']}"
+    edited = "Jalan di Desa Sumberjo berlubang besar, sudah dua bulan, dekat SD."
+    for _ in range(2):  # the same edit twice, as a webhook Meta delivers again
+        assert (await http.put(url(stack, "sandbox", comment), json={"text": edited})).status_code == 200
+
+    def inbound(t: dict[str, Any]) -> dict[str, Any]:
+        return next(m for m in t["messages"] if m["direction"] == "inbound")
+
+    ticket = await _ticket(http, stack, "facebook", user, lambda t: inbound(t)["text"] == edited, "the edit")
+    assert [(e["before"], e["text"]) for e in inbound(ticket)["edits"]] == [(original, edited)]
+    assert not inbound(ticket).get("removed")
+    seq = await _last_seq(http, stack)
+    assert (await http.delete(url(stack, "sandbox", comment))).status_code == 200
+    ticket = await _ticket(http, stack, "facebook", user, lambda t: bool(inbound(t).get("removed")), "the removal")
+    message = inbound(ticket)
+    assert message["text"] == edited and len(message["edits"]) == 2 and message["edits"][1]["removed"] is True
+
+    assert (await _reply(http, stack, ticket["reference"], "Kami cek besok pagi.")).status_code == 202
+    failed = await _ticket(
+        http,
+        stack,
+        "facebook",
+        user,
+        lambda t: [m["delivery_status"] for m in _out(t, "agent_reply")] == ["failed"],
+        "the reply failed",
+    )
+    assert _out(failed, "agent_reply")[0]["delivery_error"]["code"] == "comment_removed"
+    assert failed["undelivered"]["code"] == "comment_removed"
+    calls = (await http.get(url(stack, "sandbox", "/_sandbox/calls"), params={"since": seq})).json()
+    assert not [c for c in calls if c["method"] == "POST" and user in json.dumps(c)]
+    assert not await _calls(http, stack, seq, f"/v23.0/{posted['id']}/comments")
+
+
+async def test_an_instagram_message_the_citizen_unsent_stays_on_its_ticket_marked_removed(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    igsid = str(1234567890123456 + secrets.randbelow(10**9))
+    mid = f"aWdf{igsid}"
+    sample_mid = json.loads((SAMPLES / "ig_webhook_dm.json").read_text())["entry"][0]["messaging"][0]["message"]["mid"]
+    sent = _fresh("ig_webhook_dm.json", {sample_mid: mid, "1234567890123456": igsid})
+    await http.post(url(stack, "ingest-social", "/webhooks/instagram"), content=sent, headers=_signed(sent))
+    ticket = await _ticket(http, stack, "instagram", igsid, lambda t: bool(t["messages"]), "the ticket")
+    words = ticket["messages"][0]["text"]
+    unsent = {
+        "object": "instagram",
+        "entry": [
+            {
+                "id": IG_ID,
+                "time": int(time.time()),
+                "messaging": [
+                    {
+                        "sender": {"id": igsid},
+                        "recipient": {"id": IG_ID},
+                        "timestamp": int(time.time() * 1000),
+                        "message": {"mid": mid, "is_deleted": True},
+                    }
+                ],
+            }
+        ],
+    }
+    body = json.dumps(unsent).encode()
+    for _ in range(2):  # delivered twice
+        assert (
+            await http.post(url(stack, "ingest-social", "/webhooks/instagram"), content=body, headers=_signed(body))
+        ).status_code == 200
+    removed = await _ticket(
+        http, stack, "instagram", igsid, lambda t: bool(t["messages"][0].get("removed")), "the message marked removed"
+    )
+    inbound = [m for m in removed["messages"] if m["direction"] == "inbound"]
+    assert len(inbound) == 1 and inbound[0]["text"] == words and len(inbound[0]["edits"]) == 1
 
 
 @pytest.mark.parametrize(

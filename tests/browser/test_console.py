@@ -200,6 +200,44 @@ async def test_an_answer_that_never_reached_the_citizen_stands_out_until_the_age
     await expect(row.locator(".badge.failed")).to_have_count(0)
 
 
+async def test_a_comment_the_citizen_edited_then_removed_shows_both_and_the_reply_box_says_it_cannot_go_under_it(
+    stack: Stack, open_page: PageFactory, screenshot: Callable[[str], Path]
+) -> None:
+    """On Facebook the citizen edits their comment, then removes it: the agent reads the new words with the old
+    ones kept, sees the comment marked removed, and is told before replying that there is nothing to reply under."""
+    tag = secrets.token_hex(4)
+    original = f"Lampu jalan di Desa Pasarbanggi mati, kode {tag}"
+    edited = f"Lampu jalan di Desa Pasarbanggi mati tiga titik, kode {tag}"
+    async with httpx.AsyncClient(timeout=30) as http:
+        posted = await http.post(
+            url(stack, "sandbox", "/_sandbox/social/facebook_comment"), json={"name": "Rini", "text": original}
+        )
+        assert posted.status_code == 201, posted.text
+        reference = (await _ticket_with(stack, tag))["reference"]
+        comment = url(stack, "sandbox", f"/_sandbox/social/comments/{posted.json()['id']}")
+        assert (await http.put(comment, json={"text": edited})).status_code == 200
+        assert (await http.delete(comment)).status_code == 200
+
+        async def removed() -> bool:
+            ticket = (await http.get(url(stack, "ticketing", f"/api/v1/tickets/{reference}"), headers=HEADERS)).json()
+            return any(m.get("removed") for m in ticket["messages"])
+
+        await eventually(removed, within=WAIT_MS / 1000, what="the comment marked removed")
+
+    page = await open_page()
+    await _sign_in(page, stack)
+    await page.goto(url(stack, "ticketing", f"/console/#/ticket/{reference}"))
+    message = page.locator("#conversation li.msg.inbound")
+    await expect(message.locator(".text").first).to_have_text(edited)
+    await expect(message).to_have_class(re.compile(r"\bremoved\b"))
+    await expect(message.locator(".badge.removed")).to_have_text("🗑 Dihapus warga")
+    await message.locator(".edits summary").click()
+    await expect(message.locator(".edits .before s")).to_have_text(original)
+    warning = page.locator("#window-warning")
+    await expect(warning).to_have_text(re.compile(r"^Warga sudah menghapus komentarnya"))
+    await page.screenshot(path=screenshot("console-comment-removed"), full_page=True)
+
+
 async def test_the_figures_page_draws_its_charts(
     stack: Stack, open_page: PageFactory, screenshot: Callable[[str], Path]
 ) -> None:

@@ -66,6 +66,7 @@ class Post:
     at: float
     target: str | None = None  # what a reply answers (comment, tweet, recipient)
     thread: str | None = None
+    removed: bool = False  # a comment its author removed
 
 
 @dataclass
@@ -121,6 +122,24 @@ class SocialSandbox:
         comment_id = f"{post_id.split('_')[-1]}_{_digits(16)}"
         change = built.page_comment(post_id=post_id, sender=user, name=name, comment_id=comment_id, text=text)
         post = self._add(comment_id, "facebook", "comment", "in", name, text, thread=f"post:{post_id}:{user}")
+        self._meta_webhook("facebook", self.page_id, {"changes": [change]})
+        return post
+
+    def change_comment(self, comment_id: str, *, text: str | None) -> Post | None:
+        """The citizen edits their Facebook comment (`text`) or removes it (None): the Page's `feed` change with the
+        verb `edited` or `remove` (channels.md §2.2). None if the sandbox holds no such comment."""
+        post = next((p for p in self.posts if p.id == comment_id and p.path == "comment"), None)
+        if post is None or post.channel != "facebook" or post.thread is None:
+            return None
+        _, post_id, user = post.thread.split(":")
+        verb = "remove" if text is None else "edited"
+        change = built.page_comment(
+            post_id=post_id, sender=user, name=post.author, comment_id=comment_id, text=text, verb=verb
+        )
+        if text is None:
+            post.removed = True
+        else:
+            post.text = text
         self._meta_webhook("facebook", self.page_id, {"changes": [change]})
         return post
 
@@ -319,6 +338,16 @@ class SocialSandbox:
         channel = "facebook" if edge == "comments" else "instagram"
         new_id = f"{comment_id.split('_')[0]}_{_digits(16)}" if "_" in comment_id else _digits(17)
         parent = next((p for p in self.posts if p.id == comment_id), None)
+        if parent is not None and parent.removed:
+            # Graph's answer for an object that no longer exists.
+            error = {
+                "message": f"Unsupported post request. Object with ID '{comment_id}' does not exist",
+                "type": "GraphMethodException",
+                "code": 100,
+                "error_subcode": 33,
+                "fbtrace_id": "Sb" + secrets.token_urlsafe(8),
+            }
+            return 400, {"error": error}, {}
         self._add(
             new_id,
             channel,

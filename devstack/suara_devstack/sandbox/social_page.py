@@ -52,6 +52,30 @@ def _act(sandbox: SocialSandbox, action: Action, body: CitizenPost) -> Post:
     return actions[action]()
 
 
+class CommentEdit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=4000)
+
+
+@router.put("/_sandbox/social/comments/{comment_id}")
+async def edit_comment(request: Request, comment_id: str, body: CommentEdit) -> dict[str, Any]:
+    """The citizen edits their Facebook comment: Meta posts the `feed` change with the verb `edited`."""
+    return _changed(_social(request).change_comment(comment_id, text=body.text), comment_id)
+
+
+@router.delete("/_sandbox/social/comments/{comment_id}")
+async def remove_comment(request: Request, comment_id: str) -> dict[str, Any]:
+    """The citizen removes their Facebook comment: Meta posts the `feed` change with the verb `remove`."""
+    return _changed(_social(request).change_comment(comment_id, text=None), comment_id)
+
+
+def _changed(post: Post | None, comment_id: str) -> dict[str, Any]:
+    if post is None:
+        raise ApiError(404, "not_found", f"no Facebook comment {comment_id} in the sandbox")
+    return {"id": post.id, "thread": post.thread, "text": post.text}
+
+
 class ErrorScript(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -29,19 +29,23 @@ def messaging_event(*, sender: str, recipient: str, mid: str, text: str) -> dict
     }
 
 
-def page_comment(*, post_id: str, sender: str, name: str, comment_id: str, text: str) -> dict[str, Any]:
-    """One `changes[]` item of a Page's `feed`: a citizen's new comment under our post."""
+def page_comment(
+    *, post_id: str, sender: str, name: str, comment_id: str, text: str | None, verb: str = "add"
+) -> dict[str, Any]:
+    """One `changes[]` item of a Page's `feed`: a citizen's comment under our post, new (`add`), `edited` or
+    `remove`d (which carries no message)."""
     value = {
         "from": {"id": sender, "name": name},
         "post": {"id": post_id, "status_type": "added_photos", "is_published": True},
-        "message": text,
         "post_id": post_id,
         "comment_id": comment_id,
         "created_time": int(time.time()),
         "item": "comment",
         "parent_id": post_id,
-        "verb": "add",
+        "verb": verb,
     }
+    if text is not None:
+        value["message"] = text
     return {"field": "feed", "value": value}
 
 

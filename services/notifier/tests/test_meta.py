@@ -120,3 +120,29 @@ async def test_a_refused_page_token_fails_with_190_until_a_send_works(sandbox: s
             assert adapter.healthy() and token_valid() == 1.0
         finally:
             await adapter.aclose()
+
+
+@pytest.mark.parametrize(("channel", "thread"), [(Channel.FACEBOOK, "post"), (Channel.INSTAGRAM, "media")])
+async def test_a_reply_on_a_comment_thread_with_no_comment_left_fails_comment_removed_without_calling_meta(
+    sandbox: str, channel: Channel, thread: str
+) -> None:
+    """Every comment of the thread was removed: ticketing finds nothing to reply under. A commenter's id is no
+    messaging id, so a direct message instead would reach no one; the reply fails, saying why."""
+    commenter = "77" + "".join(str(secrets.randbelow(10)) for _ in range(14))
+    reply = OutboundReply(
+        channel=channel,
+        conversation_key=f"{thread}:{PAGE_ID}_555666777888999:{commenter}",
+        recipient=commenter,
+        text="Petugas menuju lokasi.",
+        ticket_reference="RMB-2026-000043",
+        window_expires_at=utcnow() + timedelta(hours=20),
+    )
+    adapter = _adapter(sandbox, channel)
+    try:
+        with pytest.raises(PermanentSendError) as failed:
+            await adapter.send(reply)
+    finally:
+        await adapter.aclose()
+    assert failed.value.code == "comment_removed"
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"{sandbox}/_sandbox/calls")).json() == []

@@ -96,29 +96,31 @@ async def _record_echo(service: TicketService, event: InboundMessage) -> None:
 
 
 async def _record_edit(service: TicketService, event: InboundMessage) -> bool:
-    """An edit or removal of a comment is kept on the comment; an edit of one never seen is a new comment."""
+    """An edit or removal of a comment (or an unsent direct message) is kept on the message it changes: the text
+    shown becomes the new one, each edit keeps the text it replaced, a removal keeps the words but marks them removed.
+    An edit of a message never seen is a new one (returns False); a removal of one has nothing to change."""
     original = str(event.metadata.get("original_id") or "")
     key = f"in:{event.channel.value}:{original}"
     removed = event.metadata.get("edit") == "removed"
+    # Read, then update guarded by the edit's id: one comment's changes come in order on its conversation's
+    # partition, and a findAndModify would read the whole collection on the embedded database.
+    found = await service.messages.find_one({"_id": key}, {"ticket": 1, "text": 1, "edits.id": 1})
+    if found is None:
+        return removed
+    if any(edit.get("id") == event.platform_message_id for edit in found.get("edits") or ()):
+        return True  # this change was recorded before
     change: dict[str, Any] = {"id": event.platform_message_id, "at": event.received_at}
     if removed:
         update: dict[str, Any] = {"$set": {"removed": True, "removed_at": event.received_at}}
         change["removed"] = True
     else:
         update = {"$set": {"text": event.text, "edited_at": event.received_at}}
-        change["text"] = event.text
+        change.update(text=event.text, before=found.get("text"))
     update["$push"] = {"edits": change}
-    found = await service.messages.find_one_and_update(
-        {"_id": key, "edits.id": {"$ne": event.platform_message_id}}, update, projection={"ticket": 1}
-    )
-    if found is not None:
-        if found.get("ticket"):
-            await service.tickets.update_one({"_id": found["ticket"]}, {"$set": {"updated_at": utcnow()}})
-        return True
-    if await service.messages.find_one({"_id": key}, {"_id": 1}) is not None:
-        return True  # this edit was recorded before
-    # Never saw the comment: a removal has nothing to change; an edited comment is still the citizen's words.
-    return removed
+    written = await service.messages.update_one({"_id": key, "edits.id": {"$ne": event.platform_message_id}}, update)
+    if written.modified_count and found.get("ticket"):
+        await service.tickets.update_one({"_id": found["ticket"]}, {"$set": {"updated_at": utcnow()}})
+    return True
 
 
 async def outbound_context(
@@ -148,8 +150,9 @@ async def outbound_context(
 
 
 def reply_target(context: dict[str, Any] | None) -> dict[str, Any] | None:
-    """From a stored message's reply context, what a reply to it needs: the comment (and its post and parent)."""
-    if not context or not context.get("comment_id"):
+    """From a stored message's reply context, what a reply to it needs: the comment (and its post and parent), or
+    the post alone for an Instagram mention in a caption, which is answered on its media."""
+    if not context or not (context.get("comment_id") or context.get("post_id")):
         return None
     return {k: context[k] for k in ("comment_id", "post_id", "parent_id") if context.get(k)}
 

@@ -25,6 +25,8 @@ WINDOW = timedelta(hours=24)
 #: permission was revoked; like an expired token, nothing on this channel can succeed until someone fixes it.
 PERMISSION_CODES = range(200, 300)
 WINDOW_CLOSED = "window_closed"
+#: A reply on a comment thread with no comment left to go under: its author removed every one.
+COMMENT_REMOVED = "comment_removed"
 
 
 def send_error(exc: GraphError) -> SendError:
@@ -55,9 +57,16 @@ class MetaMessagingAdapter(ChannelAdapter):
     # --- paths -----------------------------------------------------------------------------------------------
 
     async def send(self, reply: OutboundReply) -> SendResult:
-        comment_id = reply.reply_context.comment_id if reply.reply_context else None
-        if reply.conversation_key.startswith("dm:") or comment_id is None:
+        if reply.conversation_key.startswith("dm:"):
             return await self._direct(reply)
+        comment_id = reply.reply_context.comment_id if reply.reply_context else None
+        if comment_id is None:
+            # A commenter's id is not a messaging id: a direct message to it would reach no one.
+            raise PermanentSendError(
+                COMMENT_REMOVED,
+                "Comment removed",
+                "the citizen removed their comment: there is nothing left on the post to reply under",
+            )
         if reply.private:
             return await self._private(reply, comment_id)
         return await self._public(reply, comment_id)

@@ -26,6 +26,9 @@ const I18N = {
     you: "Petugas", notelabel: "Catatan", due: "Tenggat", openmap: "Lihat di peta", download: "Unduh",
     win_wa: "Jendela 24 jam WhatsApp sudah tertutup: balasan akan dikirim sebagai templat “{t}”.",
     win_meta: "Jendela 24 jam sudah tertutup: platform bisa menolak balasan bebas.",
+    edited: "Diedit warga", removed: "Dihapus warga", removedwhy: "Warga menghapus pesan ini; isinya tetap tersimpan di sini.",
+    comment_removed: "komentar warga sudah dihapus, tidak ada tempat untuk membalas",
+    gonewarn: "Warga sudah menghapus komentarnya: balasan tidak bisa dikirim di bawahnya. Hubungi warga lewat jalur lain bila perlu.",
     xlimit: " / 280 (batas X)", chars: " karakter", saved: "Tersimpan.", frt: "Respons pertama (median, jam kerja)",
     within: "Tepat tenggat", avgsat: "Kepuasan rata-rata", nodata: "Belum ada data.", failed: "Gagal", kiosk: "Kios desa",
     ticks: { queued: "Dalam antrean", sent: "Terkirim", delivered: "Diterima", read: "Dibaca", failed: "Gagal" },
@@ -57,6 +60,9 @@ const I18N = {
     you: "Agent", notelabel: "Note", due: "Due", openmap: "Open map", download: "Download",
     win_wa: "WhatsApp's 24-hour window has closed: the reply will go as the template “{t}”.",
     win_meta: "The 24-hour window has closed: the platform may refuse a free-form reply.",
+    edited: "Edited by the citizen", removed: "Removed by the citizen", removedwhy: "The citizen removed this message; its words stay recorded here.",
+    comment_removed: "the citizen removed their comment: there is nothing left to reply under",
+    gonewarn: "The citizen removed their comment: a reply has nothing to go under. Reach them another way if needed.",
     xlimit: " / 280 (X's limit)", chars: " characters", saved: "Saved.", frt: "First response (median, working hours)",
     within: "Within deadline", avgsat: "Average satisfaction", nodata: "No data yet.", failed: "Failed", kiosk: "Village kiosk",
     ticks: { queued: "Queued", sent: "Sent", delivered: "Delivered", read: "Read", failed: "Failed" },
@@ -260,7 +266,8 @@ function undeliveredBadge(undelivered) {
 
 function undeliveredText(undelivered) {
   const purpose = t("purposeName")[undelivered.purpose] || undelivered.purpose;
-  const why = undelivered.code === "outcome_unknown" ? t("outcome_unknown") : `${t("code")} ${undelivered.code || "?"}`;
+  const code = undelivered.code;
+  const why = ["outcome_unknown", "comment_removed"].includes(code) ? t(code) : `${t("code")} ${code || "?"}`;
   return t("undeliveredwarn").replace("{p}", purpose).replace("{c}", why);
 }
 
@@ -310,6 +317,13 @@ function messageNode(ticket, message) {
   const head = el("div", { class: "head" }, channelIcon(ticket.channel), who, " · ", when(message.created_at));
   const body = [];
   if (message.text) body.push(el("p", { class: "text" }, message.text));
+  // A citizen's edits keep what each replaced; a removal keeps the words, marked.
+  const edits = (message.edits || []).filter((e) => !e.removed && e.before != null);
+  if (edits.length) {
+    body.push(el("details", { class: "edits" }, el("summary", {}, `✎ ${t("edited")} · ${when(edits[edits.length - 1].at)}`),
+      ...edits.map((e) => el("p", { class: "text before" }, `${when(e.at)}: `, el("s", {}, e.before || "")))));
+  }
+  if (message.removed) head.append(el("span", { class: "badge removed", title: t("removedwhy") }, `🗑 ${t("removed")}`));
   for (const attachment of message.attachments || []) body.push(attachmentNode(ticket, attachment));
   if (message.location && message.location.latitude != null) {
     const { latitude, longitude, name, address } = message.location;
@@ -326,7 +340,8 @@ function messageNode(ticket, message) {
     if (message.delivery_error) foot.append(` · ${message.delivery_error.code} ${message.delivery_error.title || ""}`);
     body.push(foot);
   }
-  return el("li", { class: `msg ${message.direction}`, "data-id": message.id, "data-kind": message.kind }, head, body);
+  return el("li", { class: `msg ${message.direction}${message.removed ? " removed" : ""}`, "data-id": message.id,
+    "data-kind": message.kind }, head, body);
 }
 
 function noteNode(note) {
@@ -365,8 +380,8 @@ function renderAudit(items) {
     Object.keys(e.data || {}).length ? el("div", { class: "muted" }, JSON.stringify(e.data)) : null)));
 }
 
-function isCommentTicket(ticket) {
-  return ticket.messages.some((m) => m.direction === "inbound" && (m.kind === "comment" || m.reply_context?.comment_id));
+function commentsOf(ticket) {
+  return ticket.messages.filter((m) => m.direction === "inbound" && (m.kind === "comment" || m.reply_context?.comment_id));
 }
 
 function renderReplyLimits() {
@@ -377,13 +392,17 @@ function renderReplyLimits() {
   text.maxLength = x ? 280 : 10000;
   $("#reply-limit").textContent = x ? t("xlimit") : t("chars");
   $("#reply-count").textContent = text.value.length;
-  $("#private-box").hidden = !isCommentTicket(ticket);
-  const windowed = ["whatsapp", "facebook", "instagram"].includes(ticket.channel);
+  const comments = commentsOf(ticket);
+  $("#private-box").hidden = !comments.length;
+  // The 24-hour window is the direct messages'; a reply under a comment or a mention has none.
+  const publicThread = ticket.messages.some((m) => m.direction === "inbound" && ["comment", "mention"].includes(m.kind));
+  const windowed = !publicThread && ["whatsapp", "facebook", "instagram"].includes(ticket.channel);
   const lastInbound = ticket.messages.filter((m) => m.direction === "inbound").map((m) => new Date(m.created_at)).sort((a, b) => b - a)[0];
   const closed = windowed && lastInbound && Date.now() - lastInbound.getTime() > WINDOW_MS;
+  const gone = comments.length > 0 && comments.every((m) => m.removed);
   const warning = $("#window-warning");
-  warning.hidden = !closed;
-  warning.textContent = ticket.channel === "whatsapp" ? t("win_wa").replace("{t}", WA_TEMPLATE) : t("win_meta");
+  warning.hidden = !(closed || gone);
+  warning.textContent = gone ? t("gonewarn") : ticket.channel === "whatsapp" ? t("win_wa").replace("{t}", WA_TEMPLATE) : t("win_meta");
   $("#canned").replaceChildren(el("option", { value: "" }, t("choose")),
     ...state.canned.map((c) => el("option", { value: c.id }, c.title)));
 }
