@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -26,16 +28,22 @@ class App:
     settings: Settings
 
 
-@pytest.fixture
-async def app(infra: EmbeddedInfra, database: db.Database) -> AsyncIterator[App]:
-    settings = Settings(
+def settings_for(infra: EmbeddedInfra, database: db.Database, **overrides: Any) -> Settings:
+    """Ticketing's settings for the tests: the embedded broker and a fresh database, the test admin token."""
+    return Settings(
         kafka_bootstrap_servers=infra.bootstrap,
         kafka_enable_idempotence=False,
         mongodb_uri=infra.database_uri(database.name),
         admin_api_token=TOKEN,
         ticketing_roles="api",
         ticket_prefix="RMB",
+        **overrides,
     )
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[App]:
+    """The app in-process, started as uvicorn would, with a client signed in as the admin."""
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
@@ -43,6 +51,12 @@ async def app(infra: EmbeddedInfra, database: db.Database) -> AsyncIterator[App]
             transport=transport, base_url="http://ticketing", headers={"Authorization": f"Bearer {TOKEN}"}
         ) as client:
             yield App(client, application.state.tickets, settings)
+
+
+@pytest.fixture
+async def app(infra: EmbeddedInfra, database: db.Database) -> AsyncIterator[App]:
+    async with running(settings_for(infra, database)) as started:
+        yield started
 
 
 def web_message(

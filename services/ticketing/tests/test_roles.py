@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
+from suara_devstack.infra import EmbeddedInfra
+from suara_shared import db
 from suara_shared.events import Channel, InboundMessage, Sender, new_id
+from suara_ticketing import routing
 
-from .conftest import App, web_message
+from .conftest import App, running, settings_for, web_message, whatsapp_message
 
 
 async def _token(app: App, name: str, role: str, department: str | None = None) -> dict[str, str]:
@@ -114,3 +118,36 @@ async def test_an_anonymous_web_report_keeps_no_identity_beyond_what_replying_ne
     stored = str(ticket) + str(messages)
     assert "Joko" not in stored and "99998888" not in stored
     assert ticket is not None and ticket["citizen"]["channel_user_id"] == submission  # enough to answer
+
+
+async def test_round_robin_hands_a_departments_new_tickets_to_its_active_agents_in_turn(
+    infra: EmbeddedInfra, database: db.Database, tmp_path: Path
+) -> None:
+    """`round_robin: true` on DPUPR: its new tickets go to its agents in turn (never to a revoked one), however
+    they were routed: on arrival, or by the citizen's second message when the first said nothing routable."""
+    shipped = (Path(routing.__file__).parent / "rules.yaml").read_text(encoding="utf-8")
+    department = "  DPUPR:\n    name: Dinas Pekerjaan Umum dan Penataan Ruang\n"
+    assert department in shipped
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(shipped.replace(department, department + "    round_robin: true\n"), encoding="utf-8")
+    async with running(settings_for(infra, database, routing_rules_file=str(rules))) as app:
+        for name, agency in (("sari", "DPUPR"), ("agus", "DPUPR"), ("budi", "PDAM")):
+            await _token(app, name, "agent", agency)
+        gone = await app.client.post("/api/v1/tokens", json={"name": "eko", "role": "agent", "department": "DPUPR"})
+        assert (await app.client.delete(f"/api/v1/tokens/{gone.json()['id']}")).status_code == 200
+        for place in ("Sulang", "Kaliori", "Sarang"):
+            await app.service.handle_inbound(web_message(f"Jalan berlubang di depan SD {place}"))
+        await app.service.handle_inbound(web_message("Air PDAM tidak mengalir sejak kemarin"))
+        number = "6281234500077"
+        await app.service.handle_inbound(whatsapp_message("Selamat pagi, Pak", number=number))
+        first = await app.service.tickets.find_one({"conversation_key": number})
+        assert first is not None and first["department"] is None and first.get("assignee") is None
+        await app.service.handle_inbound(whatsapp_message("Jalan desa ambles di Sluke, bahaya", number=number))
+        tickets = await app.service.tickets.find({}, {"department": 1, "assignee": 1}).sort("created_at", 1).to_list()
+    assert [(t["department"], t.get("assignee")) for t in tickets] == [
+        ("DPUPR", "agus"),
+        ("DPUPR", "sari"),
+        ("DPUPR", "agus"),
+        ("PDAM", None),
+        ("DPUPR", "sari"),
+    ]

@@ -32,10 +32,8 @@ from suara_shared.events import (
     utcnow,
 )
 from suara_ticketing import window
-from suara_ticketing.config import Settings
-from suara_ticketing.main import create_app
 
-from .conftest import TOKEN, App, outbound_for, web_message
+from .conftest import App, outbound_for, running, settings_for, web_message
 
 PHONE_NUMBER_ID = "106540352242922"
 SANDBOX_TOKEN = {"Authorization": "Bearer sandbox-test-token"}
@@ -51,25 +49,17 @@ async def sandbox() -> AsyncIterator[str]:
 @pytest.fixture
 async def wa_app(infra: EmbeddedInfra, database: db.Database, sandbox: str, tmp_path: Path) -> AsyncIterator[App]:
     """Ticketing as the tests' `app`, with WhatsApp credentials pointing at the sandbox and a 64 KiB media cap."""
-    settings = Settings(
-        kafka_bootstrap_servers=infra.bootstrap,
-        kafka_enable_idempotence=False,
-        mongodb_uri=infra.database_uri(database.name),
-        admin_api_token=TOKEN,
-        ticketing_roles="api",
+    settings = settings_for(
+        infra,
+        database,
         meta_graph_url=sandbox,
         wa_access_token="sandbox-test-token",
         wa_phone_number_id=PHONE_NUMBER_ID,
         media_max_bytes=64 * 1024,
         data_dir=str(tmp_path),
     )
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://ticketing", headers={"Authorization": f"Bearer {TOKEN}"}
-        ) as client:
-            yield App(client, application.state.tickets, settings)
+    async with running(settings) as started:
+        yield started
 
 
 def wa_message(

@@ -486,7 +486,7 @@ class TicketService:
             seen = dict(ticket)
             changes: dict[str, Any] = {"updated_at": now, "last_inbound_at": now}
             for event in group:  # each message enriches the ticket as the one before left it
-                more = workflow.enrich_on_message(self, seen, event)
+                more = await workflow.enrich_on_message(self, seen, event)
                 seen.update(more)
                 changes.update(more)
             count = ticket["message_count"]
@@ -584,7 +584,7 @@ class TicketService:
             changes: dict[str, Any] = {"updated_at": now, "last_inbound_at": now}
             if found["status"] in (TicketStatus.PENDING, TicketStatus.RESOLVED):
                 changes["status"] = TicketStatus.OPEN.value
-            changes.update(workflow.enrich_on_message(self, found, event))
+            changes.update(await workflow.enrich_on_message(self, found, event))
             updated = await db.increment(self.tickets, found["_id"], "message_count", also=changes)
             if "status" in changes:
                 await self._add_event(

@@ -85,8 +85,9 @@ async def route_new(service: TicketService, event: InboundMessage, now: datetime
     }
 
 
-def enrich_on_message(service: TicketService, ticket: dict[str, Any], event: InboundMessage) -> dict[str, Any]:
-    """What a later message adds: searchable text, a place if none was known, a route if none was found."""
+async def enrich_on_message(service: TicketService, ticket: dict[str, Any], event: InboundMessage) -> dict[str, Any]:
+    """What a later message adds: searchable text, a place if none was known, a route if none was found (with the
+    department's next agent in turn, as a ticket routed on arrival gets)."""
     changes: dict[str, Any] = {"search_text": _search_text(ticket.get("search_text") or "", event)}
     if not ticket.get("summary") and event.text:
         changes["summary"] = event.text[:280]
@@ -110,6 +111,8 @@ def enrich_on_message(service: TicketService, ticket: dict[str, Any], event: Inb
                 forwarded_to=routing.forward_to,
             )
             changes["due_at"] = compute_due({**ticket, **changes}, service)
+            if not ticket.get("assignee") and (agent := await round_robin(service, routing.department)):
+                changes["assignee"] = agent
     return changes
 
 
