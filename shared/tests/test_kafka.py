@@ -130,23 +130,71 @@ async def test_batches_go_to_the_batch_handler_and_a_bad_record_is_set_aside_alo
         assert list(dict.fromkeys(seen)) == expected
         assert any(size > 1 for size in batch_sizes), "the batch handler should have been used"
 
-        dlq = AIOKafkaConsumer(
-            topics.DEAD_LETTER, bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="earliest"
-        )
-        await dlq.start()
-        try:
-            batches = await dlq.getmany(timeout_ms=3000)
-            reasons = [
-                dict(r.headers)["x-error-reason"]
-                for rs in batches.values()
-                for r in rs
-                if dict(r.headers).get("x-origin-topic") == topic.encode()
-            ]
-        finally:
-            await dlq.stop()
-        assert sorted(reasons) == [b"handler_error", b"invalid_event"]
+        assert sorted(await _dead_letter_reasons(settings, topic)) == [b"handler_error", b"invalid_event"]
     finally:
         await publisher.stop()
+
+
+async def _dead_letter_reasons(settings: ServiceSettings, topic: str) -> list[bytes]:
+    """Why each record of `topic` in the dead-letter topic was set aside."""
+    dlq = AIOKafkaConsumer(
+        topics.DEAD_LETTER, bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="earliest"
+    )
+    await dlq.start()
+    try:
+        batches = await dlq.getmany(timeout_ms=3000)
+        return [
+            dict(r.headers)["x-error-reason"]
+            for rs in batches.values()
+            for r in rs
+            if dict(r.headers).get("x-origin-topic") == topic.encode()
+        ]
+    finally:
+        await dlq.stop()
+
+
+async def test_a_batch_failing_on_the_database_waits_and_retries_whole_and_sets_nothing_aside(
+    settings: ServiceSettings,
+) -> None:
+    """The database is away (a connection refused): the batch is retried as it was, not split into records that
+    would each fail too, and once the database answers every record is handled once; none is dead-lettered."""
+    tag = f"transient-{id(settings)}"
+    topic = f"test.transient.{tag}"
+    publisher = Publisher(settings)
+    handled: list[str] = []
+    attempts: list[int] = []
+    one_by_one: list[str] = []
+
+    async def handle(event: InboundMessage, _record: object) -> None:
+        one_by_one.append(event.platform_message_id)
+
+    async def handle_batch(events: list[InboundMessage]) -> None:
+        attempts.append(len(events))
+        if len(attempts) <= 3:
+            raise ConnectionRefusedError("the database is restarting")
+        handled.extend(e.platform_message_id for e in events)
+
+    try:
+        await publisher.publish_many([(topic, _message(n, tag), b"kt") for n in range(10)])
+        loop = ConsumerLoop(
+            settings,
+            group_id=f"test-{tag}",
+            routes={topic: Route(InboundMessage, handle, batch=handle_batch)},
+            publisher=publisher,
+        )
+        task = asyncio.create_task(loop.run())
+        for _ in range(400):
+            if len(handled) >= 10:
+                break
+            await asyncio.sleep(0.05)
+        loop.stop()
+        await asyncio.wait_for(task, 10)
+    finally:
+        await publisher.stop()
+    assert handled == [f"kafka-test-{n}" for n in range(10)]
+    assert attempts[0] > 1 and attempts[:4] == [attempts[0]] * 4  # the same batch, whole, until it went through
+    assert one_by_one == []
+    assert await _dead_letter_reasons(settings, topic) == []
 
 
 async def test_with_gather_records_arriving_one_by_one_are_handled_together(settings: ServiceSettings) -> None:

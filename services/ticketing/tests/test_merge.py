@@ -47,3 +47,17 @@ async def test_replies_and_resolution_of_a_master_reach_every_reporter_on_their_
     assert (await app.client.get(f"/api/v1/tickets/{child}")).json()["status"] == "resolved"
     whatsapp_thread = (await app.client.get(f"/api/v1/tickets/{child}")).json()["messages"]
     assert text in [m["text"] for m in whatsapp_thread]  # the reporter's own ticket shows what they were told
+
+    # The WhatsApp reporter writes that it is not mended: their ticket, and the master the desk works, reopen.
+    again = InboundMessage(
+        channel=Channel.WHATSAPP,
+        platform_message_id=f"wamid.{new_id()}",
+        conversation_key=phone,
+        sender=Sender(channel_user_id=phone, display_name="Pak Hadi"),
+        text="Kreteg e durung didandani, isih retak",
+    )
+    await app.service.handle_inbound(again)
+    assert (await app.client.get(f"/api/v1/tickets/{child}")).json()["status"] == "open"
+    assert (await app.client.get(f"/api/v1/tickets/{master}")).json()["status"] == "open"
+    trail = (await app.client.get(f"/api/v1/tickets/{master}/events")).json()["items"]
+    assert {"status": ["resolved", "open"], "reopened_by": child} in [e["data"] for e in trail]

@@ -175,11 +175,11 @@ async def after_citizen_reopened(service: TicketService, ticket: dict[str, Any],
     await service.tickets.update_one({"_id": ticket["_id"]}, {"$unset": {"resolved_at": "", "survey_asked_at": ""}})
     master = ticket.get("merged_into")
     if master:
-        reopened = await service.tickets.find_one_and_update(
+        reopened = await service.tickets.update_one(
             {"_id": master, "status": TicketStatus.RESOLVED.value},
             {"$set": {"status": TicketStatus.OPEN.value, "updated_at": now}, "$unset": {"resolved_at": ""}},
         )
-        if reopened is not None:
+        if reopened.modified_count:
             await service._add_event(
                 master,
                 TicketEventType.UPDATED,
