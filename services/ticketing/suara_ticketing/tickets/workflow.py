@@ -329,10 +329,12 @@ async def _follow_master(
             sets.update(resolved_at=now, survey_asked_at=now, satisfaction=None)
         else:
             sets["closed_at"] = now
-        before = await service.tickets.find_one_and_update(
-            {"_id": child, "status": {"$nin": [status.value, TicketStatus.CLOSED.value]}}, {"$set": sets}
-        )
-        if before is not None:
+        # Read, then update guarded by the status read: findAndModify reads every ticket on the embedded database.
+        before = await service.tickets.find_one({"_id": child}, {"status": 1})
+        if before is None or before["status"] in (status.value, TicketStatus.CLOSED.value):
+            continue
+        moved = await service.tickets.update_one({"_id": child, "status": before["status"]}, {"$set": sets})
+        if moved.modified_count:
             await service._add_event(
                 child, TicketEventType.UPDATED, actor=actor, data={"status": [before["status"], status.value]}
             )
