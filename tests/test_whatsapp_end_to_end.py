@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from suara_devstack.stack import Stack
+from suara_devstack.sandbox.whatsapp import MEDIA_PATH
+from suara_devstack.stack import SANDBOX_WA_TOKEN, Stack
 from suara_devstack.testing import eventually, url
 
 pytestmark = pytest.mark.e2e
@@ -500,10 +501,25 @@ async def test_a_photo_from_the_phone_is_viewable_by_the_agent(stack: Stack, htt
         "Lubang di Jl. Pemuda",
         media_id,
     )
-    media = await http.get(
-        url(stack, "ticketing", f"/api/v1/tickets/{ticket['reference']}/media/{media_id}"), headers=TOKEN
+
+    # Ticketing keeps the photo as it arrives, before anyone opens the ticket; Meta deletes it after 30 days.
+    async def downloaded() -> bool:
+        calls = (await http.get(url(stack, "sandbox", "/_sandbox/calls"))).json()
+        return any(c["path"] == MEDIA_PATH and c["query"].get("mid") == media_id for c in calls)
+
+    await eventually(downloaded, within=60, what="the photo fetched from Meta with no agent asking")
+    forgotten = await http.delete(
+        url(stack, "sandbox", f"/v23.0/{media_id}"), headers={"Authorization": f"Bearer {SANDBOX_WA_TOKEN}"}
     )
-    assert media.status_code == 200
+    assert forgotten.status_code == 200
+
+    async def viewed() -> httpx.Response | None:
+        answer = await http.get(
+            url(stack, "ticketing", f"/api/v1/tickets/{ticket['reference']}/media/{media_id}"), headers=TOKEN
+        )
+        return answer if answer.status_code == 200 else None
+
+    media = await eventually(viewed, within=60, what="the kept photo served after Meta deleted it")
     assert media.content == photo and media.headers["content-type"] == "image/jpeg"
 
 

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
+from gridfs.asynchronous import AsyncGridFSBucket
+from gridfs.errors import FileExists, NoFile
 from pymongo import AsyncMongoClient, InsertOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -23,19 +25,25 @@ from pymongo.errors import (
 Document = dict[str, Any]
 Database = AsyncDatabase[Document]
 Collection = AsyncCollection[Document]
+#: Files of any size, in chunks: `<name>.files` and `<name>.chunks` (GridFS).
+Bucket = AsyncGridFSBucket
 
 __all__ = [
+    "Bucket",
     "Collection",
     "Database",
     "Document",
     "DuplicateKeyError",
+    "FileExists",
     "GroupWrites",
     "MongoUnavailable",
+    "NoFile",
     "PyMongoError",
     "ReturnDocument",
     "UpdateOne",
     "close",
     "connect",
+    "files",
     "find_in",
     "increment",
     "is_unavailable",
@@ -63,6 +71,12 @@ def connect(uri: str, *, timeout_ms: int = 5000) -> tuple[AsyncMongoClient[Docum
         appname="suara",
     )
     return client, client.get_default_database(default="suara")
+
+
+def files(database: Database, name: str) -> Bucket:
+    """A bucket of files kept in the database itself (GridFS): replicated and backed up with it, and the same for
+    every pod, where a pod's disk is neither."""
+    return AsyncGridFSBucket(database, bucket_name=name)
 
 
 async def ping(db: Database) -> bool:

@@ -39,7 +39,8 @@ class Settings(ServiceSettings):
     #: unset in production: Open311 submissions are refused.
     open311_api_keys: SecretStr | None = None
     #: Citizens' media (WhatsApp photos, voice notes…) is fetched from the Graph API with the channel's token,
-    #: refused over `media_max_bytes`, and cached under `<DATA_DIR>/media-cache` (suara_ticketing.media).
+    #: refused over `media_max_bytes`, and kept in the database (suara_ticketing.media); `<DATA_DIR>/media-scratch`
+    #: holds each file while it is checked.
     meta_graph_url: str = "https://graph.facebook.com"
     meta_graph_version: str = "v23.0"
     wa_phone_number_id: str | None = None

@@ -97,12 +97,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.routing = routing
         app.state.access = access
         app.state.canned = CannedService(database=database)
+        store = media.MediaStore(database, settings)
+        app.state.media = store
         tasks: list[asyncio.Task[None]] = []
         stop = asyncio.Event()
         loops: list[ConsumerLoop] = []
         try:
             with contextlib.suppress(*db.MongoUnavailable):
                 await service.ensure_indexes()
+                await store.ensure_indexes()
             if "consumer" in settings.roles:
                 # Citizens' messages and delivery statuses are consumed apart: a flood of statuses (three or
                 # four per reply) must never keep a citizen's message waiting behind it.
@@ -114,8 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         routes={
                             topics.INBOUND: Route(
                                 InboundMessage,
-                                lambda e, _r: _store_inbound(service, [e]),
-                                batch=lambda events: _store_inbound(service, events),
+                                lambda e, _r: _store_inbound(service, store, [e]),
+                                batch=lambda events: _store_inbound(service, store, events),
                             )
                         },
                     ),
@@ -135,7 +138,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     ),
                 ]
                 app.state.consumers = loops
-                tasks.append(asyncio.create_task(_indexes_then(service, loops)))
+                tasks.append(asyncio.create_task(_indexes_then(service, store, loops)))
+                tasks.append(asyncio.create_task(media.keeper(store, stop)))
                 tasks.append(asyncio.create_task(_relay(service, settings.outbox_retry_seconds, stop)))
                 tasks.append(asyncio.create_task(_sweep(service, settings.sweep_seconds, stop)))
             yield
@@ -185,8 +189,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def _store_inbound(service: TicketService, events: list[InboundMessage]) -> None:
-    """Store inbound messages, then record the end-to-end latency since Suara received each."""
+async def _store_inbound(service: TicketService, store: media.MediaStore, events: list[InboundMessage]) -> None:
+    """Store inbound messages (their files noted for the keeper first), then record the end-to-end latency since
+    Suara received each."""
+    await media.enqueue(store, events)
     if len(events) == 1:
         await service.handle_inbound(events[0])
     else:
@@ -197,12 +203,13 @@ async def _store_inbound(service: TicketService, events: list[InboundMessage]) -
         INBOUND_TO_TICKET_SECONDS.labels(event.channel.value).observe(max(0.0, (now - received).total_seconds()))
 
 
-async def _indexes_then(service: TicketService, loops: list[ConsumerLoop]) -> None:
+async def _indexes_then(service: TicketService, store: media.MediaStore, loops: list[ConsumerLoop]) -> None:
     """Make sure the indexes exist (waiting for the database if needed), then consume."""
     attempt = 0
     while True:
         try:
             await service.ensure_indexes()
+            await store.ensure_indexes()
             break
         except db.MongoUnavailable:
             attempt += 1

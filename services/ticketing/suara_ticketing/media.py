@@ -1,26 +1,31 @@
-"""Citizens' media on the ticket API: fetched from the channel's platform (WhatsApp: the two-step Graph download),
-checked against its sha256, refused over a size cap, cached on disk, then streamed to the agent."""
+"""Citizens' media: fetched from the channel's platform (WhatsApp: the two-step Graph download) as soon as the
+message is stored, checked against its sha256, refused over a size cap, and kept in the database with the ticket
+(WhatsApp deletes a citizen's file after 30 days; a complaint's photo is its evidence for longer), then streamed
+to the agent. A file not kept yet is fetched when an agent asks for it."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
-import json
 import logging
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Protocol
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 
-from suara_shared.events import Channel, new_id
+from suara_shared import db
+from suara_shared.events import Channel, InboundMessage, new_id, utcnow
 from suara_shared.graph import GraphClient, GraphError, PermanentGraphError, TokenInvalid
 from suara_shared.http import ApiError
+from suara_shared.kafka import backoff
 
 from .auth import CurrentUser
 from .config import Settings
@@ -33,8 +38,16 @@ router = APIRouter(prefix="/api/v1", tags=["media"])
 Reference = Annotated[str, PathParam(pattern=r"^[A-Z]{2,10}-\d{4}-\d{6}$", examples=["RMB-2026-000001"])]
 MediaId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9._-]{1,128}$", examples=["1472580369258147"])]
 
-#: The cache keeps at most this much; the least recently used files go first.
-CACHE_MAX_BYTES = 1024 * 1024 * 1024
+#: The GridFS bucket of citizens' files (`media.files`, `media.chunks`), one per (channel, media id).
+BUCKET = "media"
+#: Files still to keep: one document per file, `due` when its next attempt is.
+PENDING = "media_pending"
+#: How long a keeper's claim on a pending file holds before another may try it.
+CLAIM = timedelta(minutes=5)
+#: The longest wait between attempts at a file the platform would not give now (unreachable, token refused).
+RETRY_CAP = timedelta(hours=1)
+#: Files a keeper claims at once.
+KEEP_BATCH = 8
 _CHUNK = 64 * 1024
 
 
@@ -141,53 +154,167 @@ def _whatsapp(settings: Settings) -> MediaSource | None:
 SOURCES: dict[str, Callable[[Settings], MediaSource | None]] = {Channel.WHATSAPP.value: _whatsapp}
 
 
-class MediaCache:
-    """Files by (channel, media id) under one folder, each with its MediaInfo; bounded, oldest use out first."""
+class NotFetchable(Exception):
+    """The channel's files are not fetched by id (only WhatsApp's are; the others carry the platform's link)."""
 
-    def __init__(self, root: Path, *, max_bytes: int = CACHE_MAX_BYTES) -> None:
-        self.root = root
-        self.max_bytes = max_bytes
 
-    def _paths(self, channel: str, media_id: str) -> tuple[Path, Path]:
-        key = hashlib.sha256(f"{channel}:{media_id}".encode()).hexdigest()[:40]
-        return self.root / f"{key}.bin", self.root / f"{key}.json"
+class NotConfigured(Exception):
+    """The channel has no credentials to fetch its files with."""
 
-    def get(self, channel: str, media_id: str) -> tuple[Path, MediaInfo] | None:
-        data, meta = self._paths(channel, media_id)
-        try:
-            info = MediaInfo(**json.loads(meta.read_text()))
-            if data.stat().st_size != info.size:
-                return None
-            os.utime(data)  # recently used: evicted last
-        except (OSError, ValueError, TypeError):
+
+def _key(channel: str, media_id: str) -> str:
+    return f"{channel}:{media_id}"
+
+
+def _info(meta: Mapping[str, Any]) -> MediaInfo:
+    return MediaInfo(
+        mime_type=str(meta.get("mime_type") or "application/octet-stream"),
+        size=int(meta.get("size") or 0),
+        sha256=str(meta.get("sha256") or ""),
+        filename=meta.get("filename"),
+    )
+
+
+class MediaStore:
+    """Citizens' files kept in the database (GridFS), each named by its channel and media id in its metadata's
+    `key` (unique): two keepers fetching one file at once keep it once, and a keeper that died mid-upload leaves
+    chunks no file names rather than a file that cannot be read."""
+
+    def __init__(self, database: db.Database, settings: Settings) -> None:
+        self._bucket = db.files(database, BUCKET)
+        self._files = database[f"{BUCKET}.files"]
+        self.pending = database[PENDING]
+        self._settings = settings
+
+    async def ensure_indexes(self) -> None:
+        await self._files.create_index("metadata.key", unique=True)
+        await self.pending.create_index("due")
+
+    async def open(self, channel: str, media_id: str) -> tuple[MediaInfo, Any] | None:
+        """The kept file and a stream of its bytes; None when it is not kept."""
+        found = await self._files.find_one({"metadata.key": _key(channel, media_id)}, {"metadata": 1})
+        if found is None:
             return None
-        return data, info
+        try:
+            stream = await self._bucket.open_download_stream(found["_id"])
+        except db.NoFile:
+            return None
+        return _info(found.get("metadata") or {}), stream
 
-    def scratch(self) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
-        return self.root / f".part-{new_id()}"
-
-    def put(self, channel: str, media_id: str, scratch: Path, info: MediaInfo) -> Path:
-        data, meta = self._paths(channel, media_id)
-        os.replace(scratch, data)
-        part = self.root / f".part-{new_id()}.json"
-        part.write_text(json.dumps(asdict(info)))
-        os.replace(part, meta)
-        self._evict(keep=data)
-        return data
-
-    def _evict(self, *, keep: Path) -> None:
-        files = sorted(self.root.glob("*.bin"), key=lambda p: p.stat().st_mtime)
-        total = sum(p.stat().st_size for p in files)
-        for path in files:
-            if total <= self.max_bytes:
-                break
-            if path == keep:
-                continue
-            total -= path.stat().st_size
+    async def keep(self, channel: str, attachment: Mapping[str, Any]) -> MediaInfo:
+        """Fetch one attachment from its platform into the database, unless it is there already. Raises what the
+        fetch raises (MediaTooLarge, MediaCorrupted, GraphError), NotFetchable or NotConfigured."""
+        media_id = str(attachment["media_id"])
+        key = _key(channel, media_id)
+        kept = await self._files.find_one({"metadata.key": key}, {"metadata": 1})
+        if kept is not None:
+            return _info(kept.get("metadata") or {})
+        factory = SOURCES.get(channel)
+        if factory is None:
+            raise NotFetchable(channel)
+        source = factory(self._settings)
+        if source is None:
+            raise NotConfigured(channel)
+        folder = Path(self._settings.data_dir) / "media-scratch"
+        folder.mkdir(parents=True, exist_ok=True)
+        scratch = folder / f".part-{new_id()}"
+        try:
+            info = await source.fetch(attachment, dest=scratch, max_bytes=self._settings.media_max_bytes)
+            upload = self._bucket.open_upload_stream(info.filename or media_id, metadata={"key": key, **asdict(info)})
+            try:
+                with scratch.open("rb") as data:
+                    await upload.write(data)
+                await upload.close()
+            except db.FileExists:  # kept meanwhile by another keeper: drop this copy's chunks
+                with contextlib.suppress(db.NoFile):
+                    await self._bucket.delete(upload._id)
+            return info
+        finally:
             with contextlib.suppress(OSError):
-                path.unlink()
-                path.with_suffix(".json").unlink()
+                scratch.unlink(missing_ok=True)
+
+
+def _gone(exc: GraphError) -> bool:
+    """The platform no longer has the file (WhatsApp keeps a citizen's file 30 days)."""
+    return not exc.transient and not isinstance(exc, TokenInvalid) and (exc.code == 100 or exc.status in (404, 410))
+
+
+def _fetchable(events: Iterable[InboundMessage]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (event.channel.value, attachment.model_dump(mode="json", exclude_none=True))
+        for event in events
+        if event.channel.value in SOURCES
+        for attachment in event.attachments
+        if attachment.media_id
+    ]
+
+
+async def enqueue(store: MediaStore, events: Iterable[InboundMessage]) -> None:
+    """Note the citizens' files of these messages for the keeper, before the messages are stored: a crash in between
+    leaves a file to keep for a message its redelivery stores, never a message whose file nobody fetches."""
+    files = _fetchable(events)
+    if not files:
+        return
+    now = utcnow()
+    await store.pending.bulk_write(
+        [
+            db.UpdateOne(
+                {"_id": _key(channel, attachment["media_id"])},
+                {"$setOnInsert": {"channel": channel, "attachment": attachment, "due": now, "attempts": 0}},
+                upsert=True,
+            )
+            for channel, attachment in files
+        ],
+        ordered=False,
+    )
+
+
+async def keep_due(store: MediaStore) -> int:
+    """Keep the files whose attempt is due, each claimed first; returns how many were kept."""
+    now = utcnow()
+    due = await store.pending.find({"due": {"$lte": now}}).sort("due", 1).to_list(KEEP_BATCH)
+    kept = 0
+    for doc in due:
+        claimed = await store.pending.update_one({"_id": doc["_id"], "due": doc["due"]}, {"$set": {"due": now + CLAIM}})
+        if not claimed.modified_count:
+            continue  # another keeper took it
+        where = {"media_id": doc["attachment"].get("media_id"), "channel": doc["channel"]}
+        try:
+            await store.keep(doc["channel"], doc["attachment"])
+            kept += 1
+        except (MediaTooLarge, MediaCorrupted, NotFetchable) as exc:
+            log.warning("citizen's file not kept", extra={**where, "reason": type(exc).__name__})
+        except GraphError as exc:
+            if not _gone(exc):
+                attempts = int(doc.get("attempts") or 0) + 1
+                wait = min(RETRY_CAP.total_seconds(), backoff(attempts, base=2.0, cap=RETRY_CAP.total_seconds()))
+                log.warning(
+                    "citizen's file not fetched; will retry",
+                    extra={**where, "code": exc.code_text, "retry_in_s": round(wait, 1)},
+                )
+                await store.pending.update_one(
+                    {"_id": doc["_id"]}, {"$set": {"due": utcnow() + timedelta(seconds=wait), "attempts": attempts}}
+                )
+                continue
+            log.warning("citizen's file gone from the platform before it was kept", extra=where)
+        except NotConfigured:
+            await store.pending.update_one({"_id": doc["_id"]}, {"$set": {"due": utcnow() + RETRY_CAP}})
+            continue
+        await store.pending.delete_one({"_id": doc["_id"]})
+    return kept
+
+
+async def keeper(store: MediaStore, stop: Any, *, every: float = 2.0) -> None:
+    """Keep citizens' files as they arrive, until `stop` (an asyncio.Event) is set."""
+    while not stop.is_set():
+        try:
+            busy = await keep_due(store) > 0
+        except db.PyMongoError as exc:
+            log.warning("media keeper: database unavailable", extra={"error": type(exc).__name__})
+            busy = False
+        if not busy:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every)
 
 
 def _find_attachment(ticket: Mapping[str, Any], media_id: str) -> tuple[str, Mapping[str, Any]] | None:
@@ -200,19 +327,19 @@ def _find_attachment(ticket: Mapping[str, Any], media_id: str) -> tuple[str, Map
 
 @router.get(
     "/tickets/{reference}/media/{media_id}",
-    response_class=FileResponse,
+    response_class=StreamingResponse,
     responses={
         200: {"description": "the file, with its MIME type", "content": {"application/octet-stream": {}}},
         404: {"description": "no such ticket, or no such media on it"},
-        410: {"description": "the platform no longer has the file"},
+        410: {"description": "the platform no longer has the file, and it was not kept"},
         502: {"description": "the platform's file is over the size cap, corrupted, or its token was refused"},
         503: {"description": "the platform is unreachable or the channel has no credentials; retry later"},
     },
 )
-async def get_media(request: Request, user: CurrentUser, reference: Reference, media_id: MediaId) -> FileResponse:
+async def get_media(request: Request, user: CurrentUser, reference: Reference, media_id: MediaId) -> StreamingResponse:
     """A photo, voice note, video, document or sticker a citizen sent on this ticket (ids in `attachments`)."""
     service: TicketService = request.app.state.tickets
-    settings: Settings = request.app.state.settings
+    store: MediaStore = request.app.state.media
     try:
         ticket = await service.get(reference, principal=user)
     except NotFound:
@@ -221,35 +348,43 @@ async def get_media(request: Request, user: CurrentUser, reference: Reference, m
     if found is None:
         raise ApiError(404, "media_not_found", f"ticket {reference} has no media {media_id}")
     channel, attachment = found
-    cache = MediaCache(Path(settings.data_dir) / "media-cache")
-    cached = cache.get(channel, media_id)
-    if cached is None:
-        cached = await _fetch(settings, cache, channel, attachment, reference=reference)
-    path, info = cached
-    return FileResponse(
-        path,
-        media_type=info.mime_type,
-        filename=info.filename,
-        content_disposition_type="inline",
-        headers={"X-Content-SHA256": info.sha256, "Cache-Control": "private, max-age=3600"},
-    )
+    opened = await store.open(channel, media_id)
+    if opened is None:
+        await _keep_now(store, request.app.state.settings, channel, attachment, reference=reference)
+        opened = await store.open(channel, media_id)
+    if opened is None:  # kept and removed in between: nothing removes kept files
+        raise ApiError(503, "media_unavailable", "the file could not be read back; retry later")
+    info, stream = opened
+    headers = {
+        "Content-Length": str(stream.length),
+        "X-Content-SHA256": info.sha256,
+        "Cache-Control": "private, max-age=3600",
+        "Content-Disposition": "inline" + (f"; filename*=utf-8''{quote(info.filename)}" if info.filename else ""),
+    }
+    return StreamingResponse(_chunks(stream), media_type=info.mime_type, headers=headers)
 
 
-async def _fetch(
-    settings: Settings, cache: MediaCache, channel: str, attachment: Mapping[str, Any], *, reference: str
-) -> tuple[Path, MediaInfo]:
-    factory = SOURCES.get(channel)
-    if factory is None:
-        raise ApiError(404, "media_not_fetchable", f"media of the {channel} channel cannot be fetched by id")
-    source = factory(settings)
-    if source is None:
-        raise ApiError(503, "channel_not_configured", f"the {channel} channel has no credentials to fetch media")
-    media_id = str(attachment["media_id"])
-    scratch = cache.scratch()
-    where = {"reference": reference, "media_id": media_id, "channel": channel}
+async def _chunks(stream: Any) -> AsyncIterator[bytes]:
     try:
-        info = await source.fetch(attachment, dest=scratch, max_bytes=settings.media_max_bytes)
-        return cache.put(channel, media_id, scratch, info), info
+        while chunk := await stream.readchunk():
+            yield chunk
+    finally:
+        await stream.close()
+
+
+async def _keep_now(
+    store: MediaStore, settings: Settings, channel: str, attachment: Mapping[str, Any], *, reference: str
+) -> None:
+    """Fetch a file an agent asks for that is not kept yet, answering the platform's refusals as API errors."""
+    where = {"reference": reference, "media_id": attachment.get("media_id"), "channel": channel}
+    try:
+        await store.keep(channel, attachment)
+    except NotFetchable:
+        raise ApiError(404, "media_not_fetchable", f"media of the {channel} channel cannot be fetched by id") from None
+    except NotConfigured:
+        raise ApiError(
+            503, "channel_not_configured", f"the {channel} channel has no credentials to fetch media"
+        ) from None
     except MediaTooLarge:
         raise ApiError(
             502, "media_too_large", f"the file is over the {settings.media_max_bytes}-byte limit (MEDIA_MAX_BYTES)"
@@ -264,9 +399,6 @@ async def _fetch(
         log.warning("media not fetched", extra={**where, "code": exc.code_text, "fbtrace_id": exc.fbtrace_id})
         if exc.transient:
             raise ApiError(503, "media_unavailable", f"{channel} is unavailable; retry later") from None
-        if exc.code == 100 or exc.status in (404, 410):
+        if _gone(exc):
             raise ApiError(410, "media_gone", f"{channel} no longer has this file (media is kept 30 days)") from None
         raise ApiError(502, "media_unavailable", f"{channel} refused the download: {exc.detail_text}") from None
-    finally:
-        with contextlib.suppress(OSError):
-            scratch.unlink(missing_ok=True)

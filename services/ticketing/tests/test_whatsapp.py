@@ -31,7 +31,7 @@ from suara_shared.events import (
     new_id,
     utcnow,
 )
-from suara_ticketing import window
+from suara_ticketing import media, window
 
 from .conftest import App, outbound_for, running, settings_for, web_message
 
@@ -113,7 +113,7 @@ async def _ticket_with_photo(app: App, sandbox: str, content: bytes, **upload: s
     return reference, media
 
 
-async def test_media_streams_through_the_two_step_download_checked_and_cached(wa_app: App, sandbox: str) -> None:
+async def test_media_streams_through_the_two_step_download_checked_and_kept(wa_app: App, sandbox: str) -> None:
     reference, media = await _ticket_with_photo(wa_app, sandbox, PHOTO)
     ticket = (await wa_app.client.get(f"/api/v1/tickets/{reference}")).json()
     assert ticket["messages"][0]["attachments"][0]["media_id"] == media["id"]
@@ -126,7 +126,7 @@ async def test_media_streams_through_the_two_step_download_checked_and_cached(wa
     calls = await _media_calls(sandbox)
     assert calls == [("GET", f"/v23.0/{media['id']}"), ("GET", "/whatsapp_business/attachments/")]
 
-    # Meta deletes media after 30 days; the cached copy is still served, and Meta is not asked again.
+    # Meta deletes media after 30 days; the kept copy is still served, and Meta is not asked again.
     async with httpx.AsyncClient() as http:
         await http.delete(f"{sandbox}/v23.0/{media['id']}", headers=SANDBOX_TOKEN)
     again = await wa_app.client.get(f"/api/v1/tickets/{reference}/media/{media['id']}")
@@ -134,16 +134,70 @@ async def test_media_streams_through_the_two_step_download_checked_and_cached(wa
     assert await _media_calls(sandbox) == calls
 
 
+async def test_a_citizens_photo_is_kept_as_it_arrives_and_served_after_meta_deleted_it(
+    wa_app: App, sandbox: str
+) -> None:
+    """The keeper fetches a photo as soon as its message is noted, before any agent opens the ticket: an agent who
+    first opens it after Meta's 30 days still sees the citizen's evidence. A file Meta is briefly unable to give
+    is tried again later; one it no longer has is given up, and the agent is told so."""
+    store = media.MediaStore(wa_app.service.db, wa_app.settings)
+    await store.ensure_indexes()
+    kept_photo, gone_photo, later_photo = PHOTO, PHOTO[::-1], PHOTO + b"later"
+    uploads = [await _upload(sandbox, content) for content in (kept_photo, gone_photo, later_photo)]
+    events = [
+        wa_message(
+            f"628123456809{n}",
+            "Ini fotonya",
+            attachment=Attachment(
+                kind=MessageKind.IMAGE, media_id=up["id"], mime_type="image/jpeg", sha256=up["sha256"]
+            ),
+        )
+        for n, up in enumerate(uploads)
+    ]
+    await media.enqueue(store, events)
+    await media.enqueue(store, events[:1])  # the same message redelivered: one file to keep
+    for event in events:
+        await wa_app.service.handle_inbound(event)
+    # Meta unreachable: nothing kept, everything tried again later.
+    unreachable = media.MediaStore(
+        wa_app.service.db, wa_app.settings.model_copy(update={"meta_graph_url": "http://127.0.0.1:9"})
+    )
+    assert await media.keep_due(unreachable) == 0
+    pending = await store.pending.find({}).sort("_id", 1).to_list(None)
+    assert sorted((p["_id"], p["attempts"]) for p in pending) == sorted((f"whatsapp:{u['id']}", 1) for u in uploads)
+    assert all(p["due"] > utcnow() for p in pending)
+    await store.pending.update_many({}, {"$set": {"due": utcnow()}})
+    async with httpx.AsyncClient() as http:
+        await http.delete(f"{sandbox}/v23.0/{uploads[1]['id']}", headers=SANDBOX_TOKEN)  # gone before it was kept
+    assert await media.keep_due(store) == 2
+    assert await store.pending.count_documents({}) == 0
+    downloads = [c for c in await _media_calls(sandbox) if c[1] == "/whatsapp_business/attachments/"]
+    assert len(downloads) == 2
+
+    async with httpx.AsyncClient() as http:
+        for up in (uploads[0], uploads[2]):
+            await http.delete(f"{sandbox}/v23.0/{up['id']}", headers=SANDBOX_TOKEN)  # Meta's 30 days are over
+    items = (await wa_app.client.get("/api/v1/tickets", params={"limit": 10})).json()["items"]
+    reference = {t["citizen"]["channel_user_id"]: t["reference"] for t in items}
+    for n, up, content in ((0, uploads[0], kept_photo), (2, uploads[2], later_photo)):
+        served = await wa_app.client.get(f"/api/v1/tickets/{reference[f'628123456809{n}']}/media/{up['id']}")
+        assert served.status_code == 200 and served.content == content
+        assert served.headers["content-type"] == "image/jpeg" and served.headers["content-length"] == str(len(content))
+    gone = await wa_app.client.get(f"/api/v1/tickets/{reference['6281234568091']}/media/{uploads[1]['id']}")
+    assert gone.status_code == 410 and gone.json()["error_code"] == "media_gone"
+
+
 async def test_media_whose_bytes_do_not_match_their_sha256_is_refused_and_not_kept(
     wa_app: App, sandbox: str, tmp_path: Path
 ) -> None:
     wrong = base64.b64encode(hashlib.sha256(b"another file").digest()).decode()
-    reference, media = await _ticket_with_photo(wa_app, sandbox, PHOTO, sha256=wrong)
+    reference, uploaded = await _ticket_with_photo(wa_app, sandbox, PHOTO, sha256=wrong)
 
-    response = await wa_app.client.get(f"/api/v1/tickets/{reference}/media/{media['id']}")
+    response = await wa_app.client.get(f"/api/v1/tickets/{reference}/media/{uploaded['id']}")
 
     assert response.status_code == 502 and response.json()["error_code"] == "media_integrity_error"
-    assert not [p for p in (tmp_path / "media-cache").iterdir() if p.suffix == ".bin" or p.name.startswith(".part")]
+    assert list((tmp_path / "media-scratch").iterdir()) == []
+    assert await media.MediaStore(wa_app.service.db, wa_app.settings).open("whatsapp", uploaded["id"]) is None
 
 
 async def test_media_over_the_cap_is_refused_before_it_is_downloaded(wa_app: App, sandbox: str) -> None:
