@@ -292,7 +292,8 @@ async def test_a_comment_edited_then_removed_is_kept_on_its_ticket_and_a_reply_f
     user = _user_of(posted["thread"])
     await _ticket(http, stack, "facebook", user, lambda t: _sent(t, "acknowledgement"), "the acknowledgement")
     comment = f"/_sandbox/social/comments/{posted['id']}"
-    edited = "Jalan di Desa Sumberjo berlubang besar, sudah dua bulan, dekat SD."
+    tag = secrets.token_hex(4)
+    edited = f"Jalan di Desa Sumberjo berlubang besar, sudah dua bulan, dekat SD {tag}."
     for _ in range(2):  # the same edit twice, as a webhook Meta delivers again
         assert (await http.put(url(stack, "sandbox", comment), json={"text": edited})).status_code == 200
 
@@ -302,6 +303,8 @@ async def test_a_comment_edited_then_removed_is_kept_on_its_ticket_and_a_reply_f
     ticket = await _ticket(http, stack, "facebook", user, lambda t: inbound(t)["text"] == edited, "the edit")
     assert [(e["before"], e["text"]) for e in inbound(ticket)["edits"]] == [(original, edited)]
     assert not inbound(ticket).get("removed")
+    found = await http.get(url(stack, "ticketing", "/api/v1/tickets"), headers=TOKEN, params={"q": tag})
+    assert [t["reference"] for t in found.json()["items"]] == [ticket["reference"]]  # the new words find it
     seq = await _last_seq(http, stack)
     assert (await http.delete(url(stack, "sandbox", comment))).status_code == 200
     ticket = await _ticket(http, stack, "facebook", user, lambda t: bool(inbound(t).get("removed")), "the removal")

@@ -4,6 +4,8 @@ commits after processing, and poison messages set aside in the dead-letter topic
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
@@ -21,6 +23,28 @@ def _message(n: int, conversation: str = "c1") -> InboundMessage:
         sender=Sender(channel_user_id="u1"),
         text=f"pesan nomor {n}",
     )
+
+
+def _consuming(
+    settings: ServiceSettings, publisher: Publisher, topic: str, group: str, handle: Any, batch: Any, **options: Any
+) -> tuple[ConsumerLoop, asyncio.Task[None]]:
+    """A consumer loop of `topic` with a one-by-one and a batch handler, running."""
+    loop = ConsumerLoop(
+        settings,
+        group_id=group,
+        routes={topic: Route(InboundMessage, handle, batch=batch)},
+        publisher=publisher,
+        **options,
+    )
+    return loop, asyncio.create_task(loop.run())
+
+
+async def _until(done: Callable[[], bool], *, polls: int = 400) -> None:
+    """Wait until `done()` holds, polling every 50 ms at most `polls` times (the assertions after say what failed)."""
+    for _ in range(polls):
+        if done():
+            return
+        await asyncio.sleep(0.05)
 
 
 async def test_consumer_processes_in_order_and_dead_letters_poison(settings: ServiceSettings) -> None:
@@ -105,25 +129,13 @@ async def test_batches_go_to_the_batch_handler_and_a_bad_record_is_set_aside_alo
 
     try:
         await publisher.publish_many([(topic, message(i), b"kb") for i in range(20)])
-        loop = ConsumerLoop(
-            settings,
-            group_id=f"test-{tag}",
-            routes={topic: Route(InboundMessage, handle, batch=handle_batch)},
-            publisher=publisher,
-        )
-        task = asyncio.create_task(loop.run())
-        for _ in range(400):
-            if len(seen) >= 20:
-                break
-            await asyncio.sleep(0.05)
+        loop, task = _consuming(settings, publisher, topic, f"test-{tag}", handle, handle_batch)
+        await _until(lambda: len(seen) >= 20)
         await publisher.send_raw([(topic, b"kb", b"{not json", ())])
         await publisher.publish_many([(topic, message(i), b"kb") for i in range(20, 30)])
         await publisher.publish(topic, message(30, "boom"), key=b"kb")
         await publisher.publish_many([(topic, message(i), b"kb") for i in range(31, 40)])
-        for _ in range(400):
-            if len(set(seen)) >= 39:
-                break
-            await asyncio.sleep(0.05)
+        await _until(lambda: len(set(seen)) >= 39)
         loop.stop()
         await asyncio.wait_for(task, 10)
         expected = [f"{tag}-{i:03d}" for i in range(40) if i != 30]
@@ -176,17 +188,8 @@ async def test_a_batch_failing_on_the_database_waits_and_retries_whole_and_sets_
 
     try:
         await publisher.publish_many([(topic, _message(n, tag), b"kt") for n in range(10)])
-        loop = ConsumerLoop(
-            settings,
-            group_id=f"test-{tag}",
-            routes={topic: Route(InboundMessage, handle, batch=handle_batch)},
-            publisher=publisher,
-        )
-        task = asyncio.create_task(loop.run())
-        for _ in range(400):
-            if len(handled) >= 10:
-                break
-            await asyncio.sleep(0.05)
+        loop, task = _consuming(settings, publisher, topic, f"test-{tag}", handle, handle_batch)
+        await _until(lambda: len(handled) >= 10)
         loop.stop()
         await asyncio.wait_for(task, 10)
     finally:
@@ -224,26 +227,13 @@ async def test_with_gather_records_arriving_one_by_one_are_handled_together(sett
 
     try:
         await publisher.publish(topic, message(0), key=b"kg")
-        loop = ConsumerLoop(
-            settings,
-            group_id=f"test-{tag}",
-            routes={topic: Route(InboundMessage, handle, batch=handle_batch)},
-            publisher=publisher,
-            gather_seconds=5.0,
-        )
-        task = asyncio.create_task(loop.run())
-        for _ in range(400):
-            if calls:
-                break
-            await asyncio.sleep(0.05)
+        loop, task = _consuming(settings, publisher, topic, f"test-{tag}", handle, handle_batch, gather_seconds=5.0)
+        await _until(lambda: bool(calls))
         assert calls == [[f"{tag}-000"]]
         for n in range(1, 11):
             await publisher.publish(topic, message(n), key=b"kg")
             await asyncio.sleep(0.05)
-        for _ in range(200):
-            if sum(len(c) for c in calls) >= 11:
-                break
-            await asyncio.sleep(0.05)
+        await _until(lambda: sum(len(c) for c in calls) >= 11, polls=200)
         assert [m for c in calls for m in c] == [f"{tag}-{n:03d}" for n in range(11)]
         assert len(calls) <= 3, calls
         loop.stop()  # now letting records gather for 5 s

@@ -54,6 +54,16 @@ async def _sends(sandbox: str, recipient: str) -> list[dict[str, Any]]:
     return [c["body"] for c in calls if c["path"].endswith("/messages") and c["body"]["recipient"] == {"id": recipient}]
 
 
+async def _refused(adapter: MetaMessagingAdapter, reply: OutboundReply) -> PermanentSendError:
+    """What the adapter refuses this reply with (it must refuse it), the adapter closed after."""
+    try:
+        with pytest.raises(PermanentSendError) as failed:
+            await adapter.send(reply)
+    finally:
+        await adapter.aclose()
+    return failed.value
+
+
 @pytest.mark.parametrize("channel", [Channel.FACEBOOK, Channel.INSTAGRAM])
 async def test_inside_24_hours_a_dm_is_a_response(sandbox: str, channel: Channel) -> None:
     adapter = _adapter(sandbox, channel)
@@ -90,15 +100,10 @@ async def test_between_24_hours_and_7_days_a_dm_carries_the_human_agent_tag(sand
 
 @pytest.mark.parametrize("channel", [Channel.FACEBOOK, Channel.INSTAGRAM])
 async def test_after_7_days_a_dm_fails_window_closed_without_calling_meta(sandbox: str, channel: Channel) -> None:
-    adapter = _adapter(sandbox, channel)
     reply = _dm(channel, citizen_wrote=utcnow() - timedelta(days=7, minutes=5))
-    try:
-        with pytest.raises(PermanentSendError) as failed:
-            await adapter.send(reply)
-    finally:
-        await adapter.aclose()
-    assert failed.value.code == "window_closed"
-    assert failed.value.detail is not None and "over 7 days old" in failed.value.detail
+    failed = await _refused(_adapter(sandbox, channel), reply)
+    assert failed.code == "window_closed"
+    assert failed.detail is not None and "over 7 days old" in failed.detail
     assert await _sends(sandbox, reply.recipient) == []
 
 
@@ -137,12 +142,6 @@ async def test_a_reply_on_a_comment_thread_with_no_comment_left_fails_comment_re
         ticket_reference="RMB-2026-000043",
         window_expires_at=utcnow() + timedelta(hours=20),
     )
-    adapter = _adapter(sandbox, channel)
-    try:
-        with pytest.raises(PermanentSendError) as failed:
-            await adapter.send(reply)
-    finally:
-        await adapter.aclose()
-    assert failed.value.code == "comment_removed"
+    assert (await _refused(_adapter(sandbox, channel), reply)).code == "comment_removed"
     async with httpx.AsyncClient() as http:
         assert (await http.get(f"{sandbox}/_sandbox/calls")).json() == []

@@ -13,6 +13,7 @@ from suara_shared import db
 from suara_shared.events import DELIVERY_RANK, DeliveryState, DeliveryStatus, InboundMessage, utcnow
 
 from . import conversations, deliveries
+from .tickets import workflow
 
 if TYPE_CHECKING:
     from .tickets.service import TicketService
@@ -119,7 +120,11 @@ async def _record_edit(service: TicketService, event: InboundMessage) -> bool:
     update["$push"] = {"edits": change}
     written = await service.messages.update_one({"_id": key, "edits.id": {"$ne": event.platform_message_id}}, update)
     if written.modified_count and found.get("ticket"):
-        await service.tickets.update_one({"_id": found["ticket"]}, {"$set": {"updated_at": utcnow()}})
+        changes: dict[str, Any] = {"updated_at": utcnow()}
+        if not removed:  # the new words find the ticket too; the old ones still do
+            ticket = await service.tickets.find_one({"_id": found["ticket"]}, {"search_text": 1})
+            changes["search_text"] = workflow.searchable((ticket or {}).get("search_text") or "", event)
+        await service.tickets.update_one({"_id": found["ticket"]}, {"$set": changes})
     return True
 
 

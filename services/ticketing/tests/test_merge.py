@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from suara_shared.events import Channel, InboundMessage, Sender, new_id
+from suara_shared.events import Channel, new_id
 
-from .conftest import App, outbound_for, web_message
+from .conftest import App, outbound_for, web_message, whatsapp_message
 
 
 async def test_replies_and_resolution_of_a_master_reach_every_reporter_on_their_own_channel(app: App) -> None:
     web = web_message("Jembatan di Desa Tireman retak, bahaya dilewati")
     phone = f"62814{new_id()[:8]}"
-    whatsapp = InboundMessage(
-        channel=Channel.WHATSAPP,
-        platform_message_id=f"wamid.{new_id()}",
-        conversation_key=phone,
-        sender=Sender(channel_user_id=phone, display_name="Pak Hadi"),
-        text="Kreteg neng Tireman retak, mbebayani",
-    )
+    whatsapp = whatsapp_message("Kreteg neng Tireman retak, mbebayani", number=phone, name="Pak Hadi")
     await app.service.handle_inbound(web)
     await app.service.handle_inbound(whatsapp)
     items = {t["channel"]: t["reference"] for t in (await app.client.get("/api/v1/tickets")).json()["items"]}
@@ -51,14 +45,7 @@ async def test_replies_and_resolution_of_a_master_reach_every_reporter_on_their_
     assert text in [m["text"] for m in whatsapp_thread]  # the reporter's own ticket shows what they were told
 
     # The WhatsApp reporter writes that it is not mended: their ticket, and the master the desk works, reopen.
-    again = InboundMessage(
-        channel=Channel.WHATSAPP,
-        platform_message_id=f"wamid.{new_id()}",
-        conversation_key=phone,
-        sender=Sender(channel_user_id=phone, display_name="Pak Hadi"),
-        text="Kreteg e durung didandani, isih retak",
-    )
-    await app.service.handle_inbound(again)
+    await app.service.handle_inbound(whatsapp_message("Kreteg e durung didandani, isih retak", number=phone))
     assert (await app.client.get(f"/api/v1/tickets/{child}")).json()["status"] == "open"
     assert (await app.client.get(f"/api/v1/tickets/{master}")).json()["status"] == "open"
     trail = (await app.client.get(f"/api/v1/tickets/{master}/events")).json()["items"]

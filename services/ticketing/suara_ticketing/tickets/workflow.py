@@ -77,7 +77,7 @@ async def route_new(service: TicketService, event: InboundMessage, now: datetime
         "due_at": deadlines.due_at(now, days),
         "breached": False,
         "extensions": [],
-        "search_text": _search_text("", event),
+        "search_text": searchable("", event),
         "assignee": await round_robin(service, routing.department),
         "geo": {"lat": location.latitude, "long": location.longitude}
         if location and location.latitude is not None and location.longitude is not None
@@ -88,7 +88,7 @@ async def route_new(service: TicketService, event: InboundMessage, now: datetime
 async def enrich_on_message(service: TicketService, ticket: dict[str, Any], event: InboundMessage) -> dict[str, Any]:
     """What a later message adds: searchable text, a place if none was known, a route if none was found (with the
     department's next agent in turn, as a ticket routed on arrival gets)."""
-    changes: dict[str, Any] = {"search_text": _search_text(ticket.get("search_text") or "", event)}
+    changes: dict[str, Any] = {"search_text": searchable(ticket.get("search_text") or "", event)}
     if not ticket.get("summary") and event.text:
         changes["summary"] = event.text[:280]
     if not ticket.get("kecamatan"):
@@ -116,7 +116,7 @@ async def enrich_on_message(service: TicketService, ticket: dict[str, Any], even
     return changes
 
 
-def _search_text(existing: str, event: InboundMessage) -> str:
+def searchable(existing: str, event: InboundMessage) -> str:
     parts = [existing, event.text or ""]
     parts += [a.caption or "" for a in event.attachments]
     return " ".join(" ".join(parts).casefold().split())[:SEARCH_TEXT_MAX]
