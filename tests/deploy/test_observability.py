@@ -101,6 +101,7 @@ def test_every_query_parses_and_names_only_exported_metrics_and_labels(prod: Ren
         ("webhook 5xx", "suara_http_requests_total"),
         ("refused channel token", "suara_channel_token_valid"),
         ("deadline breaches", "suara_ticket_deadline_breaches_total"),
+        ("citizens' files not kept before WhatsApp deletes them", "suara_media_pending_oldest_seconds"),
     ],
 )
 def test_an_alert_watches(prod: Rendered, concern: str, metric: str) -> None:

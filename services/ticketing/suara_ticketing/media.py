@@ -10,6 +10,7 @@ import base64
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -29,6 +30,7 @@ from suara_shared.kafka import backoff
 
 from .auth import CurrentUser
 from .config import Settings
+from .metrics import MEDIA_PENDING, MEDIA_PENDING_OLDEST
 from .tickets.service import NotFound, TicketService
 
 log = logging.getLogger(__name__)
@@ -260,7 +262,15 @@ async def enqueue(store: MediaStore, events: Iterable[InboundMessage]) -> None:
         [
             db.UpdateOne(
                 {"_id": _key(channel, attachment["media_id"])},
-                {"$setOnInsert": {"channel": channel, "attachment": attachment, "due": now, "attempts": 0}},
+                {
+                    "$setOnInsert": {
+                        "channel": channel,
+                        "attachment": attachment,
+                        "noted_at": now,
+                        "due": now,
+                        "attempts": 0,
+                    }
+                },
                 upsert=True,
             )
             for channel, attachment in files
@@ -304,11 +314,23 @@ async def keep_due(store: MediaStore) -> int:
     return kept
 
 
-async def keeper(store: MediaStore, stop: Any, *, every: float = 2.0) -> None:
+async def measure_pending(store: MediaStore) -> None:
+    """How many files wait to be kept, and since when the oldest does (the alert SuaraMediaNotKept)."""
+    MEDIA_PENDING.set(await store.pending.count_documents({}))
+    oldest = await store.pending.find({}, {"noted_at": 1}).sort("noted_at", 1).to_list(1)
+    noted = oldest[0].get("noted_at") if oldest else None
+    MEDIA_PENDING_OLDEST.set(max(0.0, (utcnow() - noted).total_seconds()) if noted else 0.0)
+
+
+async def keeper(store: MediaStore, stop: Any, *, every: float = 2.0, measure_every: float = 30.0) -> None:
     """Keep citizens' files as they arrive, until `stop` (an asyncio.Event) is set."""
+    measured = 0.0
     while not stop.is_set():
         try:
             busy = await keep_due(store) > 0
+            if time.monotonic() - measured >= measure_every:
+                await measure_pending(store)
+                measured = time.monotonic()
         except db.PyMongoError as exc:
             log.warning("media keeper: database unavailable", extra={"error": type(exc).__name__})
             busy = False

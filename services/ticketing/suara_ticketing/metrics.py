@@ -15,3 +15,11 @@ TICKETS_BY_STATUS = Gauge(
     ["status"],
 )
 TRIAGE_DEPARTMENT_LABEL = "triage"
+MEDIA_PENDING = Gauge(
+    "suara_media_pending_files",
+    "Citizens' files noted and not kept yet (refreshed by the ticketing consumer's media keeper)",
+)
+MEDIA_PENDING_OLDEST = Gauge(
+    "suara_media_pending_oldest_seconds",
+    "How long the oldest citizen's file not kept yet has waited; 0 when none waits (WhatsApp deletes them at 30 days)",
+)

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from suara_devstack.infra import EmbeddedInfra
 from suara_devstack.sandbox.app import create_app as create_sandbox
@@ -166,11 +167,17 @@ async def test_a_citizens_photo_is_kept_as_it_arrives_and_served_after_meta_dele
     pending = await store.pending.find({}).sort("_id", 1).to_list(None)
     assert sorted((p["_id"], p["attempts"]) for p in pending) == sorted((f"whatsapp:{u['id']}", 1) for u in uploads)
     assert all(p["due"] > utcnow() for p in pending)
+    await media.measure_pending(store)  # what the alert SuaraMediaNotKept watches
+    assert REGISTRY.get_sample_value("suara_media_pending_files") == 3
+    assert (REGISTRY.get_sample_value("suara_media_pending_oldest_seconds") or 0) > 0
     await store.pending.update_many({}, {"$set": {"due": utcnow()}})
     async with httpx.AsyncClient() as http:
         await http.delete(f"{sandbox}/v23.0/{uploads[1]['id']}", headers=SANDBOX_TOKEN)  # gone before it was kept
     assert await media.keep_due(store) == 2
     assert await store.pending.count_documents({}) == 0
+    await media.measure_pending(store)
+    assert REGISTRY.get_sample_value("suara_media_pending_files") == 0
+    assert REGISTRY.get_sample_value("suara_media_pending_oldest_seconds") == 0
     downloads = [c for c in await _media_calls(sandbox) if c[1] == "/whatsapp_business/attachments/"]
     assert len(downloads) == 2
 
