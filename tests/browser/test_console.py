@@ -121,7 +121,27 @@ async def test_sign_in_filter_open_a_whatsapp_ticket_reply_and_see_it_delivered(
     # The sandbox's phone reports sent, delivered, read: the console shows the double tick without a reload.
     await expect(reply.locator(".tick")).to_have_attribute("data-status", re.compile("^(delivered|read)$"))
     await expect(reply.locator(".tick")).to_have_text("✓✓")
-    await expect(page.locator("#audit")).to_contain_text("reply_queued · admin")
+    # The audit trail in words: where the ticket came from, who answered.
+    await expect(page.locator("#audit li[data-type=created]")).to_contain_text("Tiket dibuat dari WhatsApp · system")
+    await expect(page.locator("#audit li[data-type=reply_queued]")).to_contain_text(
+        "Balasan ke warga · Status: Baru → Diproses · admin"
+    )
+    # Handling and a disposition, each in the trail as what changed, from what to what, and why.
+    controls = page.locator("#controls")
+    await controls.locator("select[name=priority]").select_option("low")
+    await controls.locator("input[name=assignee]").fill("sari")
+    await controls.get_by_role("button", name="Simpan").click()
+    updated = page.locator("#audit li[data-type=updated]").last
+    await expect(updated).to_contain_text(re.compile(r"Petugas: \S+ → sari"))
+    await expect(updated).to_contain_text(re.compile(r"Prioritas: \S+ → Rendah"))
+    disposition = page.locator("#disposition")
+    await disposition.locator("select[name=action]").select_option("extend")
+    await disposition.locator("input[name=working_days]").fill("2")
+    await disposition.locator("input[name=reason]").fill("menunggu aspal")
+    await disposition.get_by_role("button", name="Terapkan").click()
+    extended = page.locator("#audit li[data-type=disposition]")
+    await expect(extended).to_contain_text("Tenggat diperpanjang 2 hari kerja")
+    await expect(extended).to_contain_text("Alasan: menunggu aspal · admin")
     await page.screenshot(path=screenshot("console-ticket"), full_page=True)
 
     async with httpx.AsyncClient(timeout=30) as http:

@@ -59,6 +59,15 @@ async def test_each_transition_is_validated_and_kept_in_the_audit_trail(app: App
     assert all(e["at"] for e in trail)
     assert (await app.client.get("/api/v1/tickets/RMB-2026-999999/events")).status_code == 404
 
+    # The first reply opens a new ticket: the trail says so with the reply; a later reply changes no status.
+    await app.service.handle_inbound(web_message())
+    answered = await _only_reference(app)
+    for text in ("Kami cek besok", "Sudah kami cek"):
+        assert (await app.client.post(f"/api/v1/tickets/{answered}/replies", json={"text": text})).status_code == 202
+    trail = (await app.client.get(f"/api/v1/tickets/{answered}/events")).json()["items"]
+    replies = [e["data"].get("status") for e in trail if e["type"] == "reply_queued"]
+    assert replies == [["new", "open"], None]
+
 
 async def test_citizen_writing_soon_after_resolution_reopens_the_ticket(app: App) -> None:
     phone = f"62812{new_id()[:8]}"

@@ -1267,14 +1267,14 @@ class TicketService:
             )
             now = self.now()
             changes: dict[str, Any] = {"updated_at": now}
+            data: dict[str, Any] = {"outbound_id": queued}
             if target["status"] == TicketStatus.NEW:
                 changes["status"] = TicketStatus.OPEN.value
+                data["status"] = [TicketStatus.NEW.value, TicketStatus.OPEN.value]  # the trail shows it
             if not target.get("first_response_at"):
                 changes["first_response_at"] = now
             await self.tickets.update_one({"_id": target["_id"]}, {"$set": changes})
-            await self._add_event(
-                target["_id"], TicketEventType.REPLY_QUEUED, actor=actor, data={"outbound_id": queued}
-            )
+            await self._add_event(target["_id"], TicketEventType.REPLY_QUEUED, actor=actor, data=data)
             await self._publish_quietly({"ticket": target["_id"]})
         return outbound_id
 

@@ -26,6 +26,15 @@ const I18N = {
     you: "Petugas", notelabel: "Catatan", due: "Tenggat", openmap: "Lihat di peta", download: "Unduh",
     win_wa: "Jendela 24 jam WhatsApp sudah tertutup: balasan akan dikirim sebagai templat “{t}”.",
     win_meta: "Jendela 24 jam sudah tertutup: platform bisa menolak balasan bebas.",
+    audit_: {
+      created: "Tiket dibuat dari {c}", message_added: "Pesan warga masuk", reply_queued: "Balasan ke warga",
+      note_added: "Catatan internal ditambahkan", deadline_breached: "Lewat tenggat", survey_answered: "Warga menilai {s} dari 5",
+      merged_into: "Digabungkan ke {r}", merged: "Menggabungkan {r}", followed_by: "Dilanjutkan di {r}",
+      reopened_by: "dibuka lagi oleh {r}", updated: "Diperbarui", disposition_accept: "Diterima dinas",
+      disposition_decline: "Bukan wewenang kami", disposition_extend: "Tenggat diperpanjang", workdays: " {n} hari kerja",
+    },
+    fieldName: { status: "Status", assignee: "Petugas", department: "Dinas", category: "Kategori", priority: "Prioritas",
+      due_at: "Tenggat", kecamatan: "Kecamatan", desa: "Desa" },
     edited: "Diedit warga", removed: "Dihapus warga", removedwhy: "Warga menghapus pesan ini; isinya tetap tersimpan di sini.",
     comment_removed: "komentar warga sudah dihapus, tidak ada tempat untuk membalas",
     gonewarn: "Warga sudah menghapus komentarnya: balasan tidak bisa dikirim di bawahnya. Hubungi warga lewat jalur lain bila perlu.",
@@ -60,6 +69,15 @@ const I18N = {
     you: "Agent", notelabel: "Note", due: "Due", openmap: "Open map", download: "Download",
     win_wa: "WhatsApp's 24-hour window has closed: the reply will go as the template “{t}”.",
     win_meta: "The 24-hour window has closed: the platform may refuse a free-form reply.",
+    audit_: {
+      created: "Ticket opened from {c}", message_added: "Citizen's message received", reply_queued: "Reply to the citizen",
+      note_added: "Internal note added", deadline_breached: "Deadline passed", survey_answered: "Citizen rated {s} of 5",
+      merged_into: "Merged into {r}", merged: "Merged {r} into this one", followed_by: "Followed up in {r}",
+      reopened_by: "reopened by {r}", updated: "Updated", disposition_accept: "Accepted by the department",
+      disposition_decline: "Not our authority", disposition_extend: "Deadline extended", workdays: " {n} working days",
+    },
+    fieldName: { status: "Status", assignee: "Assignee", department: "Department", category: "Category", priority: "Priority",
+      due_at: "Due", kecamatan: "Kecamatan", desa: "Desa" },
     edited: "Edited by the citizen", removed: "Removed by the citizen", removedwhy: "The citizen removed this message; its words stay recorded here.",
     comment_removed: "the citizen removed their comment: there is nothing left to reply under",
     gonewarn: "The citizen removed their comment: a reply has nothing to go under. Reach them another way if needed.",
@@ -376,8 +394,49 @@ function attachmentNode(ticket, attachment) {
 }
 
 function renderAudit(items) {
-  $("#audit").replaceChildren(...items.map((e) => el("li", {}, el("b", {}, e.type), ` · ${e.actor} · ${when(e.at)}`,
-    Object.keys(e.data || {}).length ? el("div", { class: "muted" }, JSON.stringify(e.data)) : null)));
+  // In words for the desk; the event's exact record stays in the line's tooltip.
+  $("#audit").replaceChildren(...items.map((e) => el("li", { "data-type": e.type, title: JSON.stringify(e.data || {}) },
+    el("b", {}, auditText(e)), ` · ${e.actor} · ${when(e.at)}`)));
+}
+
+function auditValue(field, value) {
+  if (value == null || value === "") return t("none");
+  const names = { status: t("statusName"), priority: t("priorityName"), channel: t("channelName") }[field];
+  if (names && names[value]) return names[value];
+  if (field === "due_at" || field.endsWith("_at")) return when(value);
+  return Array.isArray(value) ? value.join(", ") : String(value);
+}
+
+function auditChanges(data) {
+  return Object.entries(data).filter(([, v]) => Array.isArray(v) && v.length === 2)
+    .map(([field, [from, to]]) => `${t("fieldName")[field] || field}: ${auditValue(field, from)} → ${auditValue(field, to)}`);
+}
+
+function auditText(e) {
+  const d = e.data || {};
+  const a = t("audit_");
+  switch (e.type) {
+    case "created": return a.created.replace("{c}", auditValue("channel", d.channel));
+    case "message_added": return a.message_added;
+    case "reply_queued": return [a.reply_queued, ...auditChanges(d)].join(" · ");
+    case "note_added": return a.note_added;
+    case "reply_failed": return undeliveredText(d);
+    case "deadline_breached": return a.deadline_breached;
+    case "survey_answered": return a.survey_answered.replace("{s}", d.score);
+    case "merged": return d.into ? a.merged_into.replace("{r}", d.into) : a.merged.replace("{r}", (d.merged || []).join(", "));
+    case "disposition": {
+      const head = (a[`disposition_${d.action}`] || d.action) + (typeof d.department === "string" ? ` ${d.department}` : "");
+      const extra = d.action === "extend" ? a.workdays.replace("{n}", d.working_days) : "";
+      return [head + extra, ...auditChanges(d), d.reason ? `${t("reason")}: ${d.reason}` : ""].filter(Boolean).join(" · ");
+    }
+    case "updated": {
+      const parts = auditChanges(d);
+      if (d.followed_by) parts.push(a.followed_by.replace("{r}", d.followed_by));
+      if (d.reopened_by) parts.push(a.reopened_by.replace("{r}", d.reopened_by));
+      return parts.join(" · ") || a.updated;
+    }
+    default: return e.type;
+  }
 }
 
 function commentsOf(ticket) {
