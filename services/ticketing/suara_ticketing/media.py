@@ -296,22 +296,24 @@ async def keep_due(store: MediaStore) -> int:
             log.warning("citizen's file not kept", extra={**where, "reason": type(exc).__name__})
         except GraphError as exc:
             if not _gone(exc):
-                attempts = int(doc.get("attempts") or 0) + 1
-                wait = min(RETRY_CAP.total_seconds(), backoff(attempts, base=2.0, cap=RETRY_CAP.total_seconds()))
-                log.warning(
-                    "citizen's file not fetched; will retry",
-                    extra={**where, "code": exc.code_text, "retry_in_s": round(wait, 1)},
-                )
-                await store.pending.update_one(
-                    {"_id": doc["_id"]}, {"$set": {"due": utcnow() + timedelta(seconds=wait), "attempts": attempts}}
-                )
+                await _later(store, doc, where, code=exc.code_text)
                 continue
             log.warning("citizen's file gone from the platform before it was kept", extra=where)
-        except NotConfigured:
-            await store.pending.update_one({"_id": doc["_id"]}, {"$set": {"due": utcnow() + RETRY_CAP}})
+        except (NotConfigured, OSError) as exc:  # no credentials yet; the scratch folder full or unwritable
+            await _later(store, doc, where, code=type(exc).__name__)
             continue
         await store.pending.delete_one({"_id": doc["_id"]})
     return kept
+
+
+async def _later(store: MediaStore, doc: Mapping[str, Any], where: Mapping[str, Any], *, code: str) -> None:
+    """Try this file again later: sooner after a first failure, up to an hour apart."""
+    attempts = int(doc.get("attempts") or 0) + 1
+    wait = min(RETRY_CAP.total_seconds(), backoff(attempts, base=2.0, cap=RETRY_CAP.total_seconds()))
+    log.warning("citizen's file not fetched; will retry", extra={**where, "code": code, "retry_in_s": round(wait, 1)})
+    await store.pending.update_one(
+        {"_id": doc["_id"]}, {"$set": {"due": utcnow() + timedelta(seconds=wait), "attempts": attempts}}
+    )
 
 
 async def measure_pending(store: MediaStore) -> None:
@@ -333,6 +335,9 @@ async def keeper(store: MediaStore, stop: Any, *, every: float = 2.0, measure_ev
                 measured = time.monotonic()
         except db.PyMongoError as exc:
             log.warning("media keeper: database unavailable", extra={"error": type(exc).__name__})
+            busy = False
+        except Exception:  # never let the keeper die: files would wait until the next restart
+            log.exception("media keeper: unexpected error; going on")
             busy = False
         if not busy:
             with contextlib.suppress(TimeoutError):
