@@ -40,7 +40,10 @@ async def test_replies_and_resolution_of_a_master_reach_every_reporter_on_their_
     )
     assert (await app.client.get(f"/api/v1/tickets/{child}")).json()["status"] == "resolved"
     child_trail = (await app.client.get(f"/api/v1/tickets/{child}/events")).json()["items"]
-    assert [e["data"]["status"][1] for e in child_trail if "status" in e["data"]] == ["resolved"]
+    assert [(e["type"], e["data"]["status"]) for e in child_trail if "status" in e["data"]] == [
+        ("reply_queued", ["new", "open"]),  # the master's reply opened it too
+        ("updated", ["open", "resolved"]),
+    ]
     whatsapp_thread = (await app.client.get(f"/api/v1/tickets/{child}")).json()["messages"]
     assert text in [m["text"] for m in whatsapp_thread]  # the reporter's own ticket shows what they were told
 
