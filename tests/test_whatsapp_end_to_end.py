@@ -158,7 +158,11 @@ async def test_every_sample_lands_on_the_ticket_as_its_kind_and_statuses_on_thei
         http,
         stack,
         SAMPLE_CITIZEN,
-        lambda t: any(m["channel_message_id"] == SAMPLE_OUT for m in _outbound(t, "acknowledgement")),
+        # The notifier's report writes the message's platform id, then its status: wait for both.
+        lambda t: any(
+            m["channel_message_id"] == SAMPLE_OUT and m["delivery_status"] == "sent"
+            for m in _outbound(t, "acknowledgement")
+        ),
         "the acknowledgement sent with the samples' wamid",
     )
     reference = ticket["reference"]
