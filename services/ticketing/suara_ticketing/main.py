@@ -139,7 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ]
                 app.state.consumers = loops
                 tasks.append(asyncio.create_task(_indexes_then(service, store, loops)))
-                tasks.append(asyncio.create_task(media.keeper(store, stop)))
+                tasks.append(asyncio.create_task(media.keeper(store, service, stop)))
                 tasks.append(asyncio.create_task(_relay(service, settings.outbox_retry_seconds, stop)))
                 tasks.append(asyncio.create_task(_sweep(service, settings.sweep_seconds, stop)))
             yield

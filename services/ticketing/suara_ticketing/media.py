@@ -50,6 +50,10 @@ CLAIM = timedelta(minutes=5)
 RETRY_CAP = timedelta(hours=1)
 #: Files a keeper claims at once.
 KEEP_BATCH = 8
+#: How long WhatsApp keeps a citizen's file: older messages' files are not looked for by the backfill.
+PLATFORM_KEEPS = timedelta(days=30)
+#: The counter document saying the backfill of files received before the keeper existed was done.
+BACKFILL_MARKER = "media-backfill"
 _CHUNK = 64 * 1024
 
 
@@ -254,7 +258,10 @@ def _fetchable(events: Iterable[InboundMessage]) -> list[tuple[str, dict[str, An
 async def enqueue(store: MediaStore, events: Iterable[InboundMessage]) -> None:
     """Note the citizens' files of these messages for the keeper, before the messages are stored: a crash in between
     leaves a file to keep for a message its redelivery stores, never a message whose file nobody fetches."""
-    files = _fetchable(events)
+    await _note(store, _fetchable(events))
+
+
+async def _note(store: MediaStore, files: list[tuple[str, dict[str, Any]]]) -> None:
     if not files:
         return
     now = utcnow()
@@ -277,6 +284,30 @@ async def enqueue(store: MediaStore, events: Iterable[InboundMessage]) -> None:
         ],
         ordered=False,
     )
+
+
+async def backfill(store: MediaStore, service: TicketService) -> int:
+    """Once per database: note the files of messages stored before the keeper existed, those young enough for the
+    platform to have them still (30 days). A file kept already costs the keeper one lookup. Returns how many."""
+    if await service.counters.find_one({"_id": BACKFILL_MARKER}, {"_id": 1}) is not None:
+        return 0
+    found = await service.messages.find(
+        {
+            "direction": "inbound",
+            "channel": {"$in": list(SOURCES)},
+            "created_at": {"$gte": utcnow() - PLATFORM_KEEPS},
+            "attachments.media_id": {"$exists": True},
+        },
+        {"channel": 1, "attachments": 1},
+    ).to_list(None)
+    files = [(m["channel"], a) for m in found for a in m.get("attachments") or () if a.get("media_id")]
+    await _note(store, files)
+    await service.counters.update_one(
+        {"_id": BACKFILL_MARKER}, {"$set": {"at": utcnow(), "noted": len(files)}}, upsert=True
+    )
+    if files:
+        log.info("files of earlier messages noted for keeping", extra={"count": len(files)})
+    return len(files)
 
 
 async def keep_due(store: MediaStore) -> int:
@@ -324,11 +355,18 @@ async def measure_pending(store: MediaStore) -> None:
     MEDIA_PENDING_OLDEST.set(max(0.0, (utcnow() - noted).total_seconds()) if noted else 0.0)
 
 
-async def keeper(store: MediaStore, stop: Any, *, every: float = 2.0, measure_every: float = 30.0) -> None:
-    """Keep citizens' files as they arrive, until `stop` (an asyncio.Event) is set."""
+async def keeper(
+    store: MediaStore, service: TicketService, stop: Any, *, every: float = 2.0, measure_every: float = 30.0
+) -> None:
+    """Keep citizens' files as they arrive (and, once, those of earlier messages), until `stop` (an asyncio.Event)
+    is set."""
     measured = 0.0
+    backfilled = False
     while not stop.is_set():
         try:
+            if not backfilled:
+                await backfill(store, service)
+                backfilled = True
             busy = await keep_due(store) > 0
             if time.monotonic() - measured >= measure_every:
                 await measure_pending(store)

@@ -194,6 +194,26 @@ async def test_a_citizens_photo_is_kept_as_it_arrives_and_served_after_meta_dele
     assert gone.status_code == 410 and gone.json()["error_code"] == "media_gone"
 
 
+async def test_files_received_before_the_keeper_are_noted_once_while_the_platform_still_has_them(
+    wa_app: App, sandbox: str
+) -> None:
+    """An upgrade with live data: the messages stored before the keeper existed have their files noted once, those
+    of the last 30 days (WhatsApp has deleted older ones), and kept like new ones."""
+    store = media.MediaStore(wa_app.service.db, wa_app.settings)
+    await store.ensure_indexes()
+    young, old = await _upload(sandbox, PHOTO + b"young"), await _upload(sandbox, PHOTO + b"old")
+    for n, (up, age) in enumerate(((young, timedelta(days=29)), (old, timedelta(days=31)))):
+        photo = Attachment(kind=MessageKind.IMAGE, media_id=up["id"], mime_type="image/jpeg", sha256=up["sha256"])
+        event = wa_message(f"628123456819{n}", "Foto lama", attachment=photo, received_at=utcnow() - age)
+        await wa_app.service.handle_inbound(event)  # stored as an earlier version did: nothing noted
+
+    assert await media.backfill(store, wa_app.service) == 1
+    assert await media.backfill(store, wa_app.service) == 0  # once per database
+    assert [p["_id"] for p in await store.pending.find({}).to_list(None)] == [f"whatsapp:{young['id']}"]
+    assert await media.keep_due(store) == 1
+    assert await store.open("whatsapp", young["id"]) is not None
+
+
 async def test_media_whose_bytes_do_not_match_their_sha256_is_refused_and_not_kept(
     wa_app: App, sandbox: str, tmp_path: Path
 ) -> None:
