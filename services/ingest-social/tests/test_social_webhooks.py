@@ -154,6 +154,16 @@ def test_the_pages_own_comment_is_not_a_citizens() -> None:
     assert batch.messages == () and batch.ignored == ("own_comment",)
 
 
+@pytest.mark.parametrize("own_id", ["17841400000000001", None])
+def test_the_instagram_accounts_own_comment_is_not_a_citizens(own_id: str | None) -> None:
+    """Our replies under a citizen's comment come back as `comments` changes: never a ticket (which would answer
+    itself), whether the account id is configured or read from the entry."""
+    payload = _sample("ig_webhook_comment.json")
+    payload["entry"][0]["changes"][0]["value"]["from"] = {"id": "17841400000000001", "username": "pemkabrembang"}
+    batch = meta.normalize(payload, channel=Channel.INSTAGRAM, own_id=own_id)
+    assert batch.messages == () and batch.ignored == ("own_comment",)
+
+
 def test_x_samples_normalize_to_mentions_and_dms() -> None:
     body = _sample("x_mentions_response.json")
     users = x.users_by_id(body["includes"])
