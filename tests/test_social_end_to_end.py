@@ -317,8 +317,9 @@ async def test_a_comment_edited_then_removed_is_kept_on_its_ticket_and_a_reply_f
         stack,
         "facebook",
         user,
-        lambda t: [m["delivery_status"] for m in _out(t, "agent_reply")] == ["failed"],
-        "the reply failed",
+        # The status is written, then the ticket's flag: wait for both, as the desk sees them a moment later.
+        lambda t: [m["delivery_status"] for m in _out(t, "agent_reply")] == ["failed"] and bool(t["undelivered"]),
+        "the reply failed, and the ticket saying so",
     )
     assert _out(failed, "agent_reply")[0]["delivery_error"]["code"] == "comment_removed"
     assert failed["undelivered"]["code"] == "comment_removed"
