@@ -303,8 +303,12 @@ async def test_a_comment_edited_then_removed_is_kept_on_its_ticket_and_a_reply_f
     ticket = await _ticket(http, stack, "facebook", user, lambda t: inbound(t)["text"] == edited, "the edit")
     assert [(e["before"], e["text"]) for e in inbound(ticket)["edits"]] == [(original, edited)]
     assert not inbound(ticket).get("removed")
-    found = await http.get(url(stack, "ticketing", "/api/v1/tickets"), headers=TOKEN, params={"q": tag})
-    assert [t["reference"] for t in found.json()["items"]] == [ticket["reference"]]  # the new words find it
+
+    async def found_by_new_words() -> bool:  # written on the ticket just after the comment
+        found = await http.get(url(stack, "ticketing", "/api/v1/tickets"), headers=TOKEN, params={"q": tag})
+        return [t["reference"] for t in found.json()["items"]] == [ticket["reference"]]
+
+    await eventually(found_by_new_words, within=WITHIN, what="the ticket found by the edit's new words")
     seq = await _last_seq(http, stack)
     assert (await http.delete(url(stack, "sandbox", comment))).status_code == 200
     ticket = await _ticket(http, stack, "facebook", user, lambda t: bool(inbound(t).get("removed")), "the removal")
