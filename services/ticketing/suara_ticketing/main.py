@@ -104,8 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loops: list[ConsumerLoop] = []
         try:
             with contextlib.suppress(*db.MongoUnavailable):
-                await service.ensure_indexes()
-                await store.ensure_indexes()
+                await _ensure_indexes(service, store)
             if "consumer" in settings.roles:
                 # Citizens' messages and delivery statuses are consumed apart: a flood of statuses (three or
                 # four per reply) must never keep a citizen's message waiting behind it.
@@ -203,13 +202,18 @@ async def _store_inbound(service: TicketService, store: media.MediaStore, events
         INBOUND_TO_TICKET_SECONDS.labels(event.channel.value).observe(max(0.0, (now - received).total_seconds()))
 
 
+async def _ensure_indexes(service: TicketService, store: media.MediaStore) -> None:
+    """Every index ticketing reads through: the tickets' and their messages', the citizens' files'."""
+    await service.ensure_indexes()
+    await store.ensure_indexes()
+
+
 async def _indexes_then(service: TicketService, store: media.MediaStore, loops: list[ConsumerLoop]) -> None:
     """Make sure the indexes exist (waiting for the database if needed), then consume."""
     attempt = 0
     while True:
         try:
-            await service.ensure_indexes()
-            await store.ensure_indexes()
+            await _ensure_indexes(service, store)
             break
         except db.MongoUnavailable:
             attempt += 1

@@ -196,9 +196,13 @@ class MediaStore:
         await self._files.create_index("metadata.key", unique=True)
         await self.pending.create_index("due")
 
+    async def _kept(self, channel: str, media_id: str) -> db.Document | None:
+        """The kept file's GridFS record (its `_id` and metadata); None when it is not kept."""
+        return await self._files.find_one({"metadata.key": _key(channel, media_id)}, {"metadata": 1})
+
     async def open(self, channel: str, media_id: str) -> tuple[MediaInfo, Any] | None:
         """The kept file and a stream of its bytes; None when it is not kept."""
-        found = await self._files.find_one({"metadata.key": _key(channel, media_id)}, {"metadata": 1})
+        found = await self._kept(channel, media_id)
         if found is None:
             return None
         try:
@@ -207,14 +211,12 @@ class MediaStore:
             return None
         return _info(found.get("metadata") or {}), stream
 
-    async def keep(self, channel: str, attachment: Mapping[str, Any]) -> MediaInfo:
+    async def keep(self, channel: str, attachment: Mapping[str, Any]) -> None:
         """Fetch one attachment from its platform into the database, unless it is there already. Raises what the
         fetch raises (MediaTooLarge, MediaCorrupted, GraphError), NotFetchable or NotConfigured."""
         media_id = str(attachment["media_id"])
-        key = _key(channel, media_id)
-        kept = await self._files.find_one({"metadata.key": key}, {"metadata": 1})
-        if kept is not None:
-            return _info(kept.get("metadata") or {})
+        if await self._kept(channel, media_id) is not None:
+            return
         factory = SOURCES.get(channel)
         if factory is None:
             raise NotFetchable(channel)
@@ -226,7 +228,8 @@ class MediaStore:
         scratch = folder / f".part-{new_id()}"
         try:
             info = await source.fetch(attachment, dest=scratch, max_bytes=self._settings.media_max_bytes)
-            upload = self._bucket.open_upload_stream(info.filename or media_id, metadata={"key": key, **asdict(info)})
+            metadata = {"key": _key(channel, media_id), **asdict(info)}
+            upload = self._bucket.open_upload_stream(info.filename or media_id, metadata=metadata)
             try:
                 with scratch.open("rb") as data:
                     await upload.write(data)
@@ -234,7 +237,6 @@ class MediaStore:
             except db.FileExists:  # kept meanwhile by another keeper: drop this copy's chunks
                 with contextlib.suppress(db.NoFile):
                     await self._bucket.delete(upload._id)
-            return info
         finally:
             with contextlib.suppress(OSError):
                 scratch.unlink(missing_ok=True)
@@ -356,10 +358,9 @@ async def measure_pending(store: MediaStore) -> None:
 
 
 async def keeper(
-    store: MediaStore, service: TicketService, stop: Any, *, every: float = 2.0, measure_every: float = 30.0
+    store: MediaStore, service: TicketService, stop: asyncio.Event, *, every: float = 2.0, measure_every: float = 30.0
 ) -> None:
-    """Keep citizens' files as they arrive (and, once, those of earlier messages), until `stop` (an asyncio.Event)
-    is set."""
+    """Keep citizens' files as they arrive (and, once, those of earlier messages), until `stop` is set."""
     measured = 0.0
     backfilled = False
     while not stop.is_set():

@@ -1104,21 +1104,22 @@ class TicketService:
         if q and q.strip():
             # No text index (the embedded database has none): an escaped, case-insensitive regex over a lower-case
             # copy of everything the citizen wrote (the summary is its beginning), over the citizen's name and
-            # over the reference. Names of confidential reporters are searchable only by those who may see them.
+            # over the reference. Names and numbers of confidential reporters are searchable only by those who may
+            # see them.
             words = " ".join(q.casefold().split())
             pattern = {"$regex": re.escape(words), "$options": "i"}
-            name: dict[str, Any] = {"citizen.display_name": pattern}
+            hidden: dict[str, Any] = {}
             if principal is not None and not principal.oversees:
-                name["confidential"] = {"$ne": True}
-            fields: builtins.list[dict[str, Any]] = [{"search_text": pattern}, name]
+                hidden["confidential"] = {"$ne": True}
+            fields: builtins.list[dict[str, Any]] = [
+                {"search_text": pattern},
+                {"citizen.display_name": pattern, **hidden},
+            ]
             phone = _phone_digits(q)
             if self._may_be_in_reference(words) and not (phone and phone.whole):
                 fields.append({"_id": pattern})
             if phone is not None:
-                number: dict[str, Any] = {"citizen.phone": {"$regex": re.escape(phone.digits)}}
-                if principal is not None and not principal.oversees:
-                    number["confidential"] = {"$ne": True}
-                fields.append(number)
+                fields.append({"citizen.phone": {"$regex": re.escape(phone.digits)}, **hidden})
             clauses.append({"$or": fields})
         if undelivered is False:
             clauses.append({"undelivered.at": {"$exists": False}})

@@ -403,7 +403,7 @@ function auditValue(field, value) {
   if (value == null || value === "") return t("none");
   const names = { status: t("statusName"), priority: t("priorityName"), channel: t("channelName") }[field];
   if (names && names[value]) return names[value];
-  if (field === "due_at" || field.endsWith("_at")) return when(value);
+  if (field.endsWith("_at")) return when(value);
   return Array.isArray(value) ? value.join(", ") : String(value);
 }
 
