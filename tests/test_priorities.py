@@ -25,8 +25,16 @@ def _pids(stack: Stack) -> dict[str, int]:
 
 
 def _threads_nice(pid: int) -> set[int]:
-    """The nice value of every thread of the process (Linux keeps one per thread)."""
-    return {os.getpriority(os.PRIO_PROCESS, int(tid.name)) for tid in Path(f"/proc/{pid}/task").iterdir()}
+    """The nice value of every live thread of the process (Linux keeps one per thread). A pool's thread may end
+    between the listing and the read (the database's do); it no longer runs, so it no longer counts. A process
+    that is gone fails the listing itself."""
+    nice = set()
+    for tid in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            nice.add(os.getpriority(os.PRIO_PROCESS, int(tid.name)))
+        except ProcessLookupError:
+            continue
+    return nice
 
 
 def _autogroup_nice(pid: int) -> int | None:
