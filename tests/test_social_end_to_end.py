@@ -394,6 +394,48 @@ async def test_direct_messages_are_answered_by_the_send_api(
     assert len(await _tickets(http, stack, channel, user)) == 1
 
 
+async def test_a_photo_sent_on_messenger_is_kept_and_shown_after_its_cdn_link_expired(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    """Messenger gives a citizen's photo as a CDN link that expires within days. Ticketing fetches it as the message
+    arrives, with no agent asking; an agent who opens the ticket after the link expired still sees the photo."""
+    photo = b"\xff\xd8\xff\xe0" + secrets.token_bytes(4096)
+    uploaded = await http.post(
+        url(stack, "sandbox", "/_sandbox/social/media"), content=photo, headers={"Content-Type": "image/jpeg"}
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    file_id = uploaded.json()["id"]
+    name = f"warga{secrets.token_hex(3)}"
+    answer = await http.post(
+        url(stack, "sandbox", "/_sandbox/social/facebook_message"),
+        json={"name": name, "text": "Lampu jalan di depan rumah saya mati", "file_id": file_id},
+    )
+    assert answer.status_code == 201, answer.text
+    user = _user_of(answer.json()["thread"])
+    ticket = await _ticket(http, stack, "facebook", user, lambda t: bool(t["messages"]), "the photo's ticket")
+    (attachment,) = ticket["messages"][0]["attachments"]
+    assert attachment["kind"] == "image" and attachment["media_id"]
+
+    async def fetched() -> bool:
+        state = (await http.get(url(stack, "sandbox", f"/_sandbox/social/media/{file_id}"))).json()
+        return bool(state["downloads"] == 1)
+
+    await eventually(fetched, within=WITHIN, what="the photo fetched from its link with no agent asking")
+    expired = await http.delete(url(stack, "sandbox", f"/_sandbox/social/media/{file_id}"))
+    assert expired.status_code == 200
+
+    async def shown_now() -> httpx.Response | None:
+        # The keeper writes the file to the database just after fetching it: wait for that write too.
+        path = f"/api/v1/tickets/{ticket['reference']}/media/{attachment['media_id']}"
+        answer = await http.get(url(stack, "ticketing", path), headers=TOKEN)
+        return answer if answer.status_code == 200 else None
+
+    shown = await eventually(shown_now, within=WITHIN, what="the kept photo served after its link expired")
+    assert shown.content == photo
+    assert shown.headers["content-type"] == "image/jpeg"
+    assert (await http.get(url(stack, "sandbox", f"/_sandbox/social/media/{file_id}"))).json()["downloads"] == 1
+
+
 async def test_instagram_comment_gets_a_reply_under_it(stack: Stack, http: httpx.AsyncClient) -> None:
     name = f"sara{secrets.token_hex(3)}"
     seq = await _last_seq(http, stack)

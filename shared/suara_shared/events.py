@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -83,10 +84,17 @@ class Sender(BaseModel):
     email: str | None = Field(default=None, max_length=320)
 
 
+def link_media_id(url: str) -> str:
+    """The id of a file a platform gives only as a link (Messenger and Instagram: an expiring CDN link): a digest
+    of the link, the same each time the message is delivered."""
+    return hashlib.sha256(url.encode()).hexdigest()[:32]
+
+
 class Attachment(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     kind: MessageKind
+    #: The platform's id of the file (WhatsApp), or `link_media_id` of its `url` (Messenger, Instagram).
     media_id: str | None = None
     url: str | None = None
     mime_type: str | None = None

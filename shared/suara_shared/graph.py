@@ -34,6 +34,12 @@ TOKEN_INVALID_CODES = frozenset({190})
 META_MEDIA_HOST_SUFFIXES = ("fbsbx.com", "facebook.com", "fbcdn.net", "whatsapp.net", "cdninstagram.com")
 
 
+def on_meta_host(url: str) -> bool:
+    """Whether the URL is on one of Meta's hosts (the Graph API, its CDNs)."""
+    host = (urlsplit(url).hostname or "").lower()
+    return any(host == s or host.endswith("." + s) for s in META_MEDIA_HOST_SUFFIXES)
+
+
 class GraphError(Exception):
     """The Graph API did not do what was asked. Carries Meta's error fields for the ticket and the logs."""
 
@@ -204,16 +210,15 @@ class GraphClient:
         return await self.request("POST", path, json=json)
 
     def _may_see_token(self, url: str) -> bool:
-        host = (urlsplit(url).hostname or "").lower()
-        if host == self._trusted_host:
-            return True
-        return any(host == s or host.endswith("." + s) for s in META_MEDIA_HOST_SUFFIXES)
+        """Whether the URL is on Meta's hosts (its CDNs included) or the API's own (a fake's, in development)."""
+        return (urlsplit(url).hostname or "").lower() == self._trusted_host or on_meta_host(url)
 
     @asynccontextmanager
-    async def download(self, url: str) -> AsyncIterator[httpx.Response]:
+    async def download(self, url: str, *, token: bool = True) -> AsyncIterator[httpx.Response]:
         """Stream a file from a URL an API answer gave (e.g. WhatsApp media), with the bearer token only if the
-        host is Meta's or the API's own. The response is open inside the block: read it with `aiter_bytes()`."""
-        headers = self._auth() if self._may_see_token(url) else {}
+        host is Meta's or the API's own, and never with `token=False` (a signed CDN link needs none). The response
+        is open inside the block: read it with `aiter_bytes()`."""
+        headers = self._auth() if token and self._may_see_token(url) else {}
         try:
             async with self._http.stream("GET", url, headers=headers) as response:
                 if not response.is_success:

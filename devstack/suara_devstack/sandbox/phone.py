@@ -95,6 +95,18 @@ async def set_token(request: Request, state: TokenState) -> dict[str, bool]:
     return {"valid": state.valid}
 
 
+async def read_upload(request: Request) -> tuple[bytes, str]:
+    """A citizen's file uploaded to the sandbox: the body, up to MAX_MEDIA_BYTES, and its Content-Type."""
+    content = bytearray()
+    async for chunk in request.stream():
+        content += chunk
+        if len(content) > MAX_MEDIA_BYTES:
+            raise ApiError(413, "payload_too_large", f"media over {MAX_MEDIA_BYTES} bytes")
+    if not content:
+        raise ApiError(422, "validation_error", "body: the file is empty")
+    return bytes(content), (request.headers.get("content-type") or "application/octet-stream").split(";")[0].strip()
+
+
 @router.post("/_sandbox/whatsapp/media", status_code=201)
 async def upload_media(
     request: Request,
@@ -103,15 +115,8 @@ async def upload_media(
 ) -> dict[str, Any]:
     """Hold a file as WhatsApp holds a citizen's upload (the body, with its Content-Type); answers its media id.
     `sha256` overrides the digest Meta would report, to play a corrupted download."""
-    content = bytearray()
-    async for chunk in request.stream():
-        content += chunk
-        if len(content) > MAX_MEDIA_BYTES:
-            raise ApiError(413, "payload_too_large", f"media over {MAX_MEDIA_BYTES} bytes")
-    if not content:
-        raise ApiError(422, "validation_error", "body: the file is empty")
-    mime = (request.headers.get("content-type") or "application/octet-stream").split(";")[0].strip()
-    media = _wa(request).add_media(bytes(content), mime, filename=filename, sha256=sha256)
+    content, mime = await read_upload(request)
+    media = _wa(request).add_media(content, mime, filename=filename, sha256=sha256)
     return {"id": media.id, "mime_type": media.mime_type, "sha256": media.sha256, "file_size": len(media.content)}
 
 

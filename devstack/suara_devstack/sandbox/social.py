@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import logging
 import secrets
@@ -33,6 +34,21 @@ X_USERNAME = "rembangkab"
 WEBHOOK_ATTEMPTS = 12
 #: Webhooks the sandbox posts to ingest-social at once.
 WEBHOOKS_IN_FLIGHT = 32
+
+#: How long the CDN link of a citizen's file lives (Meta's expire within days; channels.md §2: download promptly).
+LINK_SECONDS = 3 * 24 * 3600
+#: Where the sandbox's CDN serves citizens' files (scontent.xx.fbcdn.net's part).
+CDN_PATH = "/_sandbox/social/cdn/"
+#: What a CDN link's file type says of its extension.
+_EXTENSIONS = {
+    "image/jpeg": "jpg",
+    "image/png": "png",
+    "video/mp4": "mp4",
+    "audio/mpeg": "mp3",
+    "application/pdf": "pdf",
+}
+#: Meta's attachment type for a file's MIME type.
+_ATTACHMENT_TYPES = {"image": "image", "video": "video", "audio": "audio"}
 
 #: Status, headers and body of a scripted X or Graph error.
 Answer = tuple[int, Any, dict[str, str]]
@@ -70,6 +86,21 @@ class Post:
 
 
 @dataclass
+class CdnFile:
+    """A file a citizen sent on Messenger or Instagram, served from its expiring, signed CDN link."""
+
+    id: str
+    content: bytes
+    mime_type: str
+    expires: int
+    downloads: int = 0
+
+    @property
+    def attachment_type(self) -> str:
+        return _ATTACHMENT_TYPES.get(self.mime_type.split("/")[0], "file")
+
+
+@dataclass
 class ScriptedError:
     status: int
     code: int | None = None
@@ -98,6 +129,9 @@ class SocialSandbox:
     x_refusal_status: int = 401
     #: API (`x_mentions`, `x_dm_events`) -> response bodies answered verbatim to its next calls (the samples).
     pages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: Citizens' files on the CDN, by id.
+    files: dict[str, CdnFile] = field(default_factory=dict)
+    _link_key: bytes = field(default_factory=lambda: secrets.token_bytes(16))
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _poster: WebhookPoster | None = None
 
@@ -143,10 +177,11 @@ class SocialSandbox:
         self._meta_webhook("facebook", self.page_id, {"changes": [change]})
         return post
 
-    def facebook_message(self, *, name: str, text: str) -> Post:
+    def facebook_message(self, *, name: str, text: str, file: tuple[str, str] | None = None) -> Post:
+        """A Messenger message, with `file` (its type and link, `file_link`) if the citizen sent one."""
         user = user_id_of(name)
         mid = "m_" + secrets.token_urlsafe(24)
-        event = built.messaging_event(sender=user, recipient=self.page_id, mid=mid, text=text)
+        event = built.messaging_event(sender=user, recipient=self.page_id, mid=mid, text=text, file=file)
         post = self._add(mid, "facebook", "message", "in", name, text, thread=f"dm:{user}")
         self._meta_webhook("facebook", self.page_id, {"messaging": [event]})
         return post
@@ -161,13 +196,52 @@ class SocialSandbox:
         self._meta_webhook("instagram", self.ig_account_id, {"changes": [change]})
         return post
 
-    def instagram_message(self, *, username: str, text: str) -> Post:
+    def instagram_message(self, *, username: str, text: str, file: tuple[str, str] | None = None) -> Post:
         user = user_id_of(username)
         mid = "aWdf" + secrets.token_urlsafe(40)
-        event = built.messaging_event(sender=user, recipient=self.ig_account_id, mid=mid, text=text)
+        event = built.messaging_event(sender=user, recipient=self.ig_account_id, mid=mid, text=text, file=file)
         post = self._add(mid, "instagram", "message", "in", username, text, thread=f"dm:{user}")
         self._meta_webhook("instagram", self.ig_account_id, {"messaging": [event]})
         return post
+
+    # --- the CDN of citizens' files -----------------------------------------------------------------------------
+
+    def add_file(self, content: bytes, mime_type: str) -> CdnFile:
+        file = CdnFile(id=_digits(17), content=content, mime_type=mime_type, expires=int(time.time()) + LINK_SECONDS)
+        self.files[file.id] = file
+        return file
+
+    def file_link(self, file: CdnFile, base_url: str) -> tuple[str, str]:
+        """The file as a webhook carries it: its attachment type and its signed link (`oe`, the expiry in hex)."""
+        extension = _EXTENSIONS.get(file.mime_type, "bin")
+        query = f"_nc_cat=1&oh={self._link_hash(file.id, file.expires)}&oe={file.expires:X}"
+        return file.attachment_type, f"{base_url.rstrip('/')}{CDN_PATH}{file.id}.{extension}?{query}"
+
+    def _link_hash(self, file_id: str, expires: int) -> str:
+        return hmac.new(self._link_key, f"{file_id}:{expires}".encode(), hashlib.sha256).hexdigest()[:24]
+
+    def download(self, name: str, *, oh: str, oe: str) -> tuple[int, bytes, str]:
+        """`GET` of a CDN link, as Meta's CDN answers it: the bytes; 403 for a wrong or expired signature; 404."""
+        file = self.files.get(name.split(".")[0])
+        if file is None:
+            return 404, b"Not Found", "text/plain"
+        try:
+            expires = int(oe, 16)
+        except ValueError:
+            return 403, b"Bad URL timestamp", "text/plain"
+        if not hmac.compare_digest(oh, self._link_hash(file.id, expires)):
+            return 403, b"Bad URL hash", "text/plain"
+        if expires < time.time() or file.expires < time.time():
+            return 403, b"URL signature expired", "text/plain"
+        file.downloads += 1
+        return 200, file.content, file.mime_type
+
+    def expire_file(self, file_id: str) -> CdnFile | None:
+        """The file's link expires now (as Meta's do within days)."""
+        file = self.files.get(file_id)
+        if file is not None:
+            file.expires = int(time.time()) - 1
+        return file
 
     def _x_user(self, name: str, username: str | None) -> str:
         handle = (username or name.replace(" ", "_").lower())[:15]

@@ -10,12 +10,13 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from suara_shared.http import ApiError
 
-from .social import Post, ScriptedError, SocialSandbox
+from .phone import read_upload
+from .social import CDN_PATH, CdnFile, Post, ScriptedError, SocialSandbox
 
 router = APIRouter(include_in_schema=False)
 
@@ -30,22 +31,36 @@ def _social(request: Request) -> SocialSandbox:
 
 
 class CitizenPost(BaseModel):
-    """What a citizen writes: their name (Instagram and X: their username) and the text."""
+    """What a citizen writes: their name (Instagram and X: their username) and the text; in a Messenger or Instagram
+    message, a file uploaded before (`file_id`, from `POST /_sandbox/social/media`) with or without text."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100)
-    text: str = Field(min_length=1, max_length=4000)
+    text: str = Field(default="", max_length=4000)
     #: X only: the post this one replies under (a mention thread).
     in_reply_to: str | None = Field(default=None, max_length=30)
+    file_id: str | None = Field(default=None, max_length=30)
+
+    @model_validator(mode="after")
+    def _something(self) -> CitizenPost:
+        if not self.text.strip() and self.file_id is None:
+            raise ValueError("text: write something, or send a file")
+        return self
 
 
-def _act(sandbox: SocialSandbox, action: Action, body: CitizenPost) -> Post:
+def _act(sandbox: SocialSandbox, action: Action, body: CitizenPost, *, base_url: str) -> Post:
+    file: tuple[str, str] | None = None
+    if body.file_id is not None:
+        found = sandbox.files.get(body.file_id)
+        if found is None or action not in ("facebook_message", "instagram_message"):
+            raise ApiError(422, "validation_error", "file_id: upload the file first; only direct messages carry one")
+        file = sandbox.file_link(found, base_url)
     actions: dict[str, Callable[[], Post]] = {
         "facebook_comment": lambda: sandbox.facebook_comment(name=body.name, text=body.text),
-        "facebook_message": lambda: sandbox.facebook_message(name=body.name, text=body.text),
+        "facebook_message": lambda: sandbox.facebook_message(name=body.name, text=body.text, file=file),
         "instagram_comment": lambda: sandbox.instagram_comment(username=body.name, text=body.text),
-        "instagram_message": lambda: sandbox.instagram_message(username=body.name, text=body.text),
+        "instagram_message": lambda: sandbox.instagram_message(username=body.name, text=body.text, file=file),
         "x_mention": lambda: sandbox.x_mention(name=body.name, text=body.text, in_reply_to=body.in_reply_to),
         "x_message": lambda: sandbox.x_message(name=body.name, text=body.text),
     }
@@ -56,6 +71,46 @@ class CommentEdit(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(min_length=1, max_length=4000)
+
+
+def _file(file: CdnFile) -> dict[str, Any]:
+    return {"id": file.id, "mime_type": file.mime_type, "size": len(file.content), "downloads": file.downloads}
+
+
+@router.post("/_sandbox/social/media", status_code=201)
+async def upload_file(request: Request) -> dict[str, Any]:
+    """Hold a file a citizen is about to send on Messenger or Instagram (the body, with its Content-Type); answers its
+    id, to name as `file_id` in the message, and the attachment type and link its webhook will carry."""
+    content, mime = await read_upload(request)
+    sandbox = _social(request)
+    file = sandbox.add_file(content, mime)
+    kind, link = sandbox.file_link(file, str(request.base_url))
+    return {**_file(file), "type": kind, "link": link}
+
+
+@router.get("/_sandbox/social/media/{file_id}")
+async def file_state(request: Request, file_id: str) -> dict[str, Any]:
+    """The file and how many times its link was downloaded."""
+    file = _social(request).files.get(file_id)
+    if file is None:
+        raise ApiError(404, "not_found", f"no file {file_id} in the sandbox")
+    return _file(file)
+
+
+@router.delete("/_sandbox/social/media/{file_id}")
+async def expire_file(request: Request, file_id: str) -> dict[str, Any]:
+    """The file's CDN link expires now: Meta's CDN answers 403 to it from then on."""
+    file = _social(request).expire_file(file_id)
+    if file is None:
+        raise ApiError(404, "not_found", f"no file {file_id} in the sandbox")
+    return _file(file)
+
+
+@router.get(CDN_PATH + "{name}")
+async def cdn(request: Request, name: str, oh: str = "", oe: str = "") -> Response:
+    """A citizen's file by its signed link, as scontent.xx.fbcdn.net serves it (no token)."""
+    status, content, mime = _social(request).download(name, oh=oh, oe=oe)
+    return Response(content, status_code=status, media_type=mime)
 
 
 @router.put("/_sandbox/social/comments/{comment_id}")
@@ -145,7 +200,7 @@ async def from_form(request: Request) -> RedirectResponse:
         body = CitizenPost(name=fields.get("name", ""), text=fields.get("text", ""))
     except ValueError:
         raise ApiError(422, "validation_error", "name and text are required") from None
-    _act(_social(request), action, body)  # type: ignore[arg-type]
+    _act(_social(request), action, body, base_url=str(request.base_url))  # type: ignore[arg-type]
     return RedirectResponse("/social", status_code=303)
 
 
@@ -219,5 +274,5 @@ async def page(request: Request) -> HTMLResponse:
 @router.post("/_sandbox/social/{action}", status_code=201)
 async def citizen_posts(request: Request, action: Action, body: CitizenPost) -> dict[str, Any]:
     """A citizen comments, writes or mentions; answers the platform's id of it and its thread."""
-    post = _act(_social(request), action, body)
+    post = _act(_social(request), action, body, base_url=str(request.base_url))
     return {"id": post.id, "thread": post.thread, "channel": post.channel, "path": post.path}

@@ -19,13 +19,21 @@ def compact(payload: Any) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
-def messaging_event(*, sender: str, recipient: str, mid: str, text: str) -> dict[str, Any]:
-    """One `messaging[]` event of Messenger or Instagram (the same shape): a citizen's text to our Page or account."""
+def messaging_event(
+    *, sender: str, recipient: str, mid: str, text: str | None, file: tuple[str, str] | None = None
+) -> dict[str, Any]:
+    """One `messaging[]` event of Messenger or Instagram (the same shape): a citizen's text to our Page or account,
+    and/or a file as its type and CDN link (`("image", "https://scontent…")`)."""
+    message: dict[str, Any] = {"mid": mid}
+    if text:
+        message["text"] = text
+    if file is not None:
+        message["attachments"] = [{"type": file[0], "payload": {"url": file[1]}}]
     return {
         "sender": {"id": sender},
         "recipient": {"id": recipient},
         "timestamp": int(time.time() * 1000),
-        "message": {"mid": mid, "text": text},
+        "message": message,
     }
 
 

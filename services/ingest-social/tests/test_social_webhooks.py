@@ -120,6 +120,21 @@ def test_meta_samples_normalize_to_their_kind_and_thread(
     assert (message.kind, message.conversation_key, bool(message.metadata.get("echo"))) == (kind, thread, echo)
 
 
+def test_a_file_on_metas_cdn_is_named_so_that_ticketing_can_keep_it_and_a_shared_link_is_not() -> None:
+    """Messenger's photo comes as an expiring CDN link: the message names the file by a digest of its link, the same
+    on every delivery, so ticketing can fetch it before the link expires. A shared web page is no file to fetch."""
+    sample = _sample("msgr_webhook_attachment.json")
+    (photo,) = meta.normalize(sample, channel=Channel.FACEBOOK, own_id=None).messages[0].attachments
+    url = sample["entry"][0]["messaging"][0]["message"]["attachments"][0]["payload"]["url"]
+    assert (photo.kind, photo.url) == (MessageKind.IMAGE, url)
+    assert photo.media_id is not None and len(photo.media_id) == 32
+    assert meta.normalize(sample, channel=Channel.FACEBOOK, own_id=None).messages[0].attachments[0] == photo
+    message = sample["entry"][0]["messaging"][0]["message"]
+    message["attachments"] = [{"type": "fallback", "payload": {"url": "https://example.org/berita"}, "title": "Berita"}]
+    (shared,) = meta.normalize(sample, channel=Channel.FACEBOOK, own_id=None).messages[0].attachments
+    assert (shared.url, shared.media_id) == ("https://example.org/berita", None)
+
+
 def test_the_built_webhooks_of_the_bench_and_the_sandbox_are_timed_as_metas_samples() -> None:
     """The bench's and the sandbox's Meta webhooks (`suara_ingest_social.testing`) carry their entry's time in the
     unit Meta uses, as the reference samples show: seconds for `changes`, milliseconds for `messaging`. An

@@ -1,6 +1,7 @@
-"""Citizens' media: fetched from the channel's platform (WhatsApp: the two-step Graph download) as soon as the
-message is stored, checked against its sha256, refused over a size cap, and kept in the database with the ticket
-(WhatsApp deletes a citizen's file after 30 days; a complaint's photo is its evidence for longer), then streamed
+"""Citizens' media: fetched from the channel's platform (WhatsApp: the two-step Graph download; Messenger and
+Instagram: the CDN link of the webhook) as soon as the message is stored, checked against its sha256, refused over
+a size cap, and kept in the database with the ticket (WhatsApp deletes a citizen's file after 30 days, and
+Messenger's and Instagram's links expire within days; a complaint's photo is its evidence for longer), then streamed
 to the agent. A file not kept yet is fetched when an agent asks for it."""
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from fastapi.responses import StreamingResponse
 
 from suara_shared import db
 from suara_shared.events import Channel, InboundMessage, new_id, utcnow
-from suara_shared.graph import GraphClient, GraphError, PermanentGraphError, TokenInvalid
+from suara_shared.graph import GraphClient, GraphError, PermanentGraphError, TokenInvalid, on_meta_host
 from suara_shared.http import ApiError
 from suara_shared.kafka import backoff
 
@@ -75,6 +76,10 @@ class MediaCorrupted(Exception):
     """The bytes do not hash to the sha256 the platform announced; nothing of them is kept."""
 
 
+class MediaGone(Exception):
+    """The platform no longer gives the file: its link expired or the file was removed."""
+
+
 class MediaSource(Protocol):
     """Fetches one attachment of one channel into a file."""
 
@@ -85,11 +90,15 @@ def _digest_b64(digest: Any) -> str:
     return base64.b64encode(digest.digest()).decode()
 
 
-async def _save(graph: GraphClient, url: str, dest: Path, max_bytes: int) -> tuple[str, int]:
-    """Stream the file to `dest`, hashing as it comes; stop as soon as it is over the cap."""
+async def _save(
+    graph: GraphClient, url: str, dest: Path, max_bytes: int, *, token: bool = True
+) -> tuple[str, int, str | None]:
+    """Stream the file to `dest`, hashing as it comes; stop as soon as it is over the cap. Returns its sha256
+    (base64), its size and the Content-Type it came with."""
     sha = hashlib.sha256()
     size = 0
-    async with graph.download(url) as response:
+    async with graph.download(url, token=token) as response:
+        content_type = response.headers.get("content-type")
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_bytes:
             raise MediaTooLarge
@@ -100,7 +109,7 @@ async def _save(graph: GraphClient, url: str, dest: Path, max_bytes: int) -> tup
                     raise MediaTooLarge
                 sha.update(chunk)
                 sink.write(chunk)
-    return _digest_b64(sha), size
+    return _digest_b64(sha), size, content_type
 
 
 class WhatsAppMedia:
@@ -125,7 +134,7 @@ class WhatsAppMedia:
                 if declared.isdigit() and int(declared) > max_bytes:
                     raise MediaTooLarge
                 try:
-                    digest, size = await _save(graph, url, dest, max_bytes)
+                    digest, size, _ = await _save(graph, url, dest, max_bytes)
                 except PermanentGraphError as exc:
                     if attempt == 1 and not isinstance(exc, TokenInvalid):
                         continue  # the short-lived URL may have expired in between: ask for a fresh one
@@ -145,6 +154,48 @@ class WhatsAppMedia:
             await graph.aclose()
 
 
+class LinkMedia:
+    """channels.md §2 (Messenger, Instagram): a citizen's file comes as a signed CDN link in the webhook, which
+    expires within days; `GET <link>` with no token gives the bytes. Only links to Meta's hosts are followed (see
+    `_followable`)."""
+
+    def __init__(self, *, base_url: str, version: str) -> None:
+        self._base_url, self._version = base_url, version
+
+    async def fetch(self, attachment: Mapping[str, Any], *, dest: Path, max_bytes: int) -> MediaInfo:
+        url = attachment.get("url")
+        graph = GraphClient(base_url=self._base_url, version=self._version, access_token="")
+        try:
+            if not isinstance(url, str) or not _followable(graph, url):
+                raise NotFetchable("a link that is not to Meta's hosts")
+            try:
+                digest, size, content_type = await _save(graph, url, dest, max_bytes, token=False)
+            except PermanentGraphError as exc:
+                if exc.status in (403, 404, 410):  # the link expired (403, as Meta's CDN answers) or the file is gone
+                    raise MediaGone from exc
+                raise
+            return MediaInfo(
+                mime_type=content_type or attachment.get("mime_type") or "application/octet-stream",
+                size=size,
+                sha256=digest,
+                filename=attachment.get("filename"),
+            )
+        finally:
+            await graph.aclose()
+
+
+def _followable(graph: GraphClient, url: str) -> bool:
+    """A link to the Graph API's own host, or over https to Meta's CDN while the Graph API is Meta's own. Pointed at
+    a fake (development, tests), a sample's real CDN link is never followed: nothing leaves for Meta."""
+    if url.startswith(graph.base_url + "/"):
+        return True
+    return on_meta_host(graph.base_url) and url.startswith("https://") and on_meta_host(url)
+
+
+def _link(settings: Settings) -> MediaSource | None:
+    return LinkMedia(base_url=settings.meta_graph_url, version=settings.meta_graph_version)
+
+
 def _whatsapp(settings: Settings) -> MediaSource | None:
     if settings.wa_access_token is None:
         return None
@@ -156,12 +207,17 @@ def _whatsapp(settings: Settings) -> MediaSource | None:
     )
 
 
-#: Channels whose attachments are fetched by id from the platform; one line per channel.
-SOURCES: dict[str, Callable[[Settings], MediaSource | None]] = {Channel.WHATSAPP.value: _whatsapp}
+#: Channels whose citizens' files are fetched and kept; one line per channel. X's are not: its media links need
+#: the account's OAuth 1.0a signature, which only the notifier holds.
+SOURCES: dict[str, Callable[[Settings], MediaSource | None]] = {
+    Channel.WHATSAPP.value: _whatsapp,
+    Channel.FACEBOOK.value: _link,
+    Channel.INSTAGRAM.value: _link,
+}
 
 
 class NotFetchable(Exception):
-    """The channel's files are not fetched by id (only WhatsApp's are; the others carry the platform's link)."""
+    """The file cannot be fetched: its channel's files are not (X), or its link is not to the platform's hosts."""
 
 
 class NotConfigured(Exception):
@@ -327,6 +383,8 @@ async def keep_due(store: MediaStore) -> int:
             kept += 1
         except (MediaTooLarge, MediaCorrupted, NotFetchable) as exc:
             log.warning("citizen's file not kept", extra={**where, "reason": type(exc).__name__})
+        except MediaGone:
+            log.warning("citizen's file gone from the platform before it was kept", extra=where)
         except GraphError as exc:
             if not _gone(exc):
                 await _later(store, doc, where, code=exc.code_text)
@@ -426,6 +484,9 @@ async def get_media(request: Request, user: CurrentUser, reference: Reference, m
         "X-Content-SHA256": info.sha256,
         "Cache-Control": "private, max-age=3600",
         "Content-Disposition": "inline" + (f"; filename*=utf-8''{quote(info.filename)}" if info.filename else ""),
+        # A citizen's file is never run as a page of the console's origin, whatever type its platform gave it.
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox",
     }
     return StreamingResponse(_chunks(stream), media_type=info.mime_type, headers=headers)
 
@@ -446,7 +507,9 @@ async def _keep_now(
     try:
         await store.keep(channel, attachment)
     except NotFetchable:
-        raise ApiError(404, "media_not_fetchable", f"media of the {channel} channel cannot be fetched by id") from None
+        raise ApiError(404, "media_not_fetchable", f"this {channel} file cannot be fetched from its platform") from None
+    except MediaGone:
+        raise ApiError(410, "media_gone", f"{channel} no longer gives this file (its link expired)") from None
     except NotConfigured:
         raise ApiError(
             503, "channel_not_configured", f"the {channel} channel has no credentials to fetch media"

@@ -24,6 +24,7 @@ from suara_shared.events import (
     MessageKind,
     ReplyContext,
     Sender,
+    link_media_id,
     utcnow,
 )
 
@@ -41,6 +42,10 @@ ATTACHMENT_KINDS: dict[str, MessageKind] = {
     "sticker": MessageKind.STICKER,
     "location": MessageKind.LOCATION,
 }
+#: Attachments that are files on Meta's CDN (the others' links are pages or places).
+FILE_KINDS = frozenset(
+    {MessageKind.IMAGE, MessageKind.AUDIO, MessageKind.VIDEO, MessageKind.DOCUMENT, MessageKind.STICKER}
+)
 #: Meta's ids are far shorter (an Instagram message id is about 180 characters); a longer one is replaced by its
 #: digest, so that the keys made of two ids stay within the event's 512 characters and a sender id within 256.
 _ID_MAX = 200
@@ -121,7 +126,11 @@ def _attachments(message: Json) -> tuple[Attachment, ...]:
     for item in _mappings(message.get("attachments")):
         kind = ATTACHMENT_KINDS.get(str(item.get("type")), MessageKind.UNSUPPORTED)
         payload = _mapping(item.get("payload"))
-        found.append(Attachment(kind=kind, url=_text(payload.get("url")), caption=_text(item.get("title"))))
+        url = _text(payload.get("url"))
+        # A file's link expires within days: naming the file lets ticketing keep it. Other links (a shared page,
+        # a place) are not files.
+        media_id = link_media_id(url) if url and kind in FILE_KINDS else None
+        found.append(Attachment(kind=kind, url=url, media_id=media_id, caption=_text(item.get("title"))))
     return tuple(found)
 
 
