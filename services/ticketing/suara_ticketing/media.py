@@ -24,6 +24,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
 
 from suara_shared import db
+from suara_shared import media as kept_files
 from suara_shared.events import Channel, InboundMessage, new_id, utcnow
 from suara_shared.graph import GraphClient, GraphError, PermanentGraphError, TokenInvalid, on_meta_host
 from suara_shared.http import ApiError
@@ -41,8 +42,6 @@ router = APIRouter(prefix="/api/v1", tags=["media"])
 Reference = Annotated[str, PathParam(pattern=r"^[A-Z]{2,10}-\d{4}-\d{6}$", examples=["RMB-2026-000001"])]
 MediaId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9._-]{1,128}$", examples=["1472580369258147"])]
 
-#: The GridFS bucket of citizens' files (`media.files`, `media.chunks`), one per (channel, media id).
-BUCKET = "media"
 #: Files still to keep: one document per file, `due` when its next attempt is.
 PENDING = "media_pending"
 #: How long a keeper's claim on a pending file holds before another may try it.
@@ -224,10 +223,6 @@ class NotConfigured(Exception):
     """The channel has no credentials to fetch its files with."""
 
 
-def _key(channel: str, media_id: str) -> str:
-    return f"{channel}:{media_id}"
-
-
 def _info(meta: Mapping[str, Any]) -> MediaInfo:
     return MediaInfo(
         mime_type=str(meta.get("mime_type") or "application/octet-stream"),
@@ -238,27 +233,22 @@ def _info(meta: Mapping[str, Any]) -> MediaInfo:
 
 
 class MediaStore:
-    """Citizens' files kept in the database (GridFS), each named by its channel and media id in its metadata's
-    `key` (unique): two keepers fetching one file at once keep it once, and a keeper that died mid-upload leaves
-    chunks no file names rather than a file that cannot be read."""
+    """Citizens' files kept in the database (`suara_shared.media`: GridFS, one file per channel and media id), and
+    those still to fetch (`media_pending`)."""
 
     def __init__(self, database: db.Database, settings: Settings) -> None:
-        self._bucket = db.files(database, BUCKET)
-        self._files = database[f"{BUCKET}.files"]
+        self._database = database
+        self._bucket = db.files(database, kept_files.BUCKET)
         self.pending = database[PENDING]
         self._settings = settings
 
     async def ensure_indexes(self) -> None:
-        await self._files.create_index("metadata.key", unique=True)
+        await kept_files.ensure_index(self._database)
         await self.pending.create_index("due")
-
-    async def _kept(self, channel: str, media_id: str) -> db.Document | None:
-        """The kept file's GridFS record (its `_id` and metadata); None when it is not kept."""
-        return await self._files.find_one({"metadata.key": _key(channel, media_id)}, {"metadata": 1})
 
     async def open(self, channel: str, media_id: str) -> tuple[MediaInfo, Any] | None:
         """The kept file and a stream of its bytes; None when it is not kept."""
-        found = await self._kept(channel, media_id)
+        found = await kept_files.find(self._database, channel, media_id)
         if found is None:
             return None
         try:
@@ -271,7 +261,7 @@ class MediaStore:
         """Fetch one attachment from its platform into the database, unless it is there already. Raises what the
         fetch raises (MediaTooLarge, MediaCorrupted, GraphError), NotFetchable or NotConfigured."""
         media_id = str(attachment["media_id"])
-        if await self._kept(channel, media_id) is not None:
+        if await kept_files.find(self._database, channel, media_id) is not None:
             return
         factory = SOURCES.get(channel)
         if factory is None:
@@ -284,15 +274,10 @@ class MediaStore:
         scratch = folder / f".part-{new_id()}"
         try:
             info = await source.fetch(attachment, dest=scratch, max_bytes=self._settings.media_max_bytes)
-            metadata = {"key": _key(channel, media_id), **asdict(info)}
-            upload = self._bucket.open_upload_stream(info.filename or media_id, metadata=metadata)
-            try:
-                with scratch.open("rb") as data:
-                    await upload.write(data)
-                await upload.close()
-            except db.FileExists:  # kept meanwhile by another keeper: drop this copy's chunks
-                with contextlib.suppress(db.NoFile):
-                    await self._bucket.delete(upload._id)
+            with scratch.open("rb") as data:
+                await kept_files.put(
+                    self._database, channel, media_id, data, filename=info.filename or media_id, metadata=asdict(info)
+                )
         finally:
             with contextlib.suppress(OSError):
                 scratch.unlink(missing_ok=True)
@@ -326,7 +311,7 @@ async def _note(store: MediaStore, files: list[tuple[str, dict[str, Any]]]) -> N
     await store.pending.bulk_write(
         [
             db.UpdateOne(
-                {"_id": _key(channel, attachment["media_id"])},
+                {"_id": kept_files.key(channel, attachment["media_id"])},
                 {
                     "$setOnInsert": {
                         "channel": channel,
