@@ -123,3 +123,37 @@ async def test_same_inbound_message_published_twice_is_one_message_on_one_ticket
         assert inbound == [original.text, barrier.text]
         acks = [m for m in seen["ticket"]["messages"] if m["purpose"] == "acknowledgement"]
         assert len(acks) == 1
+
+
+async def test_a_photo_filed_with_the_web_form_is_on_the_ticket_for_the_desk(stack: Stack) -> None:
+    """The citizen attaches a photo of the pothole to the form; the desk agent opening the ticket sees it."""
+    tag = new_id()[:8]
+    photo = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 48
+    async with httpx.AsyncClient(timeout=10) as http:
+        filed = await http.post(
+            url(stack, "ingest-social", "/lapor"),
+            data={"text": f"Jalan berlubang besar di depan SD Negeri Sumberjo ({tag}).", "kecamatan": "Rembang"},
+            files=[("foto", ("lubang.jpg", photo, "image/jpeg"))],
+        )
+        assert filed.status_code == 303, filed.text
+
+        async def listed() -> dict | None:
+            items = (
+                await http.get(url(stack, "ticketing", "/api/v1/tickets"), headers=TOKEN, params={"q": tag})
+            ).json()["items"]
+            return items[0] if items else None
+
+        ticket = await eventually(listed, what="the complaint with its photo listed as a ticket")
+        reference = ticket["reference"]
+        full = (await http.get(url(stack, "ticketing", f"/api/v1/tickets/{reference}"), headers=TOKEN)).json()
+        (attachment,) = full["messages"][0]["attachments"]
+        assert (attachment["kind"], attachment["mime_type"], attachment["filename"]) == (
+            "image",
+            "image/jpeg",
+            "lubang.jpg",
+        )
+        shown = await http.get(
+            url(stack, "ticketing", f"/api/v1/tickets/{reference}/media/{attachment['media_id']}"), headers=TOKEN
+        )
+        assert shown.status_code == 200 and shown.content == photo
+        assert shown.headers["content-type"] == "image/jpeg"

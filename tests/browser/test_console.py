@@ -4,6 +4,7 @@ ticket a WhatsApp message created, reply and watch the tick turn to delivered, s
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import re
 import secrets
@@ -14,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import FilePayload, Page, expect
 
 from suara_devstack.stack import Stack
 from suara_devstack.testing import eventually, url
@@ -256,6 +257,75 @@ async def test_a_comment_the_citizen_edited_then_removed_shows_both_and_the_repl
     warning = page.locator("#window-warning")
     await expect(warning).to_have_text(re.compile(r"^Warga sudah menghapus komentarnya"))
     await page.screenshot(path=screenshot("console-comment-removed"), full_page=True)
+
+
+async def _jpeg(page: Page, width: int, height: int) -> bytes:
+    """A real JPEG the browser drew (a red patch), as a phone's camera would give one."""
+    data_url = await page.evaluate(
+        """([w, h]) => { const c = document.createElement("canvas"); c.width = w; c.height = h;
+        const g = c.getContext("2d"); g.fillStyle = "#c53030"; g.fillRect(0, 0, w, h);
+        return c.toDataURL("image/jpeg", 0.9); }""",
+        [width, height],
+    )
+    return base64.b64decode(data_url.split(",", 1)[1])
+
+
+async def test_photos_from_the_web_form_and_from_messenger_show_on_their_tickets(
+    stack: Stack, open_page: PageFactory, screenshot: Callable[[str], Path]
+) -> None:
+    """A citizen attaches a photo to the web form on a phone; another sends one on Messenger, whose link expires
+    within days. The desk agent sees both pictures on their tickets, the Messenger one after its link expired."""
+    phone = await open_page(width=360, height=740)
+    await phone.goto(url(stack, "ingest-social", "/"))
+    web_photo, messenger_photo = await _jpeg(phone, 64, 48), await _jpeg(phone, 40, 30)
+    web_tag, messenger_tag = secrets.token_hex(4), secrets.token_hex(4)
+    await phone.get_by_label("Isi keluhan (wajib)").fill(f"Jalan berlubang di depan SD Negeri Tireman ({web_tag}).")
+    await phone.get_by_label("Foto (tidak wajib)").set_input_files(
+        [FilePayload(name="lubang.jpg", mimeType="image/jpeg", buffer=web_photo)]
+    )
+    await phone.get_by_role("button", name="Kirim laporan").click()
+    await expect(phone.get_by_text("Tanda terima")).to_be_visible()
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        uploaded = await http.post(
+            url(stack, "sandbox", "/_sandbox/social/media"),
+            content=messenger_photo,
+            headers={"Content-Type": "image/jpeg"},
+        )
+        file_id = uploaded.json()["id"]
+        sent = await http.post(
+            url(stack, "sandbox", "/_sandbox/social/facebook_message"),
+            json={"name": "Rudi", "text": f"Lampu jalan mati ({messenger_tag})", "file_id": file_id},
+        )
+        assert sent.status_code == 201, sent.text
+        references = {tag: (await _ticket_with(stack, tag))["reference"] for tag in (web_tag, messenger_tag)}
+
+        ticket = (
+            await http.get(url(stack, "ticketing", f"/api/v1/tickets/{references[messenger_tag]}"), headers=HEADERS)
+        ).json()
+        media = (
+            f"/api/v1/tickets/{references[messenger_tag]}/media/{ticket['messages'][0]['attachments'][0]['media_id']}"
+        )
+
+        async def kept() -> bool:
+            state = (await http.get(url(stack, "sandbox", f"/_sandbox/social/media/{file_id}"))).json()
+            return (
+                bool(state["downloads"])
+                and (await http.get(url(stack, "ticketing", media), headers=HEADERS)).is_success
+            )
+
+        await eventually(kept, within=WAIT_MS / 1000, what="the Messenger photo kept from its link")
+        assert (await http.delete(url(stack, "sandbox", f"/_sandbox/social/media/{file_id}"))).status_code == 200
+
+    page = await open_page()
+    await _sign_in(page, stack)
+    for tag, width in ((web_tag, 64), (messenger_tag, 40)):
+        await page.goto(url(stack, "ticketing", f"/console/#/ticket/{references[tag]}"))
+        await expect(page.locator("#conversation")).to_contain_text(tag)
+        image = page.locator("#conversation li.msg.inbound .attachment img")
+        await expect(image).to_be_visible()
+        assert await image.evaluate("async img => { await img.decode(); return img.naturalWidth; }") == width
+        await page.screenshot(path=screenshot(f"console-photo-{'web' if tag == web_tag else 'messenger'}"))
 
 
 async def test_the_figures_page_draws_its_charts(

@@ -31,6 +31,9 @@ class Settings(XApiSettings):
     #: kiosks, after a first `web_form_burst` at once; 0 turns the limit off. Platform webhooks are never limited.
     web_form_rate_per_minute: float = Field(default=10.0, ge=0)
     web_form_burst: int = Field(default=10, ge=1)
+    #: The largest photo the web form takes (up to 3 per complaint), in bytes. Photos are kept in the database
+    #: (`MONGODB_URI`) with the tickets; a phone's photo is 1-5 MB.
+    web_photo_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     #: Reverse proxies (addresses or networks, comma-separated) whose `X-Forwarded-For` names the client, e.g. the
     #: ingress controller's pod network; unset, the peer's own address is the client, whatever the header says.
     trusted_proxies: str = ""

@@ -1,11 +1,12 @@
-"""Limits of what one request, and one client, may send: bodies over 1 MiB get 413 before any handler reads them;
-a client filing complaints faster than the web form's rate gets 429."""
+"""Limits of what one request, and one client, may send: bodies over 1 MiB get 413 before any handler reads them
+(the web form with photos: over its own limit, which its Content-Length must declare); a client filing complaints
+faster than the web form's rate gets 429."""
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 from prometheus_client import Counter
@@ -21,17 +22,31 @@ class BodyLimit:
     """Buffers each request body up to `max_bytes` and answers 413 past it.
 
     Buffering (instead of counting while the handler reads) lets the refusal be a clean 413 whatever the
-    handler does with the body, and the bodies this service takes are small: a form or a webhook batch."""
+    handler does with the body, and the bodies this service takes are small: a form or a webhook batch.
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES) -> None:
+    The paths of `larger` (the form with photos) take multipart bodies up to their own limit, unbuffered: one must
+    declare its length (411 otherwise; browsers always do), 413 past the limit, and the server reads no more than
+    it declared."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES, larger: Mapping[str, int] = {}) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = dict(larger)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in {"GET", "HEAD", "OPTIONS"}:
             await self.app(scope, receive, send)
             return
-        if self._declared_length(scope) > self.max_bytes:
+        if (limit := self.larger.get(scope["path"])) is not None and _multipart(scope):
+            declared = self._declared_length(scope)
+            if declared is None:
+                await _refuse(scope, receive, send, 411, "length_required", "send the body with a Content-Length")
+            elif declared > limit:
+                await _too_large(scope, receive, send, limit)
+            else:
+                await self.app(scope, receive, send)
+            return
+        if (self._declared_length(scope) or 0) > self.max_bytes:
             await self._refuse(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -51,23 +66,34 @@ class BodyLimit:
         await self.app(scope, _replay(b"".join(chunks), receive), send)
 
     @staticmethod
-    def _declared_length(scope: Scope) -> int:
+    def _declared_length(scope: Scope) -> int | None:
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
                     return int(value)
                 except ValueError:
-                    return 0
-        return 0
+                    return None
+        return None
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = f"{self.max_bytes // (1024 * 1024)} MiB" if self.max_bytes >= 1024 * 1024 else f"{self.max_bytes} bytes"
-        response = JSONResponse(
-            error_body("payload_too_large", f"request body larger than {limit}"),
-            status_code=413,
-            headers={"Connection": "close"},
-        )
-        await response(scope, receive, send)
+        await _too_large(scope, receive, send, self.max_bytes)
+
+
+def _multipart(scope: Scope) -> bool:
+    return any(
+        name == b"content-type" and value.lower().startswith(b"multipart/form-data")
+        for name, value in scope.get("headers", ())
+    )
+
+
+async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    size = f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit} bytes"
+    await _refuse(scope, receive, send, 413, "payload_too_large", f"request body larger than {size}")
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, code: str, message: str) -> None:
+    response = JSONResponse(error_body(code, message), status_code=status, headers={"Connection": "close"})
+    await response(scope, receive, send)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -1,4 +1,4 @@
-"""The ingest-social app: its factory, its lifespan (broker and ticketing clients), and `run()`."""
+"""The ingest-social app: its factory, its lifespan (broker, database and ticketing clients), and `run()`."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from suara_shared.kafka import BrokerUnavailable, Publisher
 
 from .config import Settings
 from .limits import BodyLimit, RateLimiter, parse_networks
+from .web import photos
 from .web.kiosk import router as kiosk_router
-from .web.router import install_rate_limit_handler
+from .web.router import PHOTO_FORMS_AT_ONCE, install_rate_limit_handler
 from .web.router import router as web_router
 from .webhooks import poller as x_poller
 from .webhooks.router import router as webhooks_router
@@ -33,20 +34,25 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         publisher = Publisher(settings)
         ticketing = httpx.AsyncClient(base_url=settings.ticketing_url, timeout=settings.ticketing_timeout_seconds)
+        # Connected lazily: only the web form's photos and the X poller's cursors use it, so a database that is
+        # down stops neither the webhooks nor a complaint without photos.
+        client, database = db.connect(settings.mongodb_uri)
         app.state.settings = settings
         app.state.publisher = publisher
         app.state.ticketing = ticketing
+        app.state.database = database
         try:
             try:
                 await publisher.start()
             except BrokerUnavailable as exc:
                 # A broker that is down must not stop the service: /readyz says so, and publishing retries.
                 log.warning("broker not reachable at start; will retry on use", extra={"error": repr(exc)})
-            async with _x_polling(app, settings, publisher):
+            async with _x_polling(app, settings, publisher, database):
                 yield
         finally:
             await ticketing.aclose()
             await publisher.stop()
+            await db.close(client)
 
     app = FastAPI(
         title="Suara ingest-social",
@@ -62,9 +68,11 @@ def create_app(settings: Settings) -> FastAPI:
     # Not a client to open: state the app keeps for its life (buckets of who filed how many complaints).
     app.state.form_limiter = RateLimiter(per_minute=settings.web_form_rate_per_minute, burst=settings.web_form_burst)
     app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
+    app.state.photo_forms = asyncio.Semaphore(PHOTO_FORMS_AT_ONCE)
     install_error_handlers(app)
     install_rate_limit_handler(app)
-    app.add_middleware(BodyLimit)
+    # The form with photos streams to disk (Starlette spools each file past 1 MB); everything else stays small.
+    app.add_middleware(BodyLimit, larger={"/lapor": photos.form_bytes(settings.web_photo_max_bytes)})
     app.include_router(ops_router({"broker": broker_ready}))
     app.include_router(web_router)
     app.include_router(kiosk_router)
@@ -73,13 +81,14 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 @asynccontextmanager
-async def _x_polling(app: FastAPI, settings: Settings, publisher: Publisher) -> AsyncIterator[None]:
-    """The X poller, while X is configured: its cursors in the database (ingest-social's only use of it)."""
+async def _x_polling(
+    app: FastAPI, settings: Settings, publisher: Publisher, database: db.Database
+) -> AsyncIterator[None]:
+    """The X poller, while X is configured: its cursors in the database."""
     if not settings.x_polling:
         yield
         return
     assert settings.x_user_id is not None
-    client, database = db.connect(settings.mongodb_uri)
     x_client, session = x_poller.make_client(settings)
     poller = x_poller.XPoller(
         client=x_client,
@@ -99,7 +108,6 @@ async def _x_polling(app: FastAPI, settings: Settings, publisher: Publisher) -> 
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, timeout=10)
         await session.close()
-        await db.close(client)
 
 
 async def _supervise(poller: x_poller.XPoller) -> None:

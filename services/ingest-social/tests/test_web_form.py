@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import httpx
+import pytest
 
+from suara_devstack.infra import free_port
+from suara_ingest_social.config import Settings
+from suara_ingest_social.web import photos
 from suara_ingest_social.web.models import KECAMATAN
-from suara_shared.events import InboundMessage
+from suara_shared import db, media
+from suara_shared.events import InboundMessage, MessageKind
 
 #: The `inbound` fixture: INBOUND records (key, stored bytes, event) whose event matches.
 ReadInbound = Callable[[Callable[[InboundMessage], bool]], Awaitable[list[tuple[bytes | None, bytes, InboundMessage]]]]
+ServeApp = Callable[[Settings], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 def by_submission(submission_id: str) -> Callable[[InboundMessage], bool]:
@@ -192,3 +202,144 @@ async def test_the_form_sent_twice_is_one_complaint_and_each_form_shown_is_a_new
     assert fixed.status_code == 422 and _token(fixed.text) == token
     records = await inbound(by_text(marker))
     assert {event.platform_message_id for _, _, event in records} == {first.headers["location"].rsplit("/", 1)[1]}
+
+
+# --- photos ------------------------------------------------------------------------------------------------------
+
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 64  # a 16 KiB photo of a pothole
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(255, -1, -1)) * 16
+
+
+async def _kept(settings: Settings, media_id: str) -> tuple[dict[str, Any], bytes] | None:
+    """A photo kept under the web channel: its metadata and its bytes."""
+    client, database = db.connect(settings.mongodb_uri)
+    try:
+        found = await media.find(database, "web", media_id)
+        if found is None:
+            return None
+        stream = await db.files(database, media.BUCKET).open_download_stream(found["_id"])
+        return found["metadata"], await stream.read()
+    finally:
+        await db.close(client)
+
+
+def _photos(*files: tuple[str, bytes, str]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("foto", file) for file in files]
+
+
+async def test_photos_are_kept_before_the_complaint_names_them(
+    client: httpx.AsyncClient, inbound: ReadInbound, app_settings: Settings
+) -> None:
+    """A citizen attaches a photo of the pothole and one of the street sign: both are kept in the database, and the
+    complaint's message names each by its id, with the type its bytes say (not the name or type the browser gave)."""
+    page = (await client.get("/")).text
+    assert 'enctype="multipart/form-data"' in page
+    assert '<input id="foto" name="foto" type="file" accept="image/*" multiple' in page
+
+    response = await client.post(
+        "/lapor",
+        data={"text": COMPLAINT, "kecamatan": "Lasem"},
+        files=_photos(("IMG_0412.jpg", JPEG, "image/jpeg"), ("C:\\Users\\warga\\papan.png", PNG, "application/x")),
+    )
+
+    assert response.status_code == 303, response.text
+    [(_, _, event)] = await inbound(by_submission(response.headers["location"].rsplit("/", 1)[1]))
+    assert event.text == COMPLAINT.replace("\r\n", "\n")
+    assert [(a.kind, a.mime_type, a.size, a.filename) for a in event.attachments] == [
+        (MessageKind.IMAGE, "image/jpeg", len(JPEG), "IMG_0412.jpg"),
+        (MessageKind.IMAGE, "image/png", len(PNG), "papan.png"),
+    ]
+    for attachment, content in zip(event.attachments, (JPEG, PNG), strict=True):
+        assert attachment.media_id is not None
+        assert attachment.sha256 == base64.b64encode(hashlib.sha256(content).digest()).decode()
+        kept = await _kept(app_settings, attachment.media_id)
+        assert kept is not None and kept[1] == content
+        assert kept[0]["mime_type"] == attachment.mime_type and kept[0]["sha256"] == attachment.sha256
+
+
+async def test_the_same_form_sent_again_with_its_photo_is_one_complaint_with_one_photo(
+    client: httpx.AsyncClient, inbound: ReadInbound
+) -> None:
+    marker = uuid.uuid4().hex
+    form = {"text": f"{COMPLAINT} {marker}", "submission_token": f"tok-{marker}"}
+    first = await client.post("/lapor", data=form, files=_photos(("a.jpg", JPEG, "image/jpeg")))
+    again = await client.post("/lapor", data=form, files=_photos(("a.jpg", JPEG, "image/jpeg")))
+
+    assert first.status_code == again.status_code == 303
+    assert first.headers["location"] == again.headers["location"]
+    events = [event for _, _, event in await inbound(by_text(marker))]
+    assert len(events) == 2 and events[0].attachments == events[1].attachments  # one message to ticketing
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ([("surat.pdf", b"%PDF-1.7\n" + bytes(2000), "image/jpeg")], "Berkas ini bukan foto"),
+        ([(f"{n}.jpg", JPEG, "image/jpeg") for n in range(4)], "Paling banyak 3 foto"),
+        ([("besar.jpg", JPEG * 8, "image/jpeg")], "Foto terlalu besar: paling besar"),
+    ],
+)
+async def test_a_photo_the_form_cannot_take_comes_back_with_what_was_typed_and_nothing_kept(
+    serve: ServeApp,
+    app_settings: Settings,
+    inbound: ReadInbound,
+    files: list[tuple[str, bytes, str]],
+    message: str,
+) -> None:
+    marker = uuid.uuid4().hex
+    capped = app_settings.model_copy(update={"web_photo_max_bytes": 64 * 1024})
+    async with serve(capped) as http:
+        response = await http.post("/lapor", data={"text": f"{COMPLAINT} {marker}"}, files=_photos(*files))
+
+    assert response.status_code == 422
+    page = response.text
+    assert f'id="foto-error">{message}' in page
+    assert 'id="foto" name="foto" type="file" accept="image/*" multiple aria-invalid="true"' in page
+    assert _textarea(page) == f"{COMPLAINT} {marker}"
+    assert await inbound(by_text(marker)) == []
+
+
+async def test_a_form_to_fix_asks_for_its_photos_again(client: httpx.AsyncClient) -> None:
+    """A browser never fills a file input in again: the citizen is told to choose the photo once more."""
+    response = await client.post("/lapor", data={"text": "pendek"}, files=_photos(("a.jpg", JPEG, "image/jpeg")))
+
+    assert response.status_code == 422
+    assert 'id="text-error">' in response.text
+    assert 'id="foto-error">Pilih lagi foto Anda' in response.text
+
+
+async def test_while_the_database_is_away_a_complaint_with_photos_is_refused_whole_and_one_without_is_filed(
+    serve: ServeApp, app_settings: Settings, inbound: ReadInbound
+) -> None:
+    marker = uuid.uuid4().hex
+    no_database = app_settings.model_copy(update={"mongodb_uri": f"mongodb://127.0.0.1:{free_port()}/suara"})
+    async with serve(no_database) as http:
+        refused = await http.post(
+            "/lapor", data={"text": f"{COMPLAINT} {marker}"}, files=_photos(("a.jpg", JPEG, "image/jpeg"))
+        )
+        filed = await http.post("/lapor", data={"text": f"{COMPLAINT} {marker} tanpa foto"})
+
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "10"
+    assert "foto perlu dipilih lagi" in refused.text
+    assert _textarea(refused.text) == f"{COMPLAINT} {marker}"
+    assert filed.status_code == 303
+    events = [event for _, _, event in await inbound(by_text(marker))]
+    assert [(e.text, e.attachments) for e in events] == [(f"{COMPLAINT} {marker} tanpa foto".replace("\r\n", "\n"), ())]
+
+
+async def test_a_form_with_photos_over_its_limit_or_of_no_declared_length_is_refused_before_it_is_read(
+    client: httpx.AsyncClient,
+) -> None:
+    boundary = "suara-test"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="text"\r\n\r\n{COMPLAINT}\r\n--{boundary}--\r\n'
+    multipart = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    over = photos.form_bytes(Settings().web_photo_max_bytes) + 1
+    too_large = await client.post("/lapor", content=head.encode(), headers={**multipart, "Content-Length": str(over)})
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield head.encode()
+
+    unmeasured = await client.post("/lapor", content=chunks(), headers=multipart)
+
+    assert (too_large.status_code, too_large.json()["error_code"]) == (413, "payload_too_large")
+    assert (unmeasured.status_code, unmeasured.json()["error_code"]) == (411, "length_required")

@@ -72,9 +72,10 @@ FIELD_LABELS = {
     "email": "Email",
     "anonymous": "Laporkan secara anonim",
     "confidential": "Rahasiakan laporan dari publik",
+    "foto": "Foto",
 }
 #: Fields that carry a hint paragraph the screen reader should announce with them.
-_HINTS = frozenset({"text", "phone", "anonymous", "confidential"})
+_HINTS = frozenset({"text", "phone", "anonymous", "confidential", "foto"})
 
 
 def too_many(seconds: int) -> str:
@@ -90,6 +91,23 @@ BROKER_TROUBLE = (
     "Maaf, laporan Anda belum terkirim karena sistem sedang sibuk. Isian Anda masih ada di bawah: "
     "silakan coba lagi dengan menekan “Kirim laporan”."
 )
+
+
+PHOTO_TROUBLE = (
+    "Maaf, laporan Anda belum terkirim karena sistem sedang sibuk. Tulisan Anda masih ada di bawah, tetapi foto "
+    "perlu dipilih lagi: pilih fotonya, lalu tekan “Kirim laporan”. Bila masih gagal, kirim tanpa foto."
+)
+PHOTO_AGAIN = "Pilih lagi foto Anda: foto tidak ikut tersimpan saat isian dikembalikan."
+
+
+def photo_message(reason: str, *, max_bytes: int) -> str:
+    """What the form says of photos it cannot take (`photos.PhotoRefused.reason`)."""
+    size = f"{max_bytes / (1024 * 1024):.0f} MB"
+    return {
+        "too_many": "Paling banyak 3 foto per laporan.",
+        "too_large": f"Foto terlalu besar: paling besar {size} per foto.",
+        "not_image": "Berkas ini bukan foto. Pilih foto berformat JPEG, PNG, WebP, atau HEIC.",
+    }.get(reason, "Foto tidak dapat dibaca. Pilih foto lain.")
 
 
 class Safe(str):
@@ -173,7 +191,7 @@ def form_page(
     values = values or {}
     errors = errors or {}
     fields: dict[str, object] = {}
-    for field in ("text", "name", "phone", "email", "desa", "kecamatan", "anonymous", "confidential"):
+    for field in ("text", "name", "phone", "email", "desa", "kecamatan", "anonymous", "confidential", "foto"):
         fields[f"{field}_error"], fields[f"{field}_attrs"] = _field_parts(field, errors)
         fields[f"{field}_value"] = values.get(field, "")
     fields["kecamatan_options"] = _kecamatan_options(values.get("kecamatan", ""))

@@ -16,8 +16,8 @@ from suara_shared.http import ApiError, error_body
 from suara_shared.kafka import Publisher
 
 from ..config import Settings
-from ..limits import RATE_LIMITED, RateLimiter, client_key
-from . import pages
+from ..limits import MAX_BODY_BYTES, RATE_LIMITED, RateLimiter, client_key
+from . import pages, photos
 from .models import WebComplaintAccepted, WebComplaintCreate
 from .service import IDEMPOTENCY_KEY, ComplaintNotAccepted, submit_complaint
 from .status import (
@@ -164,28 +164,69 @@ def _form_errors(exc: ValidationError) -> dict[str, str]:
     return errors
 
 
+#: Forms with photos parsed at once: each spools up to `photos.form_bytes` to the temporary disk; more wait.
+PHOTO_FORMS_AT_ONCE = 4
+#: Files a form may carry before Starlette refuses it outright; past `photos.MAX_PHOTOS`, the form says so.
+_FORM_MAX_FILES = 20
+
+
 @router.post("/lapor", response_class=HTMLResponse, include_in_schema=False)
-async def submit_form(request: Request, publisher: PublisherDep) -> Response:
-    """The form's POST: 303 to the status page, or the form again with the citizen's input and what to fix."""
-    form_data = await request.form()
-    values = {field: value for field in FORM_FIELDS if isinstance(value := form_data.get(field), str)}
+async def submit_form(request: Request, publisher: PublisherDep, settings: SettingsDep) -> Response:
+    """The form's POST (with its photos, multipart): 303 to the status page, or the form again with the citizen's
+    input and what to fix."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        async with request.app.state.photo_forms:
+            return await _submit_form(request, publisher, settings)
+    return await _submit_form(request, publisher, settings)
+
+
+async def _submit_form(request: Request, publisher: Publisher, settings: Settings) -> Response:
+    async with request.form(max_files=_FORM_MAX_FILES) as form_data:
+        values = {field: value for field in FORM_FIELDS if isinstance(value := form_data.get(field), str)}
+        uploads = [u for u in form_data.getlist(photos.FIELD) if not isinstance(u, str)]
+        return await _file_complaint(request, publisher, settings, values, uploads)
+
+
+async def _file_complaint(
+    request: Request, publisher: Publisher, settings: Settings, values: dict[str, str], uploads: list[Any]
+) -> Response:
     if (wait := retry_after(request)) is not None:
         return html(
             pages.form_page(values=values, notice=pages.too_many(wait)),
             status.HTTP_429_TOO_MANY_REQUESTS,
             headers={"Retry-After": str(wait)},
         )
+    errors: dict[str, str] = {}
     try:
         complaint = WebComplaintCreate.model_validate({k: v for k, v in values.items() if k in COMPLAINT_FIELDS})
     except ValidationError as exc:
-        return html(pages.form_page(values=values, errors=_form_errors(exc)), status.HTTP_422_UNPROCESSABLE_CONTENT)
+        errors = _form_errors(exc)
+    try:
+        checked = await photos.check(uploads, max_bytes=settings.web_photo_max_bytes)
+    except photos.PhotoRefused as exc:
+        errors[photos.FIELD] = pages.photo_message(exc.reason, max_bytes=settings.web_photo_max_bytes)
+    if errors:
+        if uploads and any(u.filename for u in uploads):  # a browser never fills a file input in again
+            errors.setdefault(photos.FIELD, pages.PHOTO_AGAIN)
+        return html(pages.form_page(values=values, errors=errors), status.HTTP_422_UNPROCESSABLE_CONTENT)
     token = values.get(pages.TOKEN_FIELD, "")
     key = token if IDEMPOTENCY_KEY.fullmatch(token) else None
     try:
-        submission_id = await submit_complaint(publisher=publisher, complaint=complaint, idempotency_key=key)
-    except ComplaintNotAccepted:
+        submission_id = await submit_complaint(
+            publisher=publisher,
+            complaint=complaint,
+            idempotency_key=key,
+            photos=checked,
+            database=request.app.state.database if checked else None,
+        )
+    except (ComplaintNotAccepted, photos.PhotosNotKept) as exc:
+        if isinstance(exc, photos.PhotosNotKept):
+            cause = repr(exc.__cause__)
+            log.warning("web complaint not accepted: its photos could not be kept", extra={"error": cause})
+        notice = pages.PHOTO_TROUBLE if checked else pages.BROKER_TROUBLE
         return html(
-            pages.form_page(values=values, notice=pages.BROKER_TROUBLE),
+            pages.form_page(values=values, notice=notice),
             status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": "10"},
         )

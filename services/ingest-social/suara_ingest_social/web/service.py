@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Sequence
 
-from suara_shared import topics
-from suara_shared.events import Channel, InboundMessage, Location, MessageKind, Sender, new_id
+from suara_shared import db, topics
+from suara_shared.events import Attachment, Channel, InboundMessage, Location, MessageKind, Sender, new_id
 from suara_shared.http import ApiError
 from suara_shared.kafka import BrokerUnavailable, Publisher
 
+from . import photos as form_photos
 from .models import WebComplaintCreate
 
 log = logging.getLogger(__name__)
@@ -25,8 +27,10 @@ class ComplaintNotAccepted(ApiError):
         super().__init__(503, "broker_unavailable", BROKER_UNAVAILABLE_MESSAGE)
 
 
-def to_inbound(complaint: WebComplaintCreate, *, submission_id: str) -> InboundMessage:
-    """The complaint as the channel-neutral event; each web complaint is its own thread."""
+def to_inbound(
+    complaint: WebComplaintCreate, *, submission_id: str, attachments: tuple[Attachment, ...] = ()
+) -> InboundMessage:
+    """The complaint as the channel-neutral event, with its photos; each web complaint is its own thread."""
     location = None
     if complaint.kecamatan or complaint.desa:
         location = Location(kecamatan=complaint.kecamatan, desa=complaint.desa)
@@ -42,6 +46,7 @@ def to_inbound(complaint: WebComplaintCreate, *, submission_id: str) -> InboundM
         ),
         kind=MessageKind.TEXT,
         text=complaint.text,
+        attachments=attachments,
         location=location,
         metadata={
             "kecamatan": complaint.kecamatan,
@@ -57,22 +62,35 @@ def to_inbound(complaint: WebComplaintCreate, *, submission_id: str) -> InboundM
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{8,128}")
 
 
-def submission_id_for(complaint: WebComplaintCreate, idempotency_key: str | None) -> str:
+def submission_id_for(
+    complaint: WebComplaintCreate, idempotency_key: str | None, photo_digests: Sequence[str] = ()
+) -> str:
     """A new submission id; with a key, the same id for the same complaint sent again under it (a retry after a
     503 whose first try did reach the broker becomes the same message, which ticketing keeps once). The content
-    is part of it, so two different complaints under one key are never taken for one."""
+    (its photos too) is part of it, so two different complaints under one key are never taken for one."""
     if idempotency_key is None:
         return new_id()
-    content = complaint.model_dump_json().encode()
+    content = complaint.model_dump_json().encode() + "".join(f"\x1f{d}" for d in photo_digests).encode()
     return hashlib.sha256(b"web-submission\x1f" + idempotency_key.encode() + b"\x1f" + content).hexdigest()[:32]
 
 
 async def submit_complaint(
-    *, publisher: Publisher, complaint: WebComplaintCreate, idempotency_key: str | None = None
+    *,
+    publisher: Publisher,
+    complaint: WebComplaintCreate,
+    idempotency_key: str | None = None,
+    photos: Sequence[form_photos.Photo] = (),
+    database: db.Database | None = None,
 ) -> str:
-    """Publish the complaint and return its submission id once the broker acknowledged it."""
-    submission_id = submission_id_for(complaint, idempotency_key)
-    event = to_inbound(complaint, submission_id=submission_id)
+    """Keep the complaint's photos (in `database`), then publish it; return its submission id once the broker
+    acknowledged it. Raises PhotosNotKept or ComplaintNotAccepted."""
+    submission_id = submission_id_for(complaint, idempotency_key, form_photos.digests(photos))
+    attachments: tuple[Attachment, ...] = ()
+    if photos:
+        if database is None:
+            raise form_photos.PhotosNotKept("no database to keep photos in")
+        attachments = await form_photos.keep(database, submission_id, photos)
+    event = to_inbound(complaint, submission_id=submission_id, attachments=attachments)
     try:
         await publisher.publish(topics.INBOUND, event, key=event.partition_key)
     except BrokerUnavailable as exc:
@@ -80,6 +98,11 @@ async def submit_complaint(
         raise ComplaintNotAccepted() from exc
     log.info(
         "web complaint accepted",
-        extra={"submission_id": submission_id, "event_id": event.event_id, "anonymous": complaint.anonymous},
+        extra={
+            "submission_id": submission_id,
+            "event_id": event.event_id,
+            "anonymous": complaint.anonymous,
+            "photos": len(attachments),
+        },
     )
     return submission_id
