@@ -4,6 +4,7 @@ complaint, sees the acknowledgement with the reference, an agent answers through
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +19,13 @@ from suara_shared.settings import ServiceSettings
 
 pytestmark = pytest.mark.e2e
 TOKEN = {"Authorization": "Bearer dev-only-admin-token"}
+
+
+async def _listed(http: httpx.AsyncClient, stack: Stack, words: str) -> dict[str, Any] | None:
+    """The newest ticket the desk's search finds by these words, if any yet."""
+    answer = await http.get(url(stack, "ticketing", "/api/v1/tickets"), headers=TOKEN, params={"q": words})
+    items: list[dict[str, Any]] = answer.json()["items"]
+    return items[0] if items else None
 
 
 async def test_complaint_to_acknowledgement_to_agent_reply_on_the_status_page(stack: Stack) -> None:
@@ -37,13 +45,7 @@ async def test_complaint_to_acknowledgement_to_agent_reply_on_the_status_page(st
         submission = filed.json()["id"]
         assert filed.json()["status_url"].endswith(f"/status/{submission}")
 
-        async def listed() -> dict | None:
-            items = (
-                await http.get(url(stack, "ticketing", "/api/v1/tickets"), headers=TOKEN, params={"q": tag})
-            ).json()["items"]
-            return items[0] if items else None
-
-        ticket = await eventually(listed, what="the complaint listed as a ticket")
+        ticket = await eventually(lambda: _listed(http, stack, tag), what="the complaint listed as a ticket")
         reference = ticket["reference"]
         assert re.fullmatch(r"RMB-\d{4}-\d{6}", reference)
         assert ticket["channel"] == "web" and ticket["citizen"]["phone"] == "+6281234567890"
@@ -137,13 +139,7 @@ async def test_a_photo_filed_with_the_web_form_is_on_the_ticket_for_the_desk(sta
         )
         assert filed.status_code == 303, filed.text
 
-        async def listed() -> dict | None:
-            items = (
-                await http.get(url(stack, "ticketing", "/api/v1/tickets"), headers=TOKEN, params={"q": tag})
-            ).json()["items"]
-            return items[0] if items else None
-
-        ticket = await eventually(listed, what="the complaint with its photo listed as a ticket")
+        ticket = await eventually(lambda: _listed(http, stack, tag), what="the complaint with its photo as a ticket")
         reference = ticket["reference"]
         full = (await http.get(url(stack, "ticketing", f"/api/v1/tickets/{reference}"), headers=TOKEN)).json()
         (attachment,) = full["messages"][0]["attachments"]

@@ -12,6 +12,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from suara_devstack.infra import EmbeddedInfra
+from suara_devstack.sandbox.app import create_app as create_sandbox
+from suara_devstack.testing import serve_app
 from suara_shared import db
 from suara_shared.events import Channel, InboundMessage, OutboundReply, Sender, new_id
 from suara_ticketing.config import Settings
@@ -51,6 +53,13 @@ async def running(settings: Settings) -> AsyncIterator[App]:
             transport=transport, base_url="http://ticketing", headers={"Authorization": f"Bearer {TOKEN}"}
         ) as client:
             yield App(client, application.state.tickets, settings)
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[str]:
+    """The channel sandbox (Meta's Graph API and CDN, X) over local HTTP: its base URL."""
+    async with serve_app(create_sandbox()) as url:
+        yield url
 
 
 @pytest.fixture

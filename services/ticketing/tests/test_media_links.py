@@ -12,8 +12,6 @@ import httpx
 import pytest
 
 from suara_devstack.infra import EmbeddedInfra
-from suara_devstack.sandbox.app import create_app as create_sandbox
-from suara_devstack.testing import serve_app
 from suara_shared import db
 from suara_shared.events import (
     Attachment,
@@ -30,12 +28,6 @@ from .conftest import App, running, settings_for
 
 PHOTO = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 24  # a 6 KiB photo of a broken street light
 VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[str]:
-    async with serve_app(create_sandbox()) as url:
-        yield url
 
 
 @pytest.fixture

@@ -17,8 +17,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from suara_devstack.infra import EmbeddedInfra
-from suara_devstack.sandbox.app import create_app as create_sandbox
-from suara_devstack.testing import eventually, serve_app
+from suara_devstack.testing import eventually
 from suara_shared import db
 from suara_shared.events import (
     Attachment,
@@ -39,12 +38,6 @@ from .conftest import App, outbound_for, running, settings_for, web_message
 PHONE_NUMBER_ID = "106540352242922"
 SANDBOX_TOKEN = {"Authorization": "Bearer sandbox-test-token"}
 PHOTO = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40  # a 10 KiB "photo" of a pothole
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[str]:
-    async with serve_app(create_sandbox()) as url:
-        yield url
 
 
 @pytest.fixture
