@@ -3,6 +3,7 @@ acknowledgement naming the reference."""
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import FilePayload, Page, expect
 
 from suara_devstack.stack import Stack
 from suara_devstack.testing import eventually, url
@@ -65,6 +66,17 @@ async def test_a_village_officer_files_at_the_kiosk_for_a_citizen_and_the_kiosk_
     await page.get_by_label("Nama warga (tidak wajib)").fill("Mbah Karto")
     await page.get_by_label("Diisi oleh petugas desa atas nama warga").check()
     await page.get_by_label("Nama petugas desa").fill("Pak Sekdes")
+    photo = base64.b64decode(
+        (
+            await page.evaluate(
+                """() => { const c = document.createElement("canvas"); c.width = 48; c.height = 32;
+                c.getContext("2d").fillRect(0, 0, 48, 32); return c.toDataURL("image/jpeg"); }"""
+            )
+        ).split(",", 1)[1]
+    )
+    await page.get_by_label("Foto (tidak wajib, paling banyak 3)").set_input_files(
+        [FilePayload(name="saluran.jpg", mimeType="image/jpeg", buffer=photo)]
+    )
     await send.click()
     await expect(page.get_by_role("heading", name="Terima kasih, laporan sudah terkirim")).to_be_visible()
 
@@ -77,8 +89,16 @@ async def test_a_village_officer_files_at_the_kiosk_for_a_citizen_and_the_kiosk_
             return items[0] if items else None
 
         ticket = await eventually(listed, within=WAIT_MS / 1000, what="the kiosk's ticket")
-    assert (ticket["kecamatan"], ticket["desa"], ticket["source"]) == ("Rembang", "Tireman", "kiosk")
-    assert ticket["citizen"]["display_name"] == "Mbah Karto"
+        assert (ticket["kecamatan"], ticket["desa"], ticket["source"]) == ("Rembang", "Tireman", "kiosk")
+        assert ticket["citizen"]["display_name"] == "Mbah Karto"
+        # The photo the tablet took is on the ticket for the desk.
+        reference = ticket["reference"]
+        full = (await http.get(url(stack, "ticketing", f"/api/v1/tickets/{reference}"), headers=HEADERS)).json()
+        (attachment,) = full["messages"][0]["attachments"]
+        shown = await http.get(
+            url(stack, "ticketing", f"/api/v1/tickets/{reference}/media/{attachment['media_id']}"), headers=HEADERS
+        )
+        assert shown.status_code == 200 and shown.content == photo
 
     # The thank-you screen returns to an empty form by itself.
     await expect(page.get_by_label("Isi keluhan (wajib)")).to_have_value("")

@@ -24,7 +24,8 @@ class BodyLimit:
     Buffering (instead of counting while the handler reads) lets the refusal be a clean 413 whatever the
     handler does with the body, and the bodies this service takes are small: a form or a webhook batch.
 
-    The paths of `larger` (the form with photos) take multipart bodies up to their own limit, unbuffered: one must
+    The paths of `larger` (the forms with photos; a key ending with `/` covers the paths under it) take multipart
+    bodies up to their own limit, unbuffered: one must
     declare its length (411 otherwise; browsers always do), 413 past the limit, and the server reads no more than
     it declared."""
 
@@ -37,7 +38,7 @@ class BodyLimit:
         if scope["type"] != "http" or scope["method"] in {"GET", "HEAD", "OPTIONS"}:
             await self.app(scope, receive, send)
             return
-        if (limit := self.larger.get(scope["path"])) is not None and _multipart(scope):
+        if (limit := self._larger(scope["path"])) is not None and _multipart(scope):
             declared = self._declared_length(scope)
             if declared is None:
                 await _refuse(scope, receive, send, 411, "length_required", "send the body with a Content-Length")
@@ -64,6 +65,13 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
         await self.app(scope, _replay(b"".join(chunks), receive), send)
+
+    def _larger(self, path: str) -> int | None:
+        """The limit of a path of `larger`: named exactly, or under a key that ends with a slash."""
+        if path in self.larger:
+            return self.larger[path]
+        under = (limit for key, limit in self.larger.items() if key.endswith("/") and path.startswith(key))
+        return next(under, None)
 
     @staticmethod
     def _declared_length(scope: Scope) -> int | None:

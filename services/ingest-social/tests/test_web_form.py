@@ -343,3 +343,49 @@ async def test_a_form_with_photos_over_its_limit_or_of_no_declared_length_is_ref
 
     assert (too_large.status_code, too_large.json()["error_code"]) == (413, "payload_too_large")
     assert (unmeasured.status_code, unmeasured.json()["error_code"]) == (411, "length_required")
+
+
+KIOSK = "/kiosk/33.17.10.2034"
+
+
+async def test_the_kiosk_takes_the_photo_its_tablet_took_and_keeps_it(
+    client: httpx.AsyncClient, inbound: ReadInbound, app_settings: Settings
+) -> None:
+    """The village officer photographs the blocked drain with the kiosk's tablet: the photo is kept and named on
+    the complaint, which carries the kiosk's desa as before."""
+    page = (await client.get(KIOSK)).text
+    assert 'enctype="multipart/form-data"' in page
+    assert 'name="foto" type="file" accept="image/*" capture="environment" multiple' in page
+    marker = uuid.uuid4().hex
+    response = await client.post(
+        KIOSK, data={"text": f"{COMPLAINT} {marker}"}, files=_photos(("saluran.jpg", JPEG, "image/jpeg"))
+    )
+
+    assert response.status_code == 200 and "Terima kasih, laporan sudah terkirim" in response.text
+    [(_, _, event)] = await inbound(by_text(marker))
+    assert (event.metadata["source"], event.metadata["desa"]) == ("kiosk", "Tireman")
+    (attachment,) = event.attachments
+    assert (attachment.kind, attachment.mime_type, attachment.filename) == (
+        MessageKind.IMAGE,
+        "image/jpeg",
+        "saluran.jpg",
+    )
+    assert attachment.media_id is not None
+    kept = await _kept(app_settings, attachment.media_id)
+    assert kept is not None and kept[1] == JPEG
+
+
+async def test_the_kiosk_sends_back_a_file_that_is_no_photo_with_what_was_typed(
+    client: httpx.AsyncClient, inbound: ReadInbound
+) -> None:
+    marker = uuid.uuid4().hex
+    response = await client.post(
+        KIOSK,
+        data={"text": f"{COMPLAINT} {marker}", "name": "Mbah Karto"},
+        files=_photos(("catatan.txt", b"bukan foto sama sekali", "text/plain")),
+    )
+
+    assert response.status_code == 422
+    assert 'id="foto-error">Berkas ini bukan foto' in response.text
+    assert 'value="Mbah Karto"' in response.text
+    assert await inbound(by_text(marker)) == []

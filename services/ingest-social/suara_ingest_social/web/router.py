@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -170,21 +172,35 @@ PHOTO_FORMS_AT_ONCE = 4
 _FORM_MAX_FILES = 20
 
 
+@contextlib.asynccontextmanager
+async def form_with_photos(request: Request, fields: Sequence[str]) -> AsyncIterator[tuple[dict[str, str], list[Any]]]:
+    """A form's text fields among `fields` and its photos (Starlette `UploadFile`s, open inside the block). A form
+    larger than a plain one (it carries photos) waits its turn: `PHOTO_FORMS_AT_ONCE`."""
+    declared = request.headers.get("content-length", "")
+    turn = request.app.state.photo_forms if declared.isdigit() and int(declared) > MAX_BODY_BYTES else None
+    async with turn or contextlib.nullcontext(), request.form(max_files=_FORM_MAX_FILES) as form_data:
+        values = {field: value for field in fields if isinstance(value := form_data.get(field), str)}
+        yield values, [u for u in form_data.getlist(photos.FIELD) if not isinstance(u, str)]
+
+
+async def check_photos(uploads: list[Any], errors: dict[str, str], settings: Settings) -> list[photos.Photo]:
+    """The form's photos, checked; what is wrong with them goes to `errors`, with a reminder to choose them again
+    when anything else sends the form back (a browser never fills a file input in again)."""
+    checked: list[photos.Photo] = []
+    try:
+        checked = await photos.check(uploads, max_bytes=settings.web_photo_max_bytes)
+    except photos.PhotoRefused as exc:
+        errors[photos.FIELD] = pages.photo_message(exc.reason, max_bytes=settings.web_photo_max_bytes)
+    if errors and any(u.filename for u in uploads):
+        errors.setdefault(photos.FIELD, pages.PHOTO_AGAIN)
+    return checked
+
+
 @router.post("/lapor", response_class=HTMLResponse, include_in_schema=False)
 async def submit_form(request: Request, publisher: PublisherDep, settings: SettingsDep) -> Response:
     """The form's POST (with its photos, multipart): 303 to the status page, or the form again with the citizen's
     input and what to fix."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        async with request.app.state.photo_forms:
-            return await _submit_form(request, publisher, settings)
-    return await _submit_form(request, publisher, settings)
-
-
-async def _submit_form(request: Request, publisher: Publisher, settings: Settings) -> Response:
-    async with request.form(max_files=_FORM_MAX_FILES) as form_data:
-        values = {field: value for field in FORM_FIELDS if isinstance(value := form_data.get(field), str)}
-        uploads = [u for u in form_data.getlist(photos.FIELD) if not isinstance(u, str)]
+    async with form_with_photos(request, FORM_FIELDS) as (values, uploads):
         return await _file_complaint(request, publisher, settings, values, uploads)
 
 
@@ -202,13 +218,8 @@ async def _file_complaint(
         complaint = WebComplaintCreate.model_validate({k: v for k, v in values.items() if k in COMPLAINT_FIELDS})
     except ValidationError as exc:
         errors = _form_errors(exc)
-    try:
-        checked = await photos.check(uploads, max_bytes=settings.web_photo_max_bytes)
-    except photos.PhotoRefused as exc:
-        errors[photos.FIELD] = pages.photo_message(exc.reason, max_bytes=settings.web_photo_max_bytes)
+    checked = await check_photos(uploads, errors, settings)
     if errors:
-        if uploads and any(u.filename for u in uploads):  # a browser never fills a file input in again
-            errors.setdefault(photos.FIELD, pages.PHOTO_AGAIN)
         return html(pages.form_page(values=values, errors=errors), status.HTTP_422_UNPROCESSABLE_CONTENT)
     token = values.get(pages.TOKEN_FIELD, "")
     key = token if IDEMPOTENCY_KEY.fullmatch(token) else None
