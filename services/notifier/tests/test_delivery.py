@@ -12,7 +12,7 @@ from suara_notifier.adapters.fake import ScriptedAdapter
 from suara_notifier.config import Settings
 from suara_notifier.delivery import Notifier, RetryPolicy
 from suara_notifier.ledger import SendLedger
-from suara_shared.events import Channel, DeliveryState, DeliveryStatus, Event, OutboundReply
+from suara_shared.events import Channel, DeliveryState, DeliveryStatus, Event, OutboundAction, OutboundReply
 from suara_shared.kafka import BrokerUnavailable, Publisher
 
 StatusReader = Callable[..., Awaitable[dict[str, list[DeliveryStatus]]]]
@@ -205,3 +205,45 @@ async def test_a_polls_replies_go_out_conversations_side_by_side_each_in_its_ord
     assert adapter.most_in_flight > 1, "one citizen's reply should not wait for another's"
     statuses = await read_statuses([r.outbound_id for r in replies])
     assert all(statuses[r.outbound_id][0].status is DeliveryState.SENT for r in replies)
+
+
+@pytest.mark.parametrize(
+    ("receipts", "tries"),
+    [
+        ([TransientSendError("http_503", "service unavailable")], 2),  # given on the second try
+        ([TransientSendError("http_503", "unavailable"), TransientSendError("130429", "rate limit hit")], 2),
+        ([PermanentSendError("100", "Invalid parameter")], 1),
+        ([RuntimeError("an adapter's bug")], 1),
+    ],
+)
+async def test_a_read_receipt_the_platform_will_not_take_is_dropped_and_the_reply_behind_it_still_goes(
+    notifier_settings: Settings,
+    publisher: Publisher,
+    ledger: SendLedger,
+    read_statuses: StatusReader,
+    receipts: list[Exception],
+    tries: int,
+) -> None:
+    """An agent opened the ticket, so the citizen's message is to show as read; the platform refuses. The receipt
+    is tried at most twice (once when refused for good), then dropped with a log line: the next opening asks again.
+    It never fails the notifier's batch, never publishes a status, and the agent's reply behind it is sent."""
+    adapter = ScriptedAdapter(
+        Channel.WHATSAPP, [SendResult(platform_message_id="wamid.ok", status=DeliveryState.SENT)], receipts=receipts
+    )
+    notifier = _notifier(notifier_settings, publisher, ledger, adapter)
+    receipt = OutboundReply(
+        action=OutboundAction.MARK_READ,
+        channel=Channel.WHATSAPP,
+        conversation_key="6281234567890",
+        recipient="6281234567890",
+        reply_to="wamid.citizen-wrote",
+    )
+    reply = _reply(Channel.WHATSAPP)
+
+    await notifier.handle(receipt)
+    await notifier.handle(reply)
+
+    assert adapter.marked == ["wamid.citizen-wrote"] * tries
+    found = await read_statuses([receipt.outbound_id, reply.outbound_id], wait_for=[reply.outbound_id])
+    assert receipt.outbound_id not in found
+    assert [s.status for s in found[reply.outbound_id]] == [DeliveryState.SENT]
