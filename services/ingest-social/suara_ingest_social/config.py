@@ -34,6 +34,9 @@ class Settings(XApiSettings):
     #: The largest photo the web form takes (up to 3 per complaint), in bytes. Photos are kept in the database
     #: (`MONGODB_URI`) with the tickets; a phone's photo is 1-5 MB.
     web_photo_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    #: Photo bytes one pod takes per hour: past it, photos are refused (the complaint may go without) until it
+    #: refills. 2 GiB is hundreds of times a kabupaten's normal day; it stops a flood filling the database's disk.
+    web_photo_bytes_per_hour: int = Field(default=2 * 1024**3, ge=0)
     #: Reverse proxies (addresses or networks, comma-separated) whose `X-Forwarded-For` names the client, e.g. the
     #: ingress controller's pod network; unset, the peer's own address is the client, whatever the header says.
     trusted_proxies: str = ""

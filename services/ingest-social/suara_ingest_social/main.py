@@ -69,6 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.form_limiter = RateLimiter(per_minute=settings.web_form_rate_per_minute, burst=settings.web_form_burst)
     app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     app.state.photo_forms = asyncio.Semaphore(PHOTO_FORMS_AT_ONCE)
+    app.state.photo_budget = photos.ByteBudget(settings.web_photo_bytes_per_hour)
     install_error_handlers(app)
     install_rate_limit_handler(app)
     # The form with photos streams to disk (Starlette spools each file past 1 MB); everything else stays small.

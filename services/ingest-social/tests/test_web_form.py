@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from suara_devstack.infra import free_port
 from suara_ingest_social.config import Settings
@@ -389,3 +390,37 @@ async def test_the_kiosk_sends_back_a_file_that_is_no_photo_with_what_was_typed(
     assert 'id="foto-error">Berkas ini bukan foto' in response.text
     assert 'value="Mbah Karto"' in response.text
     assert await inbound(by_text(marker)) == []
+
+
+async def test_a_flood_of_photos_is_refused_past_the_pods_hourly_budget_while_complaints_go_on(
+    serve: ServeApp, app_settings: Settings, inbound: ReadInbound
+) -> None:
+    """Photos fill the database's disk; past the pod's hourly budget they are refused, the citizen told to send
+    without them or later, and a complaint without photos is filed as ever."""
+    marker = uuid.uuid4().hex
+    tight = app_settings.model_copy(update={"web_photo_bytes_per_hour": len(JPEG) + len(PNG) // 2})
+    refused_before = REGISTRY.get_sample_value("suara_web_photos_total", {"outcome": "budget"}) or 0
+    async with serve(tight) as http:
+        first = await http.post(
+            "/lapor", data={"text": f"{COMPLAINT} {marker} 1"}, files=_photos(("a.jpg", JPEG, "image/jpeg"))
+        )
+        second = await http.post(
+            "/lapor", data={"text": f"{COMPLAINT} {marker} 2"}, files=_photos(("b.png", PNG, "image/png"))
+        )
+        without = await http.post("/lapor", data={"text": f"{COMPLAINT} {marker} 3"})
+
+    assert (first.status_code, second.status_code, without.status_code) == (303, 422, 303)
+    assert 'id="foto-error">Foto sedang tidak dapat diterima' in second.text
+    assert REGISTRY.get_sample_value("suara_web_photos_total", {"outcome": "budget"}) == refused_before + 1
+    events = sorted((e.text or "")[-1:] + str(len(e.attachments)) for _, _, e in await inbound(by_text(marker)))
+    assert events == ["11", "30"]
+
+
+def test_the_photo_budget_refills_over_the_hour() -> None:
+    now = [0.0]
+    budget = photos.ByteBudget(3600, clock=lambda: now[0])
+    assert budget.take(3000) and not budget.take(1000)
+    now[0] += 400  # 400 bytes back
+    assert budget.take(1000) and not budget.take(1)
+    now[0] += 10_000  # never more than an hour's worth
+    assert budget.take(3600) and not budget.take(1)

@@ -144,7 +144,7 @@ async def _file(
         errors["officer"] = "Tulis nama petugas desa yang mengisi atas nama warga."
     if len(values.get("officer", "")) > 120:
         errors["officer"] = "Nama petugas terlalu panjang: paling banyak 120 karakter."
-    checked = await check_photos(uploads, errors, settings)
+    checked = await check_photos(request, uploads, errors, settings)
     if errors:
         return _html(_form(code, place, values, errors), status.HTTP_422_UNPROCESSABLE_CONTENT)
     submission_id = new_id()

@@ -107,6 +107,8 @@ def photo_message(reason: str, *, max_bytes: int) -> str:
         "too_many": "Paling banyak 3 foto per laporan.",
         "too_large": f"Foto terlalu besar: paling besar {size} per foto.",
         "not_image": "Berkas ini bukan foto. Pilih foto berformat JPEG, PNG, WebP, atau HEIC.",
+        "budget": "Foto sedang tidak dapat diterima karena terlalu banyak kiriman. Kirim laporan tanpa foto, atau "
+        "coba lagi nanti.",
     }.get(reason, "Foto tidak dapat dibaca. Pilih foto lain.")
 
 

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
+
+from prometheus_client import Counter
 
 from suara_shared import db, media
 from suara_shared.events import Attachment, Channel, MessageKind
@@ -29,8 +32,35 @@ def form_bytes(max_photo_bytes: int) -> int:
     return MAX_PHOTOS * max_photo_bytes + MAX_BODY_BYTES
 
 
+PHOTOS = Counter(
+    "suara_web_photos_total",
+    "Photos of the web form and the kiosks: kept, or refused and why (not_image, too_large, too_many, budget)",
+    ["outcome"],
+)
+
+
+class ByteBudget:
+    """The photo bytes this pod takes per hour, refilled continuously: a flood of photos (the database's disk fills
+    with them) is refused while complaints without photos go on. Normal use is far below it."""
+
+    def __init__(self, per_hour: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.capacity = float(per_hour)
+        self._clock = clock
+        self._level, self._then = self.capacity, clock()
+
+    def take(self, size: int) -> bool:
+        """Spend `size` bytes; False, spending nothing, when the budget has not that much left."""
+        now = self._clock()
+        self._level = min(self.capacity, self._level + (now - self._then) * self.capacity / 3600)
+        self._then = now
+        if size > self._level:
+            return False
+        self._level -= size
+        return True
+
+
 class PhotoRefused(ValueError):
-    """A photo the form cannot take; `reason` is one of `too_many`, `too_large`, `not_image`."""
+    """A photo the form cannot take; `reason` is one of `too_many`, `too_large`, `not_image`, `budget`."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -63,9 +93,20 @@ def image_type(head: bytes) -> str | None:
     return None
 
 
-async def check(uploads: Sequence[Any], *, max_bytes: int) -> list[Photo]:
-    """The form's photos (Starlette `UploadFile`s), read once to check and hash them. A file input left empty sends
-    a nameless, empty part: it is no photo. Raises PhotoRefused."""
+async def check(uploads: Sequence[Any], *, max_bytes: int, budget: ByteBudget) -> list[Photo]:
+    """The form's photos (Starlette `UploadFile`s), read once to check and hash them, and spent from the pod's
+    `budget`. A file input left empty sends a nameless, empty part: it is no photo. Raises PhotoRefused."""
+    try:
+        photos = await _check(uploads, max_bytes=max_bytes)
+        if photos and not budget.take(sum(p.size for p in photos)):
+            raise PhotoRefused("budget")
+    except PhotoRefused as exc:
+        PHOTOS.labels(exc.reason).inc()
+        raise
+    return photos
+
+
+async def _check(uploads: Sequence[Any], *, max_bytes: int) -> list[Photo]:
     chosen = [u for u in uploads if u.filename or u.size]
     if len(chosen) > MAX_PHOTOS:
         raise PhotoRefused("too_many")
@@ -127,4 +168,5 @@ async def keep(database: db.Database, submission_id: str, photos: Sequence[Photo
             )
     except db.PyMongoError as exc:
         raise PhotosNotKept from exc
+    PHOTOS.labels("kept").inc(len(attachments))
     return tuple(attachments)

@@ -183,12 +183,16 @@ async def form_with_photos(request: Request, fields: Sequence[str]) -> AsyncIter
         yield values, [u for u in form_data.getlist(photos.FIELD) if not isinstance(u, str)]
 
 
-async def check_photos(uploads: list[Any], errors: dict[str, str], settings: Settings) -> list[photos.Photo]:
+async def check_photos(
+    request: Request, uploads: list[Any], errors: dict[str, str], settings: Settings
+) -> list[photos.Photo]:
     """The form's photos, checked; what is wrong with them goes to `errors`, with a reminder to choose them again
     when anything else sends the form back (a browser never fills a file input in again)."""
     checked: list[photos.Photo] = []
     try:
-        checked = await photos.check(uploads, max_bytes=settings.web_photo_max_bytes)
+        checked = await photos.check(
+            uploads, max_bytes=settings.web_photo_max_bytes, budget=request.app.state.photo_budget
+        )
     except photos.PhotoRefused as exc:
         errors[photos.FIELD] = pages.photo_message(exc.reason, max_bytes=settings.web_photo_max_bytes)
     if errors and any(u.filename for u in uploads):
@@ -218,7 +222,7 @@ async def _file_complaint(
         complaint = WebComplaintCreate.model_validate({k: v for k, v in values.items() if k in COMPLAINT_FIELDS})
     except ValidationError as exc:
         errors = _form_errors(exc)
-    checked = await check_photos(uploads, errors, settings)
+    checked = await check_photos(request, uploads, errors, settings)
     if errors:
         return html(pages.form_page(values=values, errors=errors), status.HTTP_422_UNPROCESSABLE_CONTENT)
     token = values.get(pages.TOKEN_FIELD, "")
