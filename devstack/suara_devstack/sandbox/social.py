@@ -58,6 +58,11 @@ def _digits(n: int) -> str:
     return str(secrets.randbelow(9) + 1) + "".join(str(secrets.randbelow(10)) for _ in range(n - 1))
 
 
+def _shown(text: str, file: tuple[str, str] | None) -> str:
+    """What the timeline shows of a direct message: its text, and a mark for the file it carries."""
+    return " ".join(part for part in ((f"📷 {file[0]}" if file else ""), text) if part)
+
+
 def user_id_of(name: str, *, length: int = 16) -> str:
     """A stable platform id for a citizen's name, so the same person keeps one thread."""
     digest = int(hashlib.sha256(name.strip().lower().encode()).hexdigest(), 16)
@@ -182,7 +187,7 @@ class SocialSandbox:
         user = user_id_of(name)
         mid = "m_" + secrets.token_urlsafe(24)
         event = built.messaging_event(sender=user, recipient=self.page_id, mid=mid, text=text, file=file)
-        post = self._add(mid, "facebook", "message", "in", name, text, thread=f"dm:{user}")
+        post = self._add(mid, "facebook", "message", "in", name, _shown(text, file), thread=f"dm:{user}")
         self._meta_webhook("facebook", self.page_id, {"messaging": [event]})
         return post
 
@@ -200,7 +205,7 @@ class SocialSandbox:
         user = user_id_of(username)
         mid = "aWdf" + secrets.token_urlsafe(40)
         event = built.messaging_event(sender=user, recipient=self.ig_account_id, mid=mid, text=text, file=file)
-        post = self._add(mid, "instagram", "message", "in", username, text, thread=f"dm:{user}")
+        post = self._add(mid, "instagram", "message", "in", username, _shown(text, file), thread=f"dm:{user}")
         self._meta_webhook("instagram", self.ig_account_id, {"messaging": [event]})
         return post
 

@@ -7,7 +7,6 @@ import html
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -15,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from suara_shared.http import ApiError
 
-from .phone import read_upload
+from .phone import MAX_MEDIA_BYTES, read_upload
 from .social import CDN_PATH, CdnFile, Post, ScriptedError, SocialSandbox
 
 router = APIRouter(include_in_schema=False)
@@ -192,18 +191,29 @@ async def timeline(request: Request) -> list[dict[str, Any]]:
 @router.post("/_sandbox/social/form")
 async def from_form(request: Request) -> RedirectResponse:
     """The page's forms (plain HTML, no script): act, then show the page again."""
-    fields = dict(parse_qsl((await request.body()).decode(errors="replace")))
+    sandbox = _social(request)
+    async with request.form() as form:
+        fields = {key: value for key, value in form.items() if isinstance(value, str)}
+        photo = form.get("photo")
+        file_id = None
+        if photo is not None and not isinstance(photo, str) and photo.filename:
+            content = await photo.read(MAX_MEDIA_BYTES + 1)
+            if len(content) > MAX_MEDIA_BYTES:
+                raise ApiError(413, "payload_too_large", f"photo over {MAX_MEDIA_BYTES} bytes")
+            file_id = sandbox.add_file(content, photo.content_type or "image/jpeg").id
     action = fields.get("action", "")
     if action not in Action.__args__:  # type: ignore[attr-defined]
         raise ApiError(422, "validation_error", "action: unknown")
     try:
-        body = CitizenPost(name=fields.get("name", ""), text=fields.get("text", ""))
+        body = CitizenPost(name=fields.get("name", ""), text=fields.get("text", ""), file_id=file_id)
     except ValueError:
-        raise ApiError(422, "validation_error", "name and text are required") from None
-    _act(_social(request), action, body, base_url=str(request.base_url))  # type: ignore[arg-type]
+        raise ApiError(422, "validation_error", "name and text (or a photo) are required") from None
+    _act(sandbox, action, body, base_url=str(request.base_url))  # type: ignore[arg-type]
     return RedirectResponse("/social", status_code=303)
 
 
+#: The citizen's posts that may carry a photo (Messenger and Instagram direct messages).
+_WITH_FILES = frozenset({"facebook_message", "instagram_message"})
 _FORMS = (
     ("facebook_comment", "Facebook: komentar di kiriman Pemkab (comment on the Page's post)", "Nama"),
     ("facebook_message", "Facebook Messenger: pesan ke Page (DM)", "Nama"),
@@ -231,11 +241,17 @@ def render(sandbox: SocialSandbox) -> str:
     """Forms to play the citizen, then each citizen's post with Suara's replies under it, newest first."""
     e = html.escape
     forms = "".join(
-        f'<form method="post" action="/_sandbox/social/form" data-action="{a}"><b>{e(label)}</b>'
-        f'<input type="hidden" name="action" value="{a}">'
+        f'<form method="post" action="/_sandbox/social/form" data-action="{a}"'
+        + (' enctype="multipart/form-data"' if a in _WITH_FILES else "")
+        + f'><b>{e(label)}</b><input type="hidden" name="action" value="{a}">'
         f'<input name="name" placeholder="{who}" required maxlength="100">'
-        f'<input name="text" placeholder="Tulis di sini…" required maxlength="4000">'
-        f'<button type="submit">Kirim</button></form>'
+        + (
+            '<input name="text" placeholder="Tulis di sini… (atau kirim foto saja)" maxlength="4000">'
+            '<input type="file" name="photo" accept="image/*" aria-label="Foto">'
+            if a in _WITH_FILES
+            else '<input name="text" placeholder="Tulis di sini…" required maxlength="4000">'
+        )
+        + '<button type="submit">Kirim</button></form>'
         for a, label, who in _FORMS
     )
     replies: dict[str, list[Post]] = {}
