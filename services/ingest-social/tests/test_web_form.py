@@ -208,7 +208,7 @@ async def test_the_form_sent_twice_is_one_complaint_and_each_form_shown_is_a_new
 # --- photos ------------------------------------------------------------------------------------------------------
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 64  # a 16 KiB photo of a pothole
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(255, -1, -1)) * 16
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(255, -1, -1)) * 800  # 200 KiB: read and hashed in several pieces
 
 
 async def _kept(settings: Settings, media_id: str) -> tuple[dict[str, Any], bytes] | None:
@@ -424,3 +424,41 @@ def test_the_photo_budget_refills_over_the_hour() -> None:
     assert budget.take(1000) and not budget.take(1)
     now[0] += 10_000  # never more than an hour's worth
     assert budget.take(3600) and not budget.take(1)
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"\xff\xd8\xff\xdb" + bytes(12), "image/jpeg"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(8), "image/png"),
+        (b"RIFF\x24\x00\x00\x00WEBPVP8 ", "image/webp"),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00", "image/heic"),  # an iPhone's photo
+        (b"\x00\x00\x00\x18ftypmp42\x00\x00", None),  # a video
+        (b"GIF89a" + bytes(10), None),
+        (b"<svg xmlns=", None),  # could carry a script
+        (b"%PDF-1.7", None),
+    ],
+)
+def test_a_photo_is_known_by_its_first_bytes(head: bytes, expected: str | None) -> None:
+    assert photos.image_type(head) == expected
+
+
+async def test_the_kiosk_refuses_a_complaint_whole_while_its_photos_cannot_be_kept_or_it_cannot_be_published(
+    serve: ServeApp, app_settings: Settings, inbound: ReadInbound, client_without_broker: httpx.AsyncClient
+) -> None:
+    """The officer is told to try again, choosing the photo again; nothing reaches the desk in part."""
+    marker = uuid.uuid4().hex
+    no_database = app_settings.model_copy(update={"mongodb_uri": f"mongodb://127.0.0.1:{free_port()}/suara"})
+    async with serve(no_database) as http:
+        no_photos_kept = await http.post(
+            KIOSK, data={"text": f"{COMPLAINT} {marker}"}, files=_photos(("a.jpg", JPEG, "image/jpeg"))
+        )
+    not_published = await client_without_broker.post(
+        KIOSK, data={"text": f"{COMPLAINT} {marker}"}, files=_photos(("a.jpg", JPEG, "image/jpeg"))
+    )
+
+    for answer in (no_photos_kept, not_published):
+        assert answer.status_code == 503
+        assert "foto perlu dipilih lagi" in answer.text
+        assert _textarea(answer.text) == f"{COMPLAINT} {marker}"
+    assert await inbound(by_text(marker)) == []

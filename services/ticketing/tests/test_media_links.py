@@ -152,3 +152,19 @@ def test_against_meta_a_cdn_link_is_followed_over_https_only() -> None:
     assert not media._followable(graph, "http://scontent.xx.fbcdn.net/v/t1.15752-9/1.jpg")
     assert not media._followable(graph, "https://fbcdn.net.example.org/1.jpg")
     assert not media._followable(graph, "https://127.0.0.1/1.jpg")
+
+
+async def test_a_file_over_the_cap_is_not_kept_and_the_agent_is_told_why(social_app: App, sandbox: str) -> None:
+    """A Messenger video larger than MEDIA_MAX_BYTES (64 KiB here) is refused as it comes, kept nowhere."""
+    store = media.MediaStore(social_app.service.db, social_app.settings)
+    _, link = await _file_link(sandbox, VIDEO * 40, "video/mp4")
+    event = _message(Channel.FACEBOOK, "6543210987650004", MessageKind.VIDEO, link)
+    await media.enqueue(store, [event])
+    await social_app.service.handle_inbound(event)
+
+    assert await media.keep_due(store) == 0
+    assert await store.pending.count_documents({}) == 0
+    reference = await _reference(social_app, "6543210987650004")
+    refused = await social_app.client.get(f"/api/v1/tickets/{reference}/media/{event.attachments[0].media_id}")
+    assert (refused.status_code, refused.json()["error_code"]) == (502, "media_too_large")
+    assert await store.open("facebook", event.attachments[0].media_id or "") is None

@@ -249,6 +249,26 @@ async def test_media_that_is_gone_unknown_or_asked_without_a_token(wa_app: App, 
     assert anonymous.status_code == 401
 
 
+async def test_an_agent_asking_for_a_file_while_meta_refuses_or_is_away_is_told_which(
+    wa_app: App, sandbox: str
+) -> None:
+    """A file not kept yet is fetched when the agent opens it. While WhatsApp's token is refused the agent is told
+    so (502, the operator must renew it); while Meta is unreachable, to retry (503). Neither keeps anything."""
+    reference, media_info = await _ticket_with_photo(wa_app, sandbox, PHOTO)
+    path = f"/api/v1/tickets/{reference}/media/{media_info['id']}"
+    async with httpx.AsyncClient() as http:
+        (await http.put(f"{sandbox}/_sandbox/whatsapp/token", json={"valid": False})).raise_for_status()
+    refused = await wa_app.client.get(path)
+    assert (refused.status_code, refused.json()["error_code"]) == (502, "channel_token_invalid")
+
+    away = wa_app.settings.model_copy(update={"meta_graph_url": "http://127.0.0.1:9"})
+    async with running(away) as unreachable:
+        answer = await unreachable.client.get(path)
+    assert (answer.status_code, answer.json()["error_code"]) == (503, "media_unavailable")
+    store = media.MediaStore(wa_app.service.db, wa_app.settings)
+    assert await store.open("whatsapp", media_info["id"]) is None
+
+
 async def test_outbound_messages_carry_the_end_of_the_citizens_24_hour_window(app: App) -> None:
     wa_id = "6281234567002"
     old = wa_message(wa_id, received_at=utcnow() - timedelta(hours=30))
