@@ -12,7 +12,7 @@ import pytest
 from suara_devstack.measure import web_complaint
 from suara_devstack.stack import Stack
 from suara_devstack.testing import eventually, url
-from suara_shared import topics
+from suara_shared import db, media, topics
 from suara_shared.events import InboundMessage, new_id
 from suara_shared.kafka import Publisher
 from suara_shared.settings import ServiceSettings
@@ -153,3 +153,10 @@ async def test_a_photo_filed_with_the_web_form_is_on_the_ticket_for_the_desk(sta
         )
         assert shown.status_code == 200 and shown.content == photo
         assert shown.headers["content-type"] == "image/jpeg"
+    # Stored with its complaint, the photo awaits nothing: it is no stray to remove.
+    client, database = db.connect(stack.infra.mongodb_uri)
+    try:
+        kept = await media.find(database, "web", attachment["media_id"])
+    finally:
+        await db.close(client)
+    assert kept is not None and "awaiting" not in kept["metadata"]

@@ -256,6 +256,7 @@ async def test_photos_are_kept_before_the_complaint_names_them(
         kept = await _kept(app_settings, attachment.media_id)
         assert kept is not None and kept[1] == content
         assert kept[0]["mime_type"] == attachment.mime_type and kept[0]["sha256"] == attachment.sha256
+        assert kept[0]["awaiting"] is not None  # until ticketing stores the complaint naming it
 
 
 async def test_the_same_form_sent_again_with_its_photo_is_one_complaint_with_one_photo(

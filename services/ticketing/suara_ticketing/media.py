@@ -52,6 +52,10 @@ RETRY_CAP = timedelta(hours=1)
 KEEP_BATCH = 8
 #: How long WhatsApp keeps a citizen's file: older messages' files are not looked for by the backfill.
 PLATFORM_KEEPS = timedelta(days=30)
+#: A web form's photo awaiting its complaint this long is a stray (the complaint was never published): removed.
+STRAY_AFTER = timedelta(days=2)
+#: How often the keeper looks for strays.
+STRAYS_EVERY = 3600.0
 #: The counter document saying the backfill of files received before the keeper existed was done.
 BACKFILL_MARKER = "media-backfill"
 _CHUNK = 64 * 1024
@@ -237,7 +241,7 @@ class MediaStore:
     those still to fetch (`media_pending`)."""
 
     def __init__(self, database: db.Database, settings: Settings) -> None:
-        self._database = database
+        self.database = self._database = database
         self._bucket = db.files(database, kept_files.BUCKET)
         self.pending = database[PENDING]
         self._settings = settings
@@ -299,9 +303,13 @@ def _fetchable(events: Iterable[InboundMessage]) -> list[tuple[str, dict[str, An
 
 
 async def enqueue(store: MediaStore, events: Iterable[InboundMessage]) -> None:
-    """Note the citizens' files of these messages for the keeper, before the messages are stored: a crash in between
-    leaves a file to keep for a message its redelivery stores, never a message whose file nobody fetches."""
+    """Note the citizens' files of these messages for the keeper, and claim those kept already (the web form's
+    photos), before the messages are stored: a crash in between leaves a file to keep, or one claimed, for a message
+    its redelivery stores; never a message whose file nobody fetches, or whose photo is removed as a stray."""
+    events = list(events)
     await _note(store, _fetchable(events))
+    web = [a.media_id for e in events if e.channel is Channel.WEB for a in e.attachments if a.media_id]
+    await kept_files.claim(store.database, Channel.WEB.value, web)
 
 
 async def _note(store: MediaStore, files: list[tuple[str, dict[str, Any]]]) -> None:
@@ -403,14 +411,20 @@ async def measure_pending(store: MediaStore) -> None:
 async def keeper(
     store: MediaStore, service: TicketService, stop: asyncio.Event, *, every: float = 2.0, measure_every: float = 30.0
 ) -> None:
-    """Keep citizens' files as they arrive (and, once, those of earlier messages), until `stop` is set."""
-    measured = 0.0
+    """Keep citizens' files as they arrive (and, once, those of earlier messages), and remove the web form's
+    photos whose complaint never came, until `stop` is set."""
+    measured = swept = 0.0
     backfilled = False
     while not stop.is_set():
         try:
             if not backfilled:
                 await backfill(store, service)
                 backfilled = True
+            if time.monotonic() - swept >= STRAYS_EVERY or not swept:
+                removed = await kept_files.remove_strays(store.database, older_than=utcnow() - STRAY_AFTER)
+                if removed:
+                    log.info("photos whose complaint never came removed", extra={"count": removed})
+                swept = time.monotonic()
             busy = await keep_due(store) > 0
             if time.monotonic() - measured >= measure_every:
                 await measure_pending(store)

@@ -5,6 +5,7 @@ arrives, before any agent opens the ticket, and follows no link that is not Meta
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from suara_devstack.infra import EmbeddedInfra
 from suara_shared import db
+from suara_shared import media as kept_files
 from suara_shared.events import (
     Attachment,
     Channel,
@@ -21,10 +23,11 @@ from suara_shared.events import (
     Sender,
     link_media_id,
     new_id,
+    utcnow,
 )
 from suara_ticketing import media
 
-from .conftest import App, running, settings_for
+from .conftest import App, running, settings_for, web_message
 
 PHOTO = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 24  # a 6 KiB photo of a broken street light
 VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8
@@ -168,3 +171,31 @@ async def test_a_file_over_the_cap_is_not_kept_and_the_agent_is_told_why(social_
     refused = await social_app.client.get(f"/api/v1/tickets/{reference}/media/{event.attachments[0].media_id}")
     assert (refused.status_code, refused.json()["error_code"]) == (502, "media_too_large")
     assert await store.open("facebook", event.attachments[0].media_id or "") is None
+
+
+async def test_a_web_photo_whose_complaint_never_came_is_removed_and_one_whose_complaint_came_is_kept(
+    social_app: App,
+) -> None:
+    """The web form keeps its photos before it publishes the complaint. If the broker then refused the complaint and
+    the citizen never sent it again, the photos await a message that never comes: after two days they are removed.
+    A photo whose complaint was stored was claimed by it and stays, however old."""
+    database = social_app.service.db
+    await kept_files.ensure_index(database)
+    old = utcnow() - timedelta(days=3)
+    for media_id, awaiting in (("claimed", old), ("stray", old), ("fresh", utcnow() - timedelta(hours=1))):
+        metadata = {"mime_type": "image/jpeg", "size": len(PHOTO), "awaiting": awaiting}
+        await kept_files.put(database, "web", media_id, PHOTO, filename=f"{media_id}.jpg", metadata=metadata)
+    complaint = web_message("Jalan berlubang di depan SD Negeri Tireman, mohon segera diperbaiki")
+    photo = Attachment(kind=MessageKind.IMAGE, media_id="claimed", mime_type="image/jpeg")
+    complaint = complaint.model_copy(update={"attachments": (photo,)})
+    await media.enqueue(media.MediaStore(database, social_app.settings), [complaint])
+    await social_app.service.handle_inbound(complaint)
+
+    assert await kept_files.remove_strays(database, older_than=utcnow() - media.STRAY_AFTER) == 1
+    assert await kept_files.find(database, "web", "stray") is None
+    for media_id in ("claimed", "fresh"):
+        assert await kept_files.find(database, "web", media_id) is not None, media_id
+    assert await database[f"{kept_files.BUCKET}.chunks"].count_documents({}) == 2  # the stray's chunk went too
+    reference = (await social_app.client.get("/api/v1/tickets")).json()["items"][0]["reference"]
+    shown = await social_app.client.get(f"/api/v1/tickets/{reference}/media/claimed")
+    assert shown.status_code == 200 and shown.content == PHOTO

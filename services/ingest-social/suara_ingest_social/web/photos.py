@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from suara_shared import db, media
-from suara_shared.events import Attachment, Channel, MessageKind
+from suara_shared.events import Attachment, Channel, MessageKind, utcnow
 
 from ..limits import MAX_BODY_BYTES
 
@@ -148,13 +148,20 @@ async def keep(database: db.Database, submission_id: str, photos: Sequence[Photo
         for photo in photos:
             mid = media_id(submission_id, photo)
             metadata = {"mime_type": photo.mime_type, "size": photo.size, "sha256": photo.sha256}
+            # Awaiting its complaint from now (kept by an earlier try of the same form: from now again), until
+            # ticketing stores the complaint; a photo whose complaint never comes is removed after a while.
+            awaiting = {"awaiting": utcnow()}
             await media.put(
                 database,
                 Channel.WEB.value,
                 mid,
                 photo.file,
                 filename=photo.filename or mid,
-                metadata={**metadata, "filename": photo.filename},
+                metadata={**metadata, "filename": photo.filename, **awaiting},
+            )
+            await database[f"{media.BUCKET}.files"].update_one(
+                {"metadata.key": media.key(Channel.WEB.value, mid), media.AWAITING: {"$exists": True}},
+                {"$set": {media.AWAITING: awaiting["awaiting"]}},
             )
             attachments.append(
                 Attachment(
