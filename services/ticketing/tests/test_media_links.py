@@ -75,6 +75,18 @@ async def _reference(app: App, user: str) -> str:
     return str(reference)
 
 
+async def _given_up(app: App, event: InboundMessage) -> httpx.Response:
+    """The message arrives, the keeper gives its file up at once (nothing left to try later), and the agent asks
+    for the file: the answer the agent gets."""
+    store = media.MediaStore(app.service.db, app.settings)
+    await media.enqueue(store, [event])
+    await app.service.handle_inbound(event)
+    assert await media.keep_due(store) == 0
+    assert await store.pending.count_documents({}) == 0
+    reference = await _reference(app, event.sender.channel_user_id)
+    return await app.client.get(f"/api/v1/tickets/{reference}/media/{event.attachments[0].media_id}")
+
+
 async def test_a_messenger_photo_and_an_instagram_video_are_kept_before_their_links_expire(
     social_app: App, sandbox: str
 ) -> None:
@@ -109,17 +121,10 @@ async def test_a_messenger_photo_and_an_instagram_video_are_kept_before_their_li
 
 
 async def test_a_link_that_expired_before_it_was_kept_tells_the_agent_so(social_app: App, sandbox: str) -> None:
-    store = media.MediaStore(social_app.service.db, social_app.settings)
     file_id, link = await _file_link(sandbox, PHOTO, "image/jpeg")
-    event = _message(Channel.FACEBOOK, "6543210987650002", MessageKind.IMAGE, link)
-    await media.enqueue(store, [event])
-    await social_app.service.handle_inbound(event)
     await _file_state(sandbox, file_id, expire=True)
 
-    assert await media.keep_due(store) == 0
-    assert await store.pending.count_documents({}) == 0  # given up: the link cannot come back
-    reference = await _reference(social_app, "6543210987650002")
-    gone = await social_app.client.get(f"/api/v1/tickets/{reference}/media/{event.attachments[0].media_id}")
+    gone = await _given_up(social_app, _message(Channel.FACEBOOK, "6543210987650002", MessageKind.IMAGE, link))
     assert gone.status_code == 410 and gone.json()["error_code"] == "media_gone"
 
 
@@ -135,15 +140,7 @@ async def test_a_link_not_to_the_graph_apis_own_host_is_never_followed_in_develo
 ) -> None:
     """Pointed at the sandbox, ticketing follows no link elsewhere: a sample's real CDN link stays unfetched, and
     nothing leaves the machine. The agent is told the file cannot be fetched."""
-    store = media.MediaStore(social_app.service.db, social_app.settings)
-    event = _message(Channel.FACEBOOK, "6543210987650003", MessageKind.IMAGE, link)
-    await media.enqueue(store, [event])
-    await social_app.service.handle_inbound(event)
-
-    assert await media.keep_due(store) == 0
-    assert await store.pending.count_documents({}) == 0
-    reference = await _reference(social_app, "6543210987650003")
-    refused = await social_app.client.get(f"/api/v1/tickets/{reference}/media/{event.attachments[0].media_id}")
+    refused = await _given_up(social_app, _message(Channel.FACEBOOK, "6543210987650003", MessageKind.IMAGE, link))
     assert refused.status_code == 404 and refused.json()["error_code"] == "media_not_fetchable"
 
 
@@ -159,17 +156,12 @@ def test_against_meta_a_cdn_link_is_followed_over_https_only() -> None:
 
 async def test_a_file_over_the_cap_is_not_kept_and_the_agent_is_told_why(social_app: App, sandbox: str) -> None:
     """A Messenger video larger than MEDIA_MAX_BYTES (64 KiB here) is refused as it comes, kept nowhere."""
-    store = media.MediaStore(social_app.service.db, social_app.settings)
     _, link = await _file_link(sandbox, VIDEO * 40, "video/mp4")
     event = _message(Channel.FACEBOOK, "6543210987650004", MessageKind.VIDEO, link)
-    await media.enqueue(store, [event])
-    await social_app.service.handle_inbound(event)
 
-    assert await media.keep_due(store) == 0
-    assert await store.pending.count_documents({}) == 0
-    reference = await _reference(social_app, "6543210987650004")
-    refused = await social_app.client.get(f"/api/v1/tickets/{reference}/media/{event.attachments[0].media_id}")
+    refused = await _given_up(social_app, event)
     assert (refused.status_code, refused.json()["error_code"]) == (502, "media_too_large")
+    store = media.MediaStore(social_app.service.db, social_app.settings)
     assert await store.open("facebook", event.attachments[0].media_id or "") is None
 
 
