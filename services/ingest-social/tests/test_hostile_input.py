@@ -8,6 +8,7 @@ The app runs in-process with a publisher that records instead of sending (hypoth
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -29,28 +30,35 @@ from suara_devstack.hostile import (
     published,
     x_webhooks,
 )
+from suara_devstack.infra import EmbeddedInfra
 from suara_ingest_social.config import Settings
 from suara_ingest_social.main import create_app
+from suara_ingest_social.web import photos
 from suara_ingest_social.web.models import KECAMATAN
 from suara_ingest_social.webhooks import meta, signature, x
+from suara_shared import db, media
 from suara_shared.events import Channel, InboundMessage
 
 META_SECRET = "hostile-meta-secret"
 X_SECRET = "hostile-x-secret"
 KIOSK = "/kiosk/33.17.10.2034"
 FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: The photo cap here: small, so that generated photos can pass it.
+PHOTO_CAP = 1024
 
 
 class App:
-    """ingest-social in-process with a recording publisher, and an event loop to call it from sync tests."""
+    """ingest-social in-process with a recording publisher, the embedded database for the photos, and an event loop
+    to call it from sync tests."""
 
-    def __init__(self) -> None:
+    def __init__(self, database_uri: str) -> None:
         config = Settings(
             meta_app_secret=SecretStr(META_SECRET),
             x_consumer_secret=SecretStr(X_SECRET),
             fb_page_id="109876543210987",
             ig_account_id="17841400000000001",
             web_form_rate_per_minute=0,  # hundreds of submissions from one address, on purpose
+            web_photo_max_bytes=PHOTO_CAP,
         )
         self.publisher = RecordingPublisher(config)
         self.app = create_app(config)
@@ -58,6 +66,8 @@ class App:
         self.app.state.settings = config
         self.app.state.publisher = self.publisher
         self.app.state.ticketing = httpx.AsyncClient(base_url="http://127.0.0.1:9")
+        self.client, self.database = db.connect(database_uri)
+        self.app.state.database = self.database
         self.runner = asyncio.Runner()
 
     def post(self, path: str, **kwargs: Any) -> httpx.Response:
@@ -86,10 +96,12 @@ class App:
 
 
 @pytest.fixture(scope="module")
-def social() -> Iterator[App]:
-    app = App()
+def social(infra: EmbeddedInfra) -> Iterator[App]:
+    app = App(infra.database_uri(f"hostile{secrets.token_hex(4)}"))
     yield app
     app.runner.run(app.app.state.ticketing.aclose())
+    app.runner.run(app.client.drop_database(app.database.name))
+    app.runner.run(db.close(app.client))
     app.runner.close()
 
 
@@ -279,6 +291,57 @@ def test_any_form_is_filed_once_or_shown_again_with_nothing_published(
     if response.status_code == 422:
         assert response.headers["content-type"].startswith("text/html")
     assert len(messages) == (1 if response.status_code == filed else 0)
+
+
+#: What a form's file part may hold: a photo's first bytes or none, then anything; named anything; typed anything.
+PHOTO_HEADS = st.sampled_from([b"", b"\xff\xd8\xff\xe0", b"\x89PNG\r\n\x1a\n", b"RIFF\x00\x00\x00\x00WEBP", b"<svg "])
+FILE_PARTS = st.lists(
+    st.tuples(
+        st.sampled_from(["", "foto.jpg", "../../etc/passwd", "C:\\Users\\warga\\lubang.jpg", "a\r\nb.png"])
+        | st.text(max_size=30),
+        st.builds(lambda head, rest: head + rest, PHOTO_HEADS, st.binary(max_size=1200)),
+        st.sampled_from(["image/jpeg", "image/png", "text/html", "image/svg+xml", "application/octet-stream"]),
+    ),
+    max_size=5,
+)
+
+
+def _expected_photos(parts: list[tuple[str, bytes, str]]) -> int | None:
+    """How many photos the form keeps, or None when it must come back (422): the oracle the app is held to. A part
+    without a file name is a text field, as a browser sends it (httpx leaves an empty name out)."""
+    chosen = [content for name, content, _ in parts if name]
+    if len(chosen) > photos.MAX_PHOTOS:
+        return None
+    if any(photos.image_type(content[:64]) is None or len(content) > PHOTO_CAP for content in chosen):
+        return None
+    return len(chosen)
+
+
+@pytest.mark.parametrize("path", ["/lapor", KIOSK])
+@FAST
+@given(parts=FILE_PARTS)
+def test_any_files_sent_with_a_form_are_kept_as_the_photos_they_are_or_the_form_comes_back(
+    social: App, path: str, parts: list[tuple[str, bytes, str]]
+) -> None:
+    """Whatever files a script attaches (none, too many, not photos, too large, named to climb out of a folder,
+    typed as anything), the answer is never a 5xx: the complaint is filed with exactly its photos, each kept whole
+    and typed by its bytes, or the form comes back and nothing is published."""
+    text = "Jalan berlubang di depan SD Negeri Tireman, mohon segera diperbaiki."
+    response = social.post(path, data={"text": text}, files=[("foto", part) for part in parts])
+    messages, _ = published(social.publisher.records)
+    expected = _expected_photos(parts)
+    filed = 303 if path == "/lapor" else 200
+    assert response.status_code == (422 if expected is None else filed), (response.status_code, response.text[:200])
+    if expected is None:
+        assert messages == []
+        return
+    (message,) = messages
+    assert len(message.attachments) == expected
+    for attachment in message.attachments:
+        assert attachment.kind.value == "image" and (attachment.mime_type or "").startswith("image/")
+        assert "/" not in (attachment.filename or "") and "\\" not in (attachment.filename or "")
+        kept = social.runner.run(media.find(social.database, "web", attachment.media_id or ""))
+        assert kept is not None and kept["length"] == attachment.size
 
 
 @pytest.mark.parametrize("path", ["/lapor", KIOSK, "/api/v1/web/complaints"])
