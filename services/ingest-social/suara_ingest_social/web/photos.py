@@ -93,12 +93,13 @@ def image_type(head: bytes) -> str | None:
     return None
 
 
-async def check(uploads: Sequence[Any], *, max_bytes: int, budget: ByteBudget) -> list[Photo]:
+async def check(uploads: Sequence[Any], *, max_bytes: int, budget: ByteBudget | None) -> list[Photo]:
     """The form's photos (Starlette `UploadFile`s), read once to check and hash them, and spent from the pod's
-    `budget`. A file input left empty sends a nameless, empty part: it is no photo. Raises PhotoRefused."""
+    `budget` (None: a form that comes back anyway spends nothing). A file input left empty sends a nameless, empty
+    part: it is no photo. Raises PhotoRefused."""
     try:
         photos = await _check(uploads, max_bytes=max_bytes)
-        if photos and not budget.take(sum(p.size for p in photos)):
+        if photos and budget is not None and not budget.take(sum(p.size for p in photos)):
             raise PhotoRefused("budget")
     except PhotoRefused as exc:
         PHOTOS.labels(exc.reason).inc()

@@ -189,10 +189,9 @@ async def check_photos(
     """The form's photos, checked; what is wrong with them goes to `errors`, with a reminder to choose them again
     when anything else sends the form back (a browser never fills a file input in again)."""
     checked: list[photos.Photo] = []
+    budget = None if errors else request.app.state.photo_budget  # a form coming back keeps nothing
     try:
-        checked = await photos.check(
-            uploads, max_bytes=settings.web_photo_max_bytes, budget=request.app.state.photo_budget
-        )
+        checked = await photos.check(uploads, max_bytes=settings.web_photo_max_bytes, budget=budget)
     except photos.PhotoRefused as exc:
         errors[photos.FIELD] = pages.photo_message(exc.reason, max_bytes=settings.web_photo_max_bytes)
     if errors and any(u.filename for u in uploads):
