@@ -326,6 +326,14 @@ async def test_photos_from_the_web_form_and_from_messenger_show_on_their_tickets
         await expect(image).to_be_visible()
         assert await image.evaluate("async img => { await img.decode(); return img.naturalWidth; }") == width
         await page.screenshot(path=screenshot(f"console-photo-{'web' if tag == web_tag else 'messenger'}"))
+    # The agent saves the web form's photo to forward it to the agency: the very file, under the citizen's name.
+    await page.goto(url(stack, "ticketing", f"/console/#/ticket/{references[web_tag]}"))
+    await expect(page.locator("#conversation")).to_contain_text(web_tag)
+    async with page.expect_download() as saving:
+        await page.get_by_role("button", name="Unduh image (lubang.jpg)").click()
+    saved = await saving.value
+    assert saved.suggested_filename == "lubang.jpg"
+    assert await asyncio.to_thread(Path(await saved.path()).read_bytes) == web_photo
 
 
 async def test_the_figures_page_draws_its_charts(

@@ -373,23 +373,24 @@ function attachmentNode(ticket, attachment) {
   const path = `/tickets/${ticket.reference}/media/${encodeURIComponent(attachment.media_id)}`;
   const isImage = (attachment.mime_type || "").startsWith("image/") || ["image", "sticker"].includes(attachment.kind);
   // The media endpoint needs the bearer token, which an <img src> cannot send: fetch it, show it as a blob.
-  const fetchBlob = async () => {
+  let blob = null;  // fetched once, for the picture and for its download alike
+  const fetchBlob = () => (blob ??= (async () => {
     const response = await fetch(`/api/v1${path}`, { headers: { Authorization: `Bearer ${state.token}` } });
     if (!response.ok) throw new ApiFailure(response.status, await response.json().catch(() => null));
     const url = URL.createObjectURL(await response.blob());
     state.mediaUrls.push(url);
     return url;
-  };
+  })());
   if (isImage) {
     fetchBlob().then((url) => box.prepend(el("img", { src: url, alt: attachment.caption || attachment.kind })))
       .catch((e) => box.append(el("p", { class: "error" }, `${t("failed")}: ${e.message}`)));
-  } else {
-    box.append(el("button", { type: "button", class: "secondary", onclick: async () => {
-      const url = await fetchBlob();
-      const link = el("a", { href: url, download: attachment.filename || attachment.media_id });
-      link.click();
-    } }, `${t("download")} ${attachment.kind}${attachment.filename ? ` (${attachment.filename})` : ""}`));
   }
+  // A photo too: the desk forwards the citizen's evidence to the agency as the file it was.
+  box.append(el("button", { type: "button", class: "secondary", onclick: async () => {
+    const url = await fetchBlob();
+    const link = el("a", { href: url, download: attachment.filename || attachment.media_id });
+    link.click();
+  } }, `${t("download")} ${attachment.kind}${attachment.filename ? ` (${attachment.filename})` : ""}`));
   return box;
 }
 
