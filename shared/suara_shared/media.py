@@ -58,12 +58,12 @@ async def find(database: db.Database, channel: str, media_id: str) -> db.Documen
 
 async def put(
     database: db.Database, channel: str, media_id: str, source: Any, *, filename: str, metadata: Mapping[str, Any]
-) -> None:
+) -> bool:
     """Keep `source` (bytes or a binary file) under its key with its metadata (`mime_type`, `size`, `sha256`,
-    `filename`...), unless a file is kept under it already. A writer that dies mid-upload leaves chunks no file
-    names, never a file that cannot be read."""
+    `filename`...), unless a file is kept under it already; True when this call wrote it. A writer that dies
+    mid-upload leaves chunks no file names, never a file that cannot be read."""
     if await find(database, channel, media_id) is not None:
-        return
+        return False
     bucket = db.files(database, BUCKET)
     upload = bucket.open_upload_stream(filename, metadata={**metadata, "key": key(channel, media_id)})
     try:
@@ -72,3 +72,5 @@ async def put(
     except db.FileExists:  # kept meanwhile by another writer: drop this copy's chunks
         with contextlib.suppress(db.NoFile):
             await bucket.delete(upload._id)
+        return False
+    return True

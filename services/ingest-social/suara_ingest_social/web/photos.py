@@ -151,19 +151,20 @@ async def keep(database: db.Database, submission_id: str, photos: Sequence[Photo
             metadata = {"mime_type": photo.mime_type, "size": photo.size, "sha256": photo.sha256}
             # Awaiting its complaint from now (kept by an earlier try of the same form: from now again), until
             # ticketing stores the complaint; a photo whose complaint never comes is removed after a while.
-            awaiting = {"awaiting": utcnow()}
-            await media.put(
+            now = utcnow()
+            written = await media.put(
                 database,
                 Channel.WEB.value,
                 mid,
                 photo.file,
                 filename=photo.filename or mid,
-                metadata={**metadata, "filename": photo.filename, **awaiting},
+                metadata={**metadata, "filename": photo.filename, "awaiting": now},
             )
-            await database[f"{media.BUCKET}.files"].update_one(
-                {"metadata.key": media.key(Channel.WEB.value, mid), media.AWAITING: {"$exists": True}},
-                {"$set": {media.AWAITING: awaiting["awaiting"]}},
-            )
+            if not written:
+                await database[f"{media.BUCKET}.files"].update_one(
+                    {"metadata.key": media.key(Channel.WEB.value, mid), media.AWAITING: {"$exists": True}},
+                    {"$set": {media.AWAITING: now}},
+                )
             attachments.append(
                 Attachment(
                     kind=MessageKind.IMAGE,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from suara_shared import db, topics
 from suara_shared.events import Attachment, Channel, InboundMessage, Location, MessageKind, Sender, new_id
@@ -81,9 +82,11 @@ async def submit_complaint(
     idempotency_key: str | None = None,
     photos: Sequence[form_photos.Photo] = (),
     database: db.Database | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> str:
-    """Keep the complaint's photos (in `database`), then publish it; return its submission id once the broker
-    acknowledged it. Raises PhotosNotKept or ComplaintNotAccepted."""
+    """Keep the complaint's photos (in `database`), then publish it, with `metadata` added to the event's (a kiosk's
+    place and officer); return its submission id once the broker acknowledged it. Raises PhotosNotKept or
+    ComplaintNotAccepted."""
     submission_id = submission_id_for(complaint, idempotency_key, form_photos.digests(photos))
     attachments: tuple[Attachment, ...] = ()
     if photos:
@@ -91,6 +94,8 @@ async def submit_complaint(
             raise form_photos.PhotosNotKept("no database to keep photos in")
         attachments = await form_photos.keep(database, submission_id, photos)
     event = to_inbound(complaint, submission_id=submission_id, attachments=attachments)
+    if metadata:
+        event = event.model_copy(update={"metadata": {**event.metadata, **metadata}})
     try:
         await publisher.publish(topics.INBOUND, event, key=event.partition_key)
     except BrokerUnavailable as exc:
@@ -103,6 +108,7 @@ async def submit_complaint(
             "event_id": event.event_id,
             "anonymous": complaint.anonymous,
             "photos": len(attachments),
+            "source": (metadata or {}).get("source", "web"),
         },
     )
     return submission_id
