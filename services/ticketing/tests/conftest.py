@@ -15,7 +15,7 @@ from suara_devstack.infra import EmbeddedInfra
 from suara_devstack.sandbox.app import create_app as create_sandbox
 from suara_devstack.testing import serve_app
 from suara_shared import db
-from suara_shared.events import Channel, InboundMessage, OutboundReply, Sender, new_id
+from suara_shared.events import Channel, InboundMessage, MessageKind, OutboundReply, ReplyContext, Sender, new_id
 from suara_ticketing.config import Settings
 from suara_ticketing.main import create_app
 from suara_ticketing.tickets.service import TicketService
@@ -94,6 +94,20 @@ def whatsapp_message(text: str, *, number: str, message_id: str | None = None, n
         conversation_key=number,
         sender=Sender(channel_user_id=number, display_name=name, phone=f"+{number}"),
         text=text,
+    )
+
+
+def comment_message(post: str, author: str, text: str = "Jalan menuju Pasar Kragan berlubang") -> InboundMessage:
+    """A citizen's comment under the Page's post `post`, as ingest-social publishes it."""
+    comment = new_id()
+    return InboundMessage(
+        channel=Channel.FACEBOOK,
+        platform_message_id=comment,
+        conversation_key=f"post:{post}:{author}",
+        sender=Sender(channel_user_id=author, display_name="Warga"),
+        kind=MessageKind.COMMENT,
+        text=text,
+        reply_context=ReplyContext(comment_id=comment, post_id=post),
     )
 
 

@@ -9,7 +9,7 @@ from suara_shared.events import Channel, new_id
 from suara_ticketing.access.models import Principal, Role
 from suara_ticketing.deadlines import WIB
 
-from .conftest import App, outbound_for, web_message, whatsapp_message
+from .conftest import App, comment_message, outbound_for, web_message, whatsapp_message
 
 
 async def _open(app: App, count: int) -> list[str]:
@@ -325,6 +325,45 @@ async def test_public_status_shows_replies_but_no_identity_or_complaint(app: App
         assert "Siti" not in dumped and "6281234567890" not in dumped and "Tireman rusak" not in dumped
     missing = await app.client.get(f"/api/v1/public/status/{new_id()}", headers=anonymous)
     assert missing.status_code == 404 and missing.json()["error_code"] == "not_found"
+
+
+async def test_by_its_guessable_reference_a_reply_shows_as_in_public_and_whole_by_the_reporters_own_link(
+    app: App,
+) -> None:
+    """References are sequential: anyone may open the page of RMB-2026-000001. There a reply must not show the
+    citizen's name, number or address the agent wrote in it; the web reporter's own link shows it whole."""
+    msg = web_message()
+    await app.service.handle_inbound(msg)
+    reference = (await app.client.get("/api/v1/tickets")).json()["items"][0]["reference"]
+    text = "Yth. Siti Aminah, petugas akan datang ke Jl. Pemuda No. 12 Rembang. Hubungi kami di 081234567890."
+    await app.client.post(f"/api/v1/tickets/{reference}/replies", json={"text": text})
+    anonymous = app.client.headers.copy()
+    del anonymous["Authorization"]
+
+    public = (await app.client.get(f"/api/v1/public/status/{reference}", headers=anonymous)).json()
+    shown = public["replies"][-1]["text"]
+    assert "petugas akan datang" in shown and "[disamarkan]" in shown
+    assert "Siti" not in shown and "Aminah" not in shown and "081234567890" not in shown and "Pemuda" not in shown
+    assert reference in public["replies"][0]["text"]  # the acknowledgement keeps its reference and link
+    own = (await app.client.get(f"/api/v1/public/status/{msg.conversation_key}", headers=anonymous)).json()
+    assert own["replies"][-1]["text"] == text
+
+
+async def test_a_private_reply_to_a_commenter_is_not_on_the_public_page(app: App) -> None:
+    comment = comment_message("1111_3333", "7003")
+    await app.service.handle_inbound(comment)
+    ticket = await app.service.tickets.find_one({"conversation_key": comment.conversation_key})
+    assert ticket is not None
+    url = f"/api/v1/tickets/{ticket['_id']}/replies"
+    assert (await app.client.post(url, json={"text": "Mohon kirim alamat lengkap", "private": True})).is_success
+    assert (await app.client.post(url, json={"text": "Sudah kami teruskan ke DPUPR"})).is_success
+    anonymous = app.client.headers.copy()
+    del anonymous["Authorization"]
+
+    public = (await app.client.get(f"/api/v1/public/status/{ticket['_id']}", headers=anonymous)).json()
+    assert [r["purpose"] for r in public["replies"]] == ["acknowledgement", "agent_reply"]
+    assert public["replies"][-1]["text"] == "Sudah kami teruskan ke DPUPR"
+    assert "Mohon kirim alamat" not in str(public)
 
 
 async def test_a_confidential_report_shows_no_replies_by_its_reference_only_by_its_private_link(app: App) -> None:

@@ -12,15 +12,13 @@ from suara_shared.events import (
     DeliveryState,
     DeliveryStatus,
     InboundMessage,
-    MessageKind,
-    ReplyContext,
     Sender,
     new_id,
     utcnow,
 )
 from suara_ticketing import social
 
-from .conftest import App, whatsapp_message
+from .conftest import App, comment_message, whatsapp_message
 
 
 async def _acknowledged(app: App, number: str) -> tuple[str, dict[str, Any]]:
@@ -94,21 +92,8 @@ async def test_a_failure_shows_with_its_error_and_a_late_receipt_does_not_hide_i
     assert (shown["delivery_status"], shown["delivery_error"]["code"]) == ("failed", "131026")
 
 
-def _comment(post: str, author: str) -> InboundMessage:
-    comment = new_id()
-    return InboundMessage(
-        channel=Channel.FACEBOOK,
-        platform_message_id=comment,
-        conversation_key=f"post:{post}:{author}",
-        sender=Sender(channel_user_id=author, display_name="Warga"),
-        kind=MessageKind.COMMENT,
-        text="Jalan menuju Pasar Kragan berlubang",
-        reply_context=ReplyContext(comment_id=comment, post_id=post),
-    )
-
-
 async def test_a_private_reply_the_platform_refused_leaves_the_comment_its_one_private_reply(app: App) -> None:
-    comment = _comment("1111_2222", "7001")
+    comment = comment_message("1111_2222", "7001")
     await app.service.handle_inbound(comment)
     ticket = await app.service.tickets.find_one({"conversation_key": comment.conversation_key})
     assert ticket is not None

@@ -12,9 +12,9 @@ from typing import Any
 from suara_shared.events import Channel, OutboundReply, utcnow
 from suara_shared.graph import GraphClient, GraphError, TokenInvalid, TransientGraphError
 from suara_shared.metrics import CHANNEL_TOKEN_VALID
+from suara_shared.public import public_text
 
 from .base import ChannelAdapter, PermanentSendError, SendError, SendResult, TransientSendError
-from .public import public_text
 from .whatsapp import split_text
 
 log = logging.getLogger(__name__)

@@ -1,22 +1,6 @@
-"""What a public reply (under a comment, a reply post) may say: never a phone number, NIK, e-mail or address."""
+"""How long a public reply (a reply post) may be; what it may say is `suara_shared.public`'s."""
 
 from __future__ import annotations
-
-import re
-from typing import Any
-
-from lokal import mask_pii
-
-#: Personal data lokal-id's Samaran finds and a public reply must not repeat from the complaint.
-PERSONAL: tuple[Any, ...] = ("NIK", "KK", "PHONE", "EMAIL", "ADDRESS", "NPWP")
-MASKED = "[disamarkan]"
-_PLACEHOLDER = re.compile(r"\[(?:" + "|".join(PERSONAL) + r")_\d+\]")
-
-
-def public_text(text: str) -> str:
-    """The reply with every phone number, NIK, e-mail and address replaced by `[disamarkan]` ("masked")."""
-    masked = mask_pii(text, mode="placeholder", types=PERSONAL).text
-    return _PLACEHOLDER.sub(MASKED, masked)
 
 
 def fit(text: str, limit: int, *, link: str | None) -> str:

@@ -14,9 +14,10 @@ from yarl import URL
 
 from suara_shared.events import Channel, OutboundReply
 from suara_shared.metrics import CHANNEL_TOKEN_VALID
+from suara_shared.public import public_text
 
 from .base import ChannelAdapter, PermanentSendError, SendResult, TransientSendError
-from .public import fit, public_text
+from .public import fit
 
 log = logging.getLogger(__name__)
 

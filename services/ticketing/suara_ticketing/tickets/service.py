@@ -37,6 +37,7 @@ from suara_shared.events import (
 )
 from suara_shared.identity import normalize_phone
 from suara_shared.kafka import BrokerUnavailable, Publisher
+from suara_shared.public import public_text
 
 from .. import conversations, deliveries, social, texts, window
 from ..access.models import Principal
@@ -1313,14 +1314,18 @@ class TicketService:
         )
         if ticket is None:
             raise NotFound(key)
-        if ticket.get("confidential") and key != ticket.get("submission_id"):
+        own = key == ticket.get("submission_id")
+        if ticket.get("confidential") and not own:
             # A confidential report is hidden from the public (SP4N-LAPOR!): by its guessable reference only its
             # status shows; the replies stay on the reporter's own channel or behind the private submission link.
             return {**ticket, "replies": [], "replies_hidden": True}
+        # References are sequential, so anyone may read the page of one: there a reply shows as it would under a
+        # comment (no phone number, address or name of the citizen), and a private reply not at all. The web
+        # reporter's own link (its submission id, a secret) shows every reply whole.
         replies = await deliveries.overlay(
             self.deliveries,
             await self.messages.find(
-                {"ticket": ticket["_id"], "direction": "outbound"},
+                {"ticket": ticket["_id"], "direction": "outbound", **({} if own else {"private": {"$ne": True}})},
                 {
                     "text": 1,
                     "purpose": 1,
@@ -1334,4 +1339,7 @@ class TicketService:
             .sort("created_at", 1)
             .to_list(None),
         )
+        if not own:
+            names = tuple(filter(None, [(ticket.get("citizen") or {}).get("display_name")]))
+            replies = [{**reply, "text": public_text(reply.get("text") or "", names=names)} for reply in replies]
         return {**ticket, "replies": replies}
