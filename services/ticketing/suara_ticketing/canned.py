@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -70,6 +71,12 @@ def render(template: str, *, ticket: dict[str, Any], routing: Router) -> str:
         "kecamatan": ticket.get("kecamatan") or "-",
     }
     return PLACEHOLDER.sub(lambda m: str(values.get(m.group(1), m.group(0))), template)
+
+
+def rendering(template: str, *, routing: Router) -> Callable[[dict[str, Any]], str]:
+    """The canned text for whichever ticket it is sent on: each reporter of a merged complaint gets their own
+    reference and name."""
+    return lambda ticket: render(template, ticket=ticket, routing=routing)
 
 
 class CannedService:

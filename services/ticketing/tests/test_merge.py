@@ -53,3 +53,30 @@ async def test_replies_and_resolution_of_a_master_reach_every_reporter_on_their_
     assert (await app.client.get(f"/api/v1/tickets/{master}")).json()["status"] == "open"
     trail = (await app.client.get(f"/api/v1/tickets/{master}/events")).json()["items"]
     assert {"status": ["resolved", "open"], "reopened_by": child} in [e["data"] for e in trail]
+
+
+async def test_a_canned_reply_on_a_master_names_each_reporter_and_their_own_reference(app: App) -> None:
+    """A canned response sent on a merged complaint must not tell the other reporters the master's citizen's name
+    or a reference that is not theirs (under a public comment, everyone would read it)."""
+    web = web_message("Jembatan di Desa Tireman retak, bahaya dilewati")
+    phone = f"62814{new_id()[:8]}"
+    await app.service.handle_inbound(web)
+    await app.service.handle_inbound(whatsapp_message("Kreteg neng Tireman retak", number=phone, name="Pak Hadi"))
+    items = {t["channel"]: t["reference"] for t in (await app.client.get("/api/v1/tickets")).json()["items"]}
+    master, child = items["web"], items["whatsapp"]
+    assert (await app.client.post(f"/api/v1/tickets/{master}/merge", json={"references": [child]})).is_success
+    canned = await app.client.post(
+        "/api/v1/canned-responses",
+        json={"title": "Diteruskan", "text": "Yth. {name}, laporan {reference} sudah kami teruskan."},
+    )
+
+    sent = await app.client.post(f"/api/v1/tickets/{master}/replies", json={"canned_id": canned.json()["id"]})
+    assert sent.status_code == 202
+    reporters = {web.sender.channel_user_id, phone}
+    replies = await outbound_for(app.settings, lambda r: r.recipient in reporters and "teruskan" in r.text, expect=2)
+    assert sorted((r.ticket_reference, r.text) for r in replies) == sorted(
+        [
+            (master, f"Yth. Siti Aminah, laporan {master} sudah kami teruskan."),
+            (child, f"Yth. Pak Hadi, laporan {child} sudah kami teruskan."),
+        ]
+    )

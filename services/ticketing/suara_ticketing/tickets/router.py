@@ -4,6 +4,7 @@ status of one ticket."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -16,7 +17,7 @@ from suara_shared.http import ApiError
 from .. import deadlines, places, receipts
 from ..access.models import Principal
 from ..auth import CurrentUser, Supervisor
-from ..canned import CannedService, render
+from ..canned import CannedService, rendering
 from ..lifecycle import ACTIVE, InvalidTransition
 from ..social import PrivateReplyRefused
 from ..texts import STATUS_LABELS
@@ -291,6 +292,7 @@ async def reply(request: Request, user: CurrentUser, reference: Reference, body:
     """Queue a reply to the citizen (its text, or a canned response filled in); it leaves on the channel the
     ticket came from, and on a master ticket to every merged reporter too."""
     service = _service(request)
+    text: str | Callable[[dict[str, Any]], str] = (body.text or "").strip()
     if body.canned_id is not None:
         canned: CannedService = request.app.state.canned
         template = await canned.get(body.canned_id)
@@ -300,10 +302,10 @@ async def reply(request: Request, user: CurrentUser, reference: Reference, body:
             ticket = await service.get(reference, principal=user)
         except NotFound:
             raise _not_found(reference) from None
-        text = render(template["text"], ticket=ticket, routing=service.routing)
-    else:
-        text = (body.text or "").strip()
-    if not text:
+        text = rendering(template["text"], routing=service.routing)  # a merged reporter is never told the master's
+        if not text(ticket).strip():
+            raise ApiError(422, "validation_error", "text: must not be blank")
+    elif not text:
         raise ApiError(422, "validation_error", "text: must not be blank")
     try:
         outbound_id = await service.reply(reference, text, actor=user.name, principal=user, private=body.private)

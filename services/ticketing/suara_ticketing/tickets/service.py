@@ -1238,10 +1238,17 @@ class TicketService:
         return await self.get(reference)
 
     async def reply(
-        self, reference: str, text: str, *, actor: str, principal: Principal | None = None, private: bool = False
+        self,
+        reference: str,
+        text: str | Callable[[dict[str, Any]], str],
+        *,
+        actor: str,
+        principal: Principal | None = None,
+        private: bool = False,
     ) -> str:
         """Queue an agent's reply on the ticket's channel; it is stored before anything is sent. On a master ticket
-        the reply also goes to every merged reporter, each on their own channel."""
+        the reply also goes to every merged reporter, each on their own channel. `text` may be worded for each
+        reporter's own ticket (a canned response names its reference and its citizen, never the master's)."""
         ticket = await self.tickets.find_one({"_id": reference})
         if ticket is None or (principal is not None and not principal.can_see(ticket)):
             raise NotFound(reference)
@@ -1260,7 +1267,7 @@ class TicketService:
                 channel=target["channel"],
                 conversation_key=target["conversation_key"],
                 recipient=target["citizen"]["channel_user_id"],
-                text=text,
+                text=text if isinstance(text, str) else text(target),
                 purpose=ReplyPurpose.AGENT_REPLY,
                 reply_to=None,
                 cause=None,
