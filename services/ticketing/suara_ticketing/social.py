@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from suara_shared import db
-from suara_shared.events import DELIVERY_RANK, DeliveryState, DeliveryStatus, InboundMessage, utcnow
+from suara_shared.events import DELIVERY_RANK, DeliveryState, DeliveryStatus, InboundMessage, MessageKind, utcnow
 
 from . import conversations, deliveries
 from .tickets import workflow
@@ -32,18 +32,47 @@ class PrivateReplyRefused(Exception):
 
 
 def is_special(event: InboundMessage) -> bool:
-    """An echo of what the Page sent, or a comment's edit or removal: `handle_special`'s to record."""
-    return bool(event.metadata.get("echo")) or event.metadata.get("edit") in ("edited", "removed")
+    """An echo of what the Page sent, a comment's edit or removal, or a reaction: `handle_special`'s to record."""
+    return (
+        bool(event.metadata.get("echo"))
+        or event.metadata.get("edit") in ("edited", "removed")
+        or event.kind == MessageKind.REACTION
+    )
 
 
 async def handle_special(service: TicketService, event: InboundMessage) -> bool:
-    """Echoes and comment edits or removals: recorded where they belong, never opening a ticket. True if handled."""
+    """Echoes, comment edits or removals and reactions: recorded where they belong, never opening a ticket. True
+    if handled."""
     if event.metadata.get("echo"):
         await _record_echo(service, event)
         return True
     if event.metadata.get("edit") in ("edited", "removed"):
         return await _record_edit(service, event)
+    if event.kind == MessageKind.REACTION:
+        await _record_reaction(service, event)
+        return True
     return False
+
+
+async def _newest_not_closed(service: TicketService, event: InboundMessage) -> str | None:
+    """The reference of the conversation's newest ticket, unless that one is closed."""
+    ticket = await service.tickets.find_one(
+        {"channel": event.channel.value, "conversation_key": event.conversation_key},
+        {"_id": 1, "status": 1},
+        sort=[("created_at", -1)],
+    )
+    return ticket["_id"] if ticket is not None and ticket.get("status") != "closed" else None
+
+
+async def _record_reaction(service: TicketService, event: InboundMessage) -> None:
+    """A citizen's 👍 on a reply (or one taken back) is kept on the conversation's ticket as it is: it opens,
+    reopens and answers nothing, and is no survey answer. Under a closed ticket, or none, it is kept alone."""
+    reference = await _newest_not_closed(service, event)
+    seq = None
+    if reference is not None:
+        numbered = await db.increment(service.tickets, reference, "message_count", also={"updated_at": utcnow()})
+        seq = numbered["message_count"] if numbered else None
+    await service._insert_inbound(event, ticket=reference, seq=seq)
 
 
 async def _record_echo(service: TicketService, event: InboundMessage) -> None:
@@ -60,12 +89,7 @@ async def _record_echo(service: TicketService, event: InboundMessage) -> None:
         ours = next((m for m in recent if m.get("author") != "platform_inbox" and m.get("text") == event.text), None)
     if ours is not None:
         return
-    ticket = await service.tickets.find_one(
-        {"channel": channel, "conversation_key": event.conversation_key},
-        {"_id": 1, "status": 1},
-        sort=[("created_at", -1)],
-    )
-    reference = ticket["_id"] if ticket is not None and ticket.get("status") != "closed" else None
+    reference = await _newest_not_closed(service, event)
     seq = None
     if reference is not None:
         numbered = await db.increment(service.tickets, reference, "message_count", also={"updated_at": utcnow()})

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from prometheus_client import REGISTRY
 
-from suara_shared.events import InboundMessage, new_id
+from suara_shared.events import Channel, InboundMessage, MessageKind, ReplyContext, Sender, new_id
 from suara_ticketing.deadlines import WIB
 from suara_ticketing.tickets import workflow
 
@@ -216,3 +216,102 @@ async def test_a_survey_is_answered_once_and_only_while_it_is_asked(app: App) ->
     assert ref[late] in theirs
     for reference in theirs:
         assert (await app.client.get(f"/api/v1/tickets/{reference}")).json()["satisfaction"] is None
+
+
+async def _resolved(app: App, phone: str, text: str = "Lampu jalan di Desa Pacar mati") -> str:
+    await app.service.handle_inbound(wa(text, phone))
+    items = (await app.client.get("/api/v1/tickets")).json()["items"]
+    reference = next(i["reference"] for i in items if i["citizen"]["channel_user_id"] == phone)
+    assert (await app.client.patch(f"/api/v1/tickets/{reference}", json={"status": "resolved"})).is_success
+    return reference
+
+
+async def test_a_survey_answer_is_taken_as_citizens_write_it(app: App) -> None:
+    answers = {"5 pak, matur nuwun": 5, "Nilai 4": 4, "⭐⭐⭐": 3, "lima": 5, "2/5": 2, "4 dari 5 🙏": 4}
+    phones = {text: f"62815{new_id()[:8]}" for text in answers}
+    references = {text: await _resolved(app, phones[text]) for text in answers}
+    for text, phone in phones.items():
+        await app.service.handle_inbound(wa(text, phone))
+    for text, score in answers.items():
+        ticket = (await app.client.get(f"/api/v1/tickets/{references[text]}")).json()
+        assert (ticket["status"], ticket["satisfaction"]) == ("resolved", score), text
+        inbound = [m["text"] for m in ticket["messages"] if m["direction"] == "inbound"]
+        assert inbound[-1] == text  # the answer is on the ticket, as written
+    thanked = await outbound_for(
+        app.settings, lambda r: r.recipient in phones.values() and r.purpose == "survey", expect=len(answers)
+    )
+    assert sorted(r.text.split("(")[1][0] for r in thanked) == sorted(str(s) for s in answers.values())
+
+
+async def test_thanks_or_a_reaction_after_a_resolution_reopen_nothing_and_the_survey_stays_open(app: App) -> None:
+    phone = f"62816{new_id()[:8]}"
+    reference = await _resolved(app, phone)
+    await app.service.handle_inbound(wa("Terima kasih, sudah beres pak 🙏", phone))
+    resolution = (await outbound_for(app.settings, lambda r: r.recipient == phone and r.purpose == "resolution"))[0]
+    await app.service.handle_inbound(
+        InboundMessage(
+            channel=Channel.WHATSAPP,
+            platform_message_id=f"wamid.{new_id()}",
+            conversation_key=phone,
+            sender=Sender(channel_user_id=phone, display_name="Pak Karno"),
+            kind=MessageKind.REACTION,
+            text="👍",
+            reply_context=ReplyContext(in_reply_to=resolution.outbound_id),
+        )
+    )
+    ticket = (await app.client.get(f"/api/v1/tickets/{reference}")).json()
+    assert ticket["status"] == "resolved"
+    assert [m["kind"] for m in ticket["messages"] if m["direction"] == "inbound"] == ["text", "text", "reaction"]
+    assert len((await app.client.get("/api/v1/tickets")).json()["items"]) == 1
+
+    await app.service.handle_inbound(wa("4", phone))  # the survey is still asked
+    assert (await app.client.get(f"/api/v1/tickets/{reference}")).json()["satisfaction"] == 4
+    await app.service.handle_inbound(wa("3 lubang belum ditambal", phone))  # a number inside a message is a message
+    ticket = (await app.client.get(f"/api/v1/tickets/{reference}")).json()
+    assert (ticket["status"], ticket["satisfaction"]) == ("open", 4)
+
+
+async def test_a_reaction_under_a_closed_ticket_opens_no_new_one(app: App) -> None:
+    phone = f"62817{new_id()[:8]}"
+    at(app, MONDAY)
+    reference = await _resolved(app, phone)
+    at(app, datetime(2026, 11, 17, 12, 0, tzinfo=WIB))  # 10 working days: closed by the sweep
+    assert (await workflow.sweep(app.service))["closed"] >= 1
+    for emoji in ("👍", None):  # a reaction, then the same taken back (WhatsApp's empty emoji)
+        await app.service.handle_inbound(
+            InboundMessage(
+                channel=Channel.WHATSAPP,
+                platform_message_id=f"wamid.{new_id()}",
+                conversation_key=phone,
+                sender=Sender(channel_user_id=phone),
+                kind=MessageKind.REACTION,
+                text=emoji,
+            )
+        )
+    items = [
+        i for i in (await app.client.get("/api/v1/tickets")).json()["items"] if i["citizen"]["channel_user_id"] == phone
+    ]
+    assert [(i["reference"], i["status"]) for i in items] == [(reference, "closed")]
+    acks = await outbound_for(app.settings, lambda r: r.recipient == phone and r.purpose == "acknowledgement")
+    assert len(acks) == 1  # the first complaint's only
+
+
+async def test_a_number_answering_the_agent_on_a_new_ticket_is_no_score_for_the_old_one(app: App) -> None:
+    """Ticket A was resolved and its survey asked; a week later the citizen reports something else (B), the agent
+    asks "Ada berapa lubang?", and the citizen answers "3": that is B's, not A's satisfaction."""
+    phone = f"62818{new_id()[:8]}"
+    at(app, MONDAY)
+    old = await _resolved(app, phone, "Lampu jalan di Desa Pacar mati")
+    at(app, datetime(2026, 11, 10, 9, 0, tzinfo=WIB))  # past the 5 working days to reopen, within the survey's 14
+    await app.service.handle_inbound(wa("Jalan ke Pasar Kragan berlubang", phone))
+    new = next(
+        i["reference"] for i in (await app.client.get("/api/v1/tickets")).json()["items"] if i["reference"] != old
+    )
+    await app.client.post(f"/api/v1/tickets/{new}/replies", json={"text": "Ada berapa lubang, Pak?"})
+
+    await app.service.handle_inbound(wa("3", phone))
+    assert (await app.client.get(f"/api/v1/tickets/{old}")).json()["satisfaction"] is None
+    answer = (await app.client.get(f"/api/v1/tickets/{new}")).json()["messages"]
+    assert [m["text"] for m in answer if m["direction"] == "inbound"][-1] == "3"
+    survey = await outbound_for(app.settings, lambda r: r.recipient == phone and r.purpose == "survey", expect=0)
+    assert survey == []

@@ -454,7 +454,7 @@ class TicketService:
         for event in events:
             conversation = (event.channel.value, event.conversation_key)
             conversations.setdefault(conversation, []).append(event)
-            plain = _opens_conversation(event) and workflow.survey_score(event) is None
+            plain = _opens_conversation(event) and workflow.courtesy(event) is None
             if not plain or event.dedup_key in stored or event.dedup_key in keys:
                 unfit.add(conversation)
             keys.add(event.dedup_key)

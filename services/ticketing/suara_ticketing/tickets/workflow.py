@@ -10,10 +10,10 @@ import logging
 import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from suara_shared import db
-from suara_shared.events import InboundMessage, ReplyPurpose, TicketEventType
+from suara_shared.events import InboundMessage, MessageKind, ReplyPurpose, TicketEventType
 
 from .. import deadlines, places, texts
 from ..lifecycle import ACTIVE, check
@@ -28,7 +28,23 @@ log = logging.getLogger(__name__)
 
 #: The tickets a satisfaction answer may be for: resolved (asked on resolution), or closed since.
 SURVEYED = [TicketStatus.RESOLVED.value, TicketStatus.CLOSED.value]
-SURVEY_SCORE = re.compile(r"^\s*([1-5])\s*(?:/\s*5)?\s*[.!]?\s*$")
+#: A satisfaction answer's words, as citizens write them ("4", "4/5", "nilai 4", "5 pak, matur nuwun", "lima",
+#: "⭐⭐⭐⭐"); anything else beside a score makes the message a message ("3 lubang belum ditambal").
+_WORD = re.compile(r"@\w+|(\d+)(?:\s*/\s*5)?|[^\W\d_]+")
+#: Scores in words, Indonesian and Javanese.
+SCORE_WORDS = {"satu": 1, "dua": 2, "tiga": 3, "empat": 4, "lima": 5}
+SCORE_WORDS |= {"siji": 1, "loro": 2, "telu": 3, "papat": 4, "limo": 5}
+STARS = ("⭐", "★")
+#: Words that thank or address, which may stand beside a score, or alone: a "terima kasih, sudah beres" after a
+#: resolution is kept on the ticket without reopening it.
+_COURTESY_WORDS = (
+    "pak bu bapak ibu mas mbak kak nilai nilainya skor angka puas sangat cukup sekali banyak terima kasih makasih "
+    "trims thanks thank you matur nuwun suwun sanget ok oke okay sip mantap bagus baik sudah beres selesai dari "
+    "alhamdulillah"
+)
+COURTESY = frozenset(_COURTESY_WORDS.split())
+#: Longer than this, a message is a message whatever its words.
+SURVEY_WORDS_MAX = 8
 #: Everything the citizens of one ticket wrote, lower-cased, for search without a text index; bounded.
 SEARCH_TEXT_MAX = 20_000
 
@@ -194,17 +210,62 @@ def conversation_tickets(channel: str, conversation_key: str, statuses: Iterable
     return {"channel": channel, "conversation_key": conversation_key, "status": {"$in": list(statuses)}}
 
 
+class Courtesy(NamedTuple):
+    """A message that only answers the survey, or only thanks: `score` is None for thanks alone."""
+
+    score: int | None
+
+
+def courtesy(event: InboundMessage) -> Courtesy | None:
+    """What a short text, comment or mention is if it only scores ("1".."5", in digits, words or stars) or only
+    thanks; None for anything else, which `record_survey_answer` leaves to the ticket."""
+    if event.kind not in (MessageKind.TEXT, MessageKind.COMMENT, MessageKind.MENTION) or not event.text:
+        return None
+    text = event.text.casefold()
+    scores: list[int] = []
+    words = 0
+    for found in _WORD.finditer(text):
+        token = found.group(0)
+        if token.startswith("@"):
+            continue  # a mention's handle
+        words += 1
+        if found.group(1) is not None:
+            scores.append(int(found.group(1)))
+        elif token in SCORE_WORDS:
+            scores.append(SCORE_WORDS[token])
+        elif token not in COURTESY:
+            return None
+    if words > SURVEY_WORDS_MAX:
+        return None
+    if scores[-1:] == [5] and "dari" in text:
+        scores.pop()  # "4 dari 5": the scale
+    stars = sum(text.count(star) for star in STARS)
+    if not scores and 1 <= stars <= 5:
+        scores.append(stars)
+    if len(scores) > 1 or any(not 1 <= score <= 5 for score in scores):
+        return None
+    return Courtesy(scores[0] if scores else None)
+
+
 def survey_score(event: InboundMessage) -> int | None:
-    """The satisfaction score ("1".."5") the message looks like, which `record_survey_answer` looks into."""
-    answer = SURVEY_SCORE.match(event.text or "") if event.kind == "text" else None
-    return int(answer.group(1)) if answer else None
+    """The satisfaction score the message gives, if it does nothing else."""
+    answer = courtesy(event)
+    return answer.score if answer else None
 
 
 async def record_survey_answer(service: TicketService, event: InboundMessage) -> bool:
-    """A "1".."5" after a resolution is the citizen's satisfaction: recorded, thanked, and nothing reopened."""
-    score = survey_score(event)
-    if score is None:
+    """A score after a resolution is the citizen's satisfaction: recorded, thanked, and nothing reopened. Thanks
+    alone after it is kept on the ticket, reopening nothing. Neither while the conversation has a ticket still
+    being worked: there "3" answers the agent's question. True if handled."""
+    answer = courtesy(event)
+    if answer is None:
         return False
+    channel, conversation = event.channel.value, event.conversation_key
+    if await service.tickets.find_one(conversation_tickets(channel, conversation, ACTIVE), {"_id": 1}):
+        return False
+    if answer.score is None:
+        return await _keep_thanks(service, event)
+    score = answer.score
     now = service.now()
     asked_since = now - timedelta(days=service.policy.survey_window_days)
     finished = await service.tickets.find(
@@ -243,6 +304,23 @@ async def record_survey_answer(service: TicketService, event: InboundMessage) ->
         cause=event.dedup_key,
     )
     await service.publish_pending({"ticket": reference})
+    return True
+
+
+async def _keep_thanks(service: TicketService, event: InboundMessage) -> bool:
+    """Thanks after a resolution, kept on the resolved ticket as it is; under a closed one (or none) it opens no new
+    ticket and is kept alone."""
+    found = await service.tickets.find_one(
+        conversation_tickets(event.channel.value, event.conversation_key, SURVEYED), sort=[("created_at", -1)]
+    )
+    if found is None:
+        return False  # thanks for nothing Suara knows: a message like any other
+    reference = found["_id"] if found["status"] == TicketStatus.RESOLVED else None
+    seq = None
+    if reference is not None:
+        numbered = await db.increment(service.tickets, reference, "message_count", also={"updated_at": service.now()})
+        seq = (numbered or found)["message_count"]
+    await service._insert_inbound(event, ticket=reference, seq=seq)
     return True
 
 
