@@ -159,6 +159,92 @@ async def test_sign_in_filter_open_a_whatsapp_ticket_reply_and_see_it_delivered(
     await page.get_by_role("button", name="Bahasa Indonesia").click()
 
 
+async def test_the_agents_unsaved_work_survives_what_happens_around_it_and_goes_where_it_was_meant(
+    stack: Stack, open_page: PageFactory
+) -> None:
+    """A desk all day: the citizen writes while the agent edits a canned answer and the handling, a double click,
+    a draft left for another ticket, a mistyped reference, a close by mistake, a change the lifecycle refuses."""
+    tag, other_tag = secrets.token_hex(4), secrets.token_hex(4)
+    number, other_number = _number(), _number()
+    await _citizen_writes(stack, number, f"Lampu jalan di Desa Leteh mati sejak seminggu, kode {tag}")
+    await _citizen_writes(stack, other_number, f"Sampah menumpuk di Pasar Kragan, kode {other_tag}")
+    reference = (await _ticket_with(stack, tag))["reference"]
+    other = (await _ticket_with(stack, other_tag))["reference"]
+    title = f"Diteruskan {tag}"
+    async with httpx.AsyncClient(timeout=30) as http:
+        created = await http.post(
+            url(stack, "ticketing", "/api/v1/canned-responses"),
+            headers=HEADERS,
+            json={"title": title, "text": "Laporan {reference} sudah kami teruskan ke dinas terkait."},
+        )
+        assert created.status_code == 201, created.text
+
+    page = await open_page()
+    await _sign_in(page, stack)
+    await page.goto(url(stack, "ticketing", f"/console/#/ticket/{reference}"))
+    await expect(page.locator("#t-title")).to_contain_text(reference)
+    await page.get_by_label("Jawaban siap pakai").select_option(label=title)
+    message = page.get_by_label("Pesan", exact=True)
+    await expect(message).to_have_value(re.compile(r"\{reference\}"))
+    await message.press("End")
+    await message.type(" Terima kasih.")
+    controls = page.locator("#controls")
+    await controls.locator("select[name=priority]").select_option("urgent")
+    await controls.locator("input[name=assignee]").fill("budi")
+
+    # The citizen writes again: the ticket reloads by itself, and nothing the agent has not saved is lost.
+    await _citizen_writes(stack, number, f"Sekarang dua lampu yang mati ({tag})")
+    await expect(page.locator("#conversation li.msg.inbound", has_text="dua lampu")).to_be_visible()
+    await expect(controls.locator("select[name=priority]")).to_have_value("urgent")
+    await expect(controls.locator("input[name=assignee]")).to_have_value("budi")
+    await expect(message).to_have_value(re.compile(r"dinas terkait\. Terima kasih\.$"))
+
+    # A double click sends one reply, its placeholder filled in for this ticket.
+    await page.get_by_role("button", name="Kirim", exact=True).dblclick()
+    sent = f"Laporan {reference} sudah kami teruskan ke dinas terkait. Terima kasih."
+    await expect(page.locator("#conversation li.msg.outbound", has_text=sent)).to_have_count(1)
+    await expect(message).to_have_value("")
+    async with httpx.AsyncClient(timeout=30) as http:
+
+        async def on_phone() -> list[str] | None:
+            phone = (await http.get(url(stack, "sandbox", f"/_sandbox/whatsapp/phones/{number}"))).json()
+            texts = [m["text"] for m in phone["messages"] if "teruskan" in (m["text"] or "")]
+            return texts or None
+
+        received = await eventually(on_phone, within=WAIT_MS / 1000, what="the reply on the citizen's phone")
+        ticket = (await http.get(url(stack, "ticketing", f"/api/v1/tickets/{reference}"), headers=HEADERS)).json()
+    assert len(received) == 1 and reference in received[0] and "{" not in received[0]
+    assert [m["text"] for m in ticket["messages"] if m.get("purpose") == "agent_reply"] == [sent]
+
+    # A change the lifecycle refuses is said in the desk's language.
+    await controls.locator("select[name=status]").select_option("new")
+    await controls.get_by_role("button", name="Simpan").click()
+    await expect(page.locator("#controls-error")).to_have_text(
+        "Perubahan status itu tidak diperbolehkan dari status sekarang."
+    )
+    # Closing by mistake: the agent is asked, says no, and the ticket stays as it was.
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.dismiss()))
+    await controls.locator("select[name=status]").select_option("closed")
+    await controls.get_by_role("button", name="Simpan").click()
+    async with httpx.AsyncClient(timeout=30) as http:
+        ticket = (await http.get(url(stack, "ticketing", f"/api/v1/tickets/{reference}"), headers=HEADERS)).json()
+    assert ticket["status"] == "open"
+
+    # A draft for this citizen does not follow the agent to the next ticket.
+    await message.fill("Mohon kirim foto lampunya, Bu.")
+    await page.goto(url(stack, "ticketing", f"/console/#/ticket/{other}"))
+    await expect(page.locator("#t-title")).to_contain_text(other)
+    await expect(page.get_by_label("Pesan", exact=True)).to_have_value("")
+    # A mistyped reference shows that it is not there, not the last ticket under the new address.
+    await page.goto(url(stack, "ticketing", "/console/#/ticket/RMB-2026-999999"))
+    await expect(page.locator("#t-error")).to_have_text(
+        "Tiket RMB-2026-999999 tidak ditemukan, atau bukan untuk dinas Anda."
+    )
+    await expect(page.locator("#reply-form")).to_be_hidden()
+    await expect(page.locator("#conversation li")).to_have_count(0)
+    await expect(page.locator("#t-title")).to_be_empty()
+
+
 async def test_a_new_whatsapp_message_appears_in_the_inbox_without_a_reload(
     stack: Stack, open_page: PageFactory
 ) -> None:
@@ -347,7 +433,7 @@ async def test_the_figures_page_draws_its_charts(
     await _sign_in(page, stack)
     await page.get_by_role("link", name="Angka").click()
     await expect(page.get_by_role("heading", name="Angka")).to_be_visible()
-    volume = page.locator("#c-volume svg rect[fill='#1a8f4b']")
+    volume = page.locator("#c-volume svg rect[fill='#147a3f']")
     await expect(volume.first).to_be_visible()
     await expect(page.locator("#c-kecamatan svg rect").first).to_be_visible()
     await expect(page.locator("#c-satisfaction svg text").first).to_be_visible()

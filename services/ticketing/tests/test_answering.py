@@ -46,6 +46,13 @@ async def test_a_canned_response_is_filled_in_for_the_ticket(app: App) -> None:
         f"Yth. Siti Aminah, laporan {ref} sudah diteruskan ke Dinas Lingkungan Hidup "
         "dan ditindaklanjuti paling lambat 24-08-2026."
     )
+    # The same text edited by the agent (the console sends it as text) is filled in too, never sent as "{reference}".
+    edited = "Laporan {reference} sudah kami teruskan ke {department}. Terima kasih, {name}."
+    assert (await app.client.post(f"/api/v1/tickets/{ref}/replies", json={"text": edited})).status_code == 202
+    replies = await outbound_for(
+        app.settings, lambda r: r.purpose == "agent_reply" and r.recipient == msg.conversation_key, expect=2
+    )
+    assert replies[1].text == f"Laporan {ref} sudah kami teruskan ke Dinas Lingkungan Hidup. Terima kasih, Siti Aminah."
     both = await app.client.post(f"/api/v1/tickets/{ref}/replies", json={"text": "x", "canned_id": new_id()})
     assert both.status_code == 422
     gone = await app.client.post(f"/api/v1/tickets/{ref}/replies", json={"canned_id": new_id()})

@@ -17,7 +17,7 @@ from suara_shared.http import ApiError
 from .. import deadlines, places, receipts
 from ..access.models import Principal
 from ..auth import CurrentUser, Supervisor
-from ..canned import CannedService, rendering
+from ..canned import PLACEHOLDER, CannedService, rendering
 from ..lifecycle import ACTIVE, InvalidTransition
 from ..social import PrivateReplyRefused
 from ..texts import STATUS_LABELS
@@ -293,6 +293,10 @@ async def reply(request: Request, user: CurrentUser, reference: Reference, body:
     ticket came from, and on a master ticket to every merged reporter too."""
     service = _service(request)
     text: str | Callable[[dict[str, Any]], str] = (body.text or "").strip()
+    if PLACEHOLDER.search(text):
+        # A canned text the agent edited (or sent after the page reloaded) still names its placeholders: they are
+        # filled in for each reporter's ticket, never sent as "{reference}".
+        text = rendering(text, routing=service.routing)
     if body.canned_id is not None:
         canned: CannedService = request.app.state.canned
         template = await canned.get(body.canned_id)

@@ -44,6 +44,21 @@ const I18N = {
     statusName: { new: "Baru", open: "Diproses", pending: "Menunggu warga", resolved: "Selesai", closed: "Ditutup" },
     priorityName: { low: "Rendah", normal: "Normal", high: "Tinggi", urgent: "Darurat" },
     channelName: { whatsapp: "WhatsApp", facebook: "Facebook", instagram: "Instagram", x: "X", web: "Web" },
+    privatelabel: "pribadi", newmessage: "Pesan baru dari warga", notfound: "Tiket {r} tidak ditemukan, atau bukan untuk dinas Anda.",
+    loadfailed: "Tiket {r} gagal dimuat. Coba lagi sebentar lagi.", listfailed: "Daftar gagal dimuat; yang tampil mungkin belum sesuai saringan.",
+    confirmclose: "Tutup tiket {r}? Tiket yang ditutup tidak bisa dibuka lagi, dan warga tidak diberi tahu.",
+    errors: {
+      network: "Tidak tersambung ke server. Periksa jaringan, lalu coba lagi.",
+      invalid_transition: "Perubahan status itu tidak diperbolehkan dari status sekarang.",
+      validation_error: "Isian belum benar: periksa kembali.",
+      ticket_closed: "Tiket ini sudah ditutup: tidak bisa diubah atau dibalas. Pesan baru warga membuka tiket baru.",
+      private_reply_refused: "Komentar ini sudah pernah dijawab secara pribadi, atau sudah lebih dari 7 hari.",
+      forbidden: "Anda tidak berhak melakukan ini. Pindahkan tiket ke dinas lain lewat Disposisi, dengan alasan.",
+      invalid_merge: "Laporan itu tidak bisa digabungkan ke tiket ini.",
+      invalid_disposition: "Disposisi itu tidak bisa diterapkan pada tiket ini.",
+      canned_response_not_found: "Jawaban siap pakai itu sudah dihapus.",
+      not_found: "Tidak ditemukan.",
+    },
   },
   en: {
     console: "Console", inbox: "Inbox", figures: "Figures", live: "Live", signout: "Sign out", signin: "Sign in",
@@ -87,11 +102,26 @@ const I18N = {
     statusName: { new: "New", open: "Open", pending: "Pending", resolved: "Resolved", closed: "Closed" },
     priorityName: { low: "Low", normal: "Normal", high: "High", urgent: "Urgent" },
     channelName: { whatsapp: "WhatsApp", facebook: "Facebook", instagram: "Instagram", x: "X", web: "Web" },
+    privatelabel: "private", newmessage: "New message from the citizen", notfound: "Ticket {r} was not found, or is not your department's.",
+    loadfailed: "Ticket {r} could not be loaded. Try again in a moment.", listfailed: "The list could not be loaded; what shows may not match the filters.",
+    confirmclose: "Close ticket {r}? A closed ticket cannot be opened again, and the citizen is not told.",
+    errors: {
+      network: "No connection to the server. Check the network, then try again.",
+      invalid_transition: "That status change is not allowed from the current status.",
+      validation_error: "Something in the form is not right: check it.",
+      ticket_closed: "This ticket is closed: it cannot be changed or answered. A new message from the citizen opens a new ticket.",
+      private_reply_refused: "This comment already had its private reply, or is older than 7 days.",
+      forbidden: "You may not do this. Hand the ticket to another department by a disposition, with a reason.",
+      invalid_merge: "That report cannot be merged into this ticket.",
+      invalid_disposition: "That disposition cannot be applied to this ticket.",
+      canned_response_not_found: "That canned response was deleted.",
+      not_found: "Not found.",
+    },
   },
 };
 const TICKS = { queued: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "✗" };
 const CHANNEL_SHORT = { whatsapp: "WA", facebook: "f", instagram: "IG", x: "X", web: "W" };
-const CHANNEL_COLOURS = { whatsapp: "#1a8f4b", facebook: "#1559c4", instagram: "#b8327a", x: "#111111", web: "#5f6b76" };
+const CHANNEL_COLOURS = { whatsapp: "#147a3f", facebook: "#1559c4", instagram: "#b8327a", x: "#111111", web: "#5f6b76" };
 const WINDOW_MS = 24 * 3600 * 1000;
 const WA_TEMPLATE = "suara_tanggapan_laporan";
 const POLL_MS = 2500;
@@ -103,8 +133,8 @@ const COUNTS_MS = 30000;
 const state = {
   lang: localStorage.getItem("suara.lang") || "id",
   token: sessionStorage.getItem("suara.token") || "",
-  me: null, options: null, canned: [], since: null, cursor: null, ticket: null, timer: null, mediaUrls: [],
-  counted: 0, countsTimer: null, said: new Map(),
+  me: null, options: null, canned: [], since: null, cursor: null, ticket: null, timer: null, media: new Map(),
+  counted: 0, countsTimer: null, said: new Map(), listed: 0, loadedControls: null,
 };
 
 const $ = (sel) => document.querySelector(sel);
@@ -136,6 +166,28 @@ class ApiFailure extends Error {
   constructor(status, body) {
     super((body && body.message) || `HTTP ${status}`);
     this.status = status;
+    this.code = body && body.error_code;
+  }
+}
+
+// What went wrong, in the desk's language; the server's own words stay in the line's tooltip.
+function showError(box, e) {
+  const known = e instanceof ApiFailure ? t("errors")[e.code] : e instanceof TypeError ? t("errors").network : null;
+  box.textContent = known || e.message;
+  box.title = known ? e.message : "";
+}
+
+// A form sends once at a time: a double click or a second Enter while its request is out does nothing.
+async function inFlight(form, action) {
+  if (form.dataset.busy) return;
+  form.dataset.busy = "1";
+  const buttons = [...form.querySelectorAll("button[type=submit]")];
+  for (const button of buttons) button.disabled = true;
+  try {
+    await action();
+  } finally {
+    delete form.dataset.busy;
+    for (const button of buttons) button.disabled = false;
   }
 }
 
@@ -173,6 +225,14 @@ function applyLanguage() {
   $("#lang").textContent = other === "en" ? "English" : "Bahasa Indonesia";
   $("#lang").lang = other;
   fillSelects();
+  fillCanned();
+}
+
+function fillCanned() {
+  const chosen = $("#canned").value;
+  $("#canned").replaceChildren(el("option", { value: "" }, t("choose")),
+    ...state.canned.map((c) => el("option", { value: c.id }, c.title)));
+  $("#canned").value = chosen;
 }
 
 function fillSelects() {
@@ -232,13 +292,36 @@ function filterParams() {
   return params;
 }
 
-async function loadInbox({ append = false, fresh = new Set() } = {}) {
+// The inbox's page, and the most a live refresh asks at once to keep what "load more" showed.
+const PAGE = 50;
+const PAGE_MAX = 100;
+
+async function loadInbox({ append = false, fresh = new Set(), keep = 0 } = {}) {
+  const asked = ++state.listed;  // while typing a search, only the latest request's answer is shown
   const params = filterParams();
-  params.set("limit", "50");
-  if (append && state.cursor) params.set("cursor", state.cursor);
-  const page = await api(`/tickets?${params}`);
-  state.cursor = page.next_cursor;
-  const rows = page.items.map((ticket) => ticketRow(ticket, fresh.has(ticket.reference)));
+  const items = [];
+  let cursor = append ? state.cursor : null;
+  try {
+    do {
+      params.set("limit", String(Math.min(PAGE_MAX, Math.max(PAGE, keep - items.length))));
+      if (cursor) params.set("cursor", cursor);
+      const page = await api(`/tickets?${params}`);
+      if (asked !== state.listed) return;
+      items.push(...page.items);
+      cursor = page.next_cursor;
+    } while (cursor && items.length < keep);
+  } catch (e) {
+    if (asked !== state.listed) return;
+    $("#rows").classList.add("stale");
+    showError($("#inbox-error"), e);
+    $("#inbox-error").textContent = `${t("listfailed")} (${$("#inbox-error").textContent})`;
+    $("#inbox-error").hidden = false;
+    return;
+  }
+  $("#inbox-error").hidden = true;
+  $("#rows").classList.remove("stale");
+  state.cursor = cursor;
+  const rows = items.map((ticket) => ticketRow(ticket, fresh.has(ticket.reference)));
   if (append) $("#rows").append(...rows);
   else $("#rows").replaceChildren(...rows);
   $("#more").hidden = !state.cursor;
@@ -247,8 +330,7 @@ async function loadInbox({ append = false, fresh = new Set() } = {}) {
 
 function ticketRow(ticket, fresh) {
   const open = () => { location.hash = `#/ticket/${ticket.reference}`; };
-  return el("tr", { class: fresh ? "fresh" : null, "data-reference": ticket.reference, tabindex: "0", onclick: open,
-    onkeydown: (e) => { if (e.key === "Enter") open(); } },
+  return el("tr", { class: fresh ? "fresh" : null, "data-reference": ticket.reference, onclick: open },
     el("td", {}, el("a", { href: `#/ticket/${ticket.reference}` }, ticket.reference)),
     el("td", {}, channelIcon(ticket.channel)),
     el("td", { class: "summary" }, ticket.summary || t("none")),
@@ -301,7 +383,12 @@ function countSoon() {
 
 async function loadTicket(reference) {
   const [ticket, events] = await Promise.all([api(`/tickets/${reference}`), api(`/tickets/${reference}/events`)]);
+  const again = state.ticket?.reference === reference;  // a live refresh, or the agent's own change
+  if (!again) leaveTicket();
+  const heard = again ? new Set(state.ticket.messages.map((m) => m.id)) : null;
   state.ticket = ticket;
+  $("#t-error").hidden = true;
+  $("#ticket .ticket-grid").hidden = false;
   $("#t-title").replaceChildren(channelIcon(ticket.channel), " ", ticket.reference, " ",
     el("span", { class: "badge" }, t("statusName")[ticket.status]), ticket.overdue ? el("span", { class: "badge overdue" }, t("overdue")) : "",
     ticket.source === "kiosk" ? el("span", { class: "badge" }, t("kiosk")) : "",
@@ -314,14 +401,43 @@ async function loadTicket(reference) {
     [ticket.desa, ticket.kecamatan].filter(Boolean).join(", "), `${t("due")}: ${when(ticket.due_at)}`].filter(Boolean).join(" · ");
   renderConversation(ticket);
   renderAudit(events.items);
+  const fresh = heard ? ticket.messages.filter((m) => m.direction === "inbound" && !heard.has(m.id)) : [];
+  if (fresh.length) $("#t-news").textContent = `${t("newmessage")}: ${fresh.map((m) => m.text || m.kind).join(" · ")}`;
+  // What the agent changed and has not saved yet stays when the ticket reloads because something else changed.
   const form = $("#controls");
-  for (const name of ["status", "assignee", "department", "category", "priority"]) form.elements[name].value = ticket[name] || "";
+  const before = again ? state.loadedControls : null;
+  state.loadedControls = {};
+  for (const name of CONTROLS) {
+    const value = ticket[name] || "";
+    if (!before || form.elements[name].value === before[name]) form.elements[name].value = value;
+    state.loadedControls[name] = value;
+  }
   renderReplyLimits();
 }
 
+const CONTROLS = ["status", "assignee", "department", "category", "priority"];
+
+// Another ticket: nothing typed for the last one may go to this one's citizen.
+function leaveTicket() {
+  for (const url of state.media.values()) url.then((u) => URL.revokeObjectURL(u), () => {});
+  state.media = new Map();
+  state.ticket = null;
+  state.loadedControls = null;
+  for (const shown of ["#t-title", "#t-meta", "#conversation", "#audit"]) $(shown).replaceChildren();
+  for (const form of ["#reply-form", "#note-form", "#disposition", "#merge"]) $(form).reset();
+  for (const box of ["#reply-error", "#note-error", "#controls-error", "#disposition-error", "#merge-error", "#t-news"]) $(box).textContent = "";
+  $("#reply-count").textContent = "0";
+}
+
+function ticketUnavailable(reference, e) {
+  leaveTicket();
+  $("#ticket .ticket-grid").hidden = true;
+  $("#t-error").textContent = t(e.status === 404 ? "notfound" : "loadfailed").replace("{r}", reference);
+  $("#t-error").title = e.message;
+  $("#t-error").hidden = false;
+}
+
 function renderConversation(ticket) {
-  for (const url of state.mediaUrls) URL.revokeObjectURL(url);
-  state.mediaUrls = [];
   const entries = [
     ...ticket.messages.map((m) => ({ at: m.created_at, node: messageNode(ticket, m) })),
     ...ticket.notes.map((n) => ({ at: n.created_at, node: noteNode(n) })),
@@ -342,6 +458,7 @@ function messageNode(ticket, message) {
       ...edits.map((e) => el("p", { class: "text before" }, `${when(e.at)}: `, el("s", {}, e.before || "")))));
   }
   if (message.removed) head.append(el("span", { class: "badge removed", title: t("removedwhy") }, `🗑 ${t("removed")}`));
+  if (message.private) head.append(" ", el("span", { class: "badge" }, `🔒 ${t("privatelabel")}`));
   for (const attachment of message.attachments || []) body.push(attachmentNode(ticket, attachment));
   if (message.location && message.location.latitude != null) {
     const { latitude, longitude, name, address } = message.location;
@@ -373,14 +490,20 @@ function attachmentNode(ticket, attachment) {
   const path = `/tickets/${ticket.reference}/media/${encodeURIComponent(attachment.media_id)}`;
   const isImage = (attachment.mime_type || "").startsWith("image/") || ["image", "sticker"].includes(attachment.kind);
   // The media endpoint needs the bearer token, which an <img src> cannot send: fetch it, show it as a blob.
-  let blob = null;  // fetched once, for the picture and for its download alike
-  const fetchBlob = () => (blob ??= (async () => {
-    const response = await fetch(`/api/v1${path}`, { headers: { Authorization: `Bearer ${state.token}` } });
-    if (!response.ok) throw new ApiFailure(response.status, await response.json().catch(() => null));
-    const url = URL.createObjectURL(await response.blob());
-    state.mediaUrls.push(url);
-    return url;
-  })());
+  // Fetched once while the ticket is open, for the picture and its download alike (a photo may be 8 MiB, and the
+  // ticket reloads at every delivery tick); a failure is asked again at the next reload.
+  const fetchBlob = () => {
+    if (!state.media.has(path)) {
+      const url = (async () => {
+        const response = await fetch(`/api/v1${path}`, { headers: { Authorization: `Bearer ${state.token}` } });
+        if (!response.ok) throw new ApiFailure(response.status, await response.json().catch(() => null));
+        return URL.createObjectURL(await response.blob());
+      })();
+      url.catch(() => state.media.delete(path));
+      state.media.set(path, url);
+    }
+    return state.media.get(path);
+  };
   if (isImage) {
     fetchBlob().then((url) => box.prepend(el("img", { src: url, alt: attachment.caption || attachment.kind })))
       .catch((e) => box.append(el("p", { class: "error" }, `${t("failed")}: ${e.message}`)));
@@ -463,38 +586,41 @@ function renderReplyLimits() {
   const warning = $("#window-warning");
   warning.hidden = !(closed || gone);
   warning.textContent = gone ? t("gonewarn") : ticket.channel === "whatsapp" ? t("win_wa").replace("{t}", WA_TEMPLATE) : t("win_meta");
-  $("#canned").replaceChildren(el("option", { value: "" }, t("choose")),
-    ...state.canned.map((c) => el("option", { value: c.id }, c.title)));
 }
 
 async function sendReply(event) {
   event.preventDefault();
   const ticket = state.ticket;
-  const text = $("#reply-text").value.trim();
-  const canned = state.canned.find((c) => c.id === $("#canned").value);
-  // An untouched canned text goes by id, so the server fills in the ticket's placeholders.
-  const body = canned && canned.text.trim() === text ? { canned_id: canned.id } : { text };
+  if (!ticket) return;
+  // The server fills in a canned text's placeholders ({reference}, {name}…) for each reporter, edited or not.
+  const body = { text: $("#reply-text").value.trim() };
   if (!$("#private-box").hidden && $("#reply-private").checked) body.private = true;
   $("#reply-error").textContent = "";
-  try {
-    await api(`/tickets/${ticket.reference}/replies`, { method: "POST", body });
-    $("#reply-text").value = "";
-    $("#canned").value = "";
-    await loadTicket(ticket.reference);
-  } catch (e) {
-    $("#reply-error").textContent = e.message;
-  }
+  await inFlight(event.target, async () => {
+    try {
+      await api(`/tickets/${ticket.reference}/replies`, { method: "POST", body });
+      event.target.reset();
+      $("#reply-count").textContent = "0";
+      await loadTicket(ticket.reference);
+    } catch (e) {
+      showError($("#reply-error"), e);
+    }
+  });
 }
 
 async function submitForm(form, errorBox, action) {
+  if (!state.ticket) return;
+  const reference = state.ticket.reference;
   errorBox.textContent = "";
-  try {
-    await action();
-    form.reset();
-    await loadTicket(state.ticket.reference);
-  } catch (e) {
-    errorBox.textContent = e.message;
-  }
+  await inFlight(form, async () => {
+    try {
+      await action(reference);
+      form.reset();
+      await loadTicket(reference);
+    } catch (e) {
+      showError(errorBox, e);
+    }
+  });
 }
 
 // --- figures -------------------------------------------------------------------------------------------------
@@ -590,7 +716,7 @@ function startLive() {
       if (!first && (changed.size || answer.more)) {
         const route = currentRoute();
         if (route.name === "inbox") {
-          await loadInbox({ fresh: changed });
+          await loadInbox({ fresh: changed, keep: $("#rows").children.length });
           countSoon();
         }
         if (route.name === "ticket" && (answer.more || changed.has(route.reference))) await loadTicket(route.reference);
@@ -618,7 +744,13 @@ async function route() {
   const where = currentRoute();
   show(where.name);
   try {
-    if (where.name === "ticket") await loadTicket(where.reference);
+    if (where.name === "ticket") {
+      if (state.ticket?.reference !== where.reference) {
+        leaveTicket();  // nothing of the last ticket shows, or takes a reply, while this one loads
+        $("#ticket .ticket-grid").hidden = true;
+      }
+      await loadTicket(where.reference).catch((e) => ticketUnavailable(where.reference, e));
+    }
     else if (where.name === "figures") await loadFigures();
     else await Promise.all([loadInbox(), loadCounts()]);
   } catch (e) {
@@ -659,21 +791,34 @@ function wire() {
   $("#note-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const text = $("#note-text").value.trim();
-    submitForm(event.target, $("#reply-error"), () => api(`/tickets/${state.ticket.reference}/notes`, { method: "POST", body: { text } }));
+    submitForm(event.target, $("#note-error"), (reference) => api(`/tickets/${reference}/notes`, { method: "POST", body: { text } }));
   });
   $("#controls").addEventListener("submit", (event) => {
     event.preventDefault();
     const form = event.target;
+    const ticket = state.ticket;
+    if (!ticket) return;
     const changes = {};
-    for (const name of ["status", "assignee", "department", "category", "priority"]) {
+    for (const name of CONTROLS) {
       const value = form.elements[name].value.trim() || null;
-      if (value !== (state.ticket[name] || null)) changes[name] = value;
+      if (value !== (ticket[name] || null)) changes[name] = value;
     }
-    $("#controls-error").textContent = "";
+    const box = $("#controls-error");
+    box.textContent = "";
+    box.classList.add("error");
     if (!Object.keys(changes).length) return;
-    api(`/tickets/${state.ticket.reference}`, { method: "PATCH", body: changes })
-      .then(() => loadTicket(state.ticket.reference))
-      .catch((e) => { $("#controls-error").textContent = e.message; });
+    // Closing is for good, and tells the citizen nothing: the agent says so once more.
+    if (changes.status === "closed" && !confirm(t("confirmclose").replace("{r}", ticket.reference))) return;
+    inFlight(form, async () => {
+      try {
+        await api(`/tickets/${ticket.reference}`, { method: "PATCH", body: changes });
+        await loadTicket(ticket.reference);
+        box.classList.remove("error");
+        box.textContent = t("saved");
+      } catch (e) {
+        showError(box, e);
+      }
+    });
   });
   $("#disposition").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -682,12 +827,12 @@ function wire() {
     if (form.elements.reason.value.trim()) body.reason = form.elements.reason.value.trim();
     if (body.action === "decline" && form.elements.department.value) body.department = form.elements.department.value;
     if (body.action === "extend") body.working_days = Number(form.elements.working_days.value);
-    submitForm(form, $("#disposition-error"), () => api(`/tickets/${state.ticket.reference}/disposition`, { method: "POST", body }));
+    submitForm(form, $("#disposition-error"), (reference) => api(`/tickets/${reference}/disposition`, { method: "POST", body }));
   });
   $("#merge").addEventListener("submit", (event) => {
     event.preventDefault();
     const references = event.target.elements.references.value.split(/[\s,]+/).map((r) => r.trim().toUpperCase()).filter(Boolean);
-    submitForm(event.target, $("#merge-error"), () => api(`/tickets/${state.ticket.reference}/merge`, { method: "POST", body: { references } }));
+    submitForm(event.target, $("#merge-error"), (reference) => api(`/tickets/${reference}/merge`, { method: "POST", body: { references } }));
   });
   window.addEventListener("hashchange", route);
 }
