@@ -173,10 +173,13 @@ def test_services_select_pods_and_target_their_ports(overlay: Rendered) -> None:
 
 
 def test_ingress_paths_are_routes_of_the_apps_behind_them(overlay: Rendered) -> None:
-    (ingress,) = overlay.of_kind("Ingress")
-    hosts = {h for tls in ingress["spec"]["tls"] for h in tls["hosts"]}
     exposed: dict[str, set[str]] = {}
-    for rule in ingress["spec"]["rules"]:
+    rules = [
+        (rule, {h for tls in ingress["spec"]["tls"] for h in tls["hosts"]})
+        for ingress in overlay.of_kind("Ingress")
+        for rule in ingress["spec"]["rules"]
+    ]
+    for rule, hosts in rules:
         assert rule["host"] in hosts, f"{rule['host']} is served without TLS"
         for item in rule["http"]["paths"]:
             backend = item["backend"]["service"]
@@ -200,6 +203,33 @@ def test_ingress_paths_are_routes_of_the_apps_behind_them(overlay: Rendered) -> 
                 assert any(_covers(path, public) for path in reachable), (
                     f"{public} is served by {deployment['metadata']['name']} but no Ingress path reaches it"
                 )
+
+
+#: nginx's sizes: k, m, g in powers of 1024 (ingress-nginx's proxy-body-size).
+_NGINX_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _nginx_bytes(size: str) -> int:
+    return int(size[:-1]) * _NGINX_UNITS[size[-1].lower()] if size[-1].isalpha() else int(size)
+
+
+def test_the_forms_with_photos_pass_the_ingress_and_every_other_body_stays_small(overlay: Rendered) -> None:
+    """A citizen's form with three phone photos must reach ingest-social (which answers 413 itself past its own
+    limit), not be cut off by nginx's own error page with everything typed lost."""
+    from suara_ingest_social.config import Settings
+    from suara_ingest_social.limits import MAX_BODY_BYTES
+    from suara_ingest_social.web.photos import form_bytes
+
+    (deployment,) = [d for d, _ in overlay.deployments() if d["metadata"]["name"] == "suara-ingest-social"]
+    photo = value_of(overlay, deployment, "WEB_PHOTO_MAX_BYTES") or Settings.model_fields["web_photo_max_bytes"].default
+    for ingress in overlay.of_kind("Ingress"):
+        limit = _nginx_bytes(ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"])
+        paths = {item["path"] for rule in ingress["spec"]["rules"] for item in rule["http"]["paths"]}
+        if paths & {"/lapor", "/kiosk"}:
+            assert paths == {"/lapor", "/kiosk"}, "only the forms may take bodies larger than 1 MiB"
+            assert limit >= form_bytes(int(photo)), "nginx refuses a form with three photos"
+        else:
+            assert MAX_BODY_BYTES < limit <= 2 * MAX_BODY_BYTES, ingress["metadata"]["name"]
 
 
 def _topic_resources(r: Rendered) -> dict[str, Doc]:
@@ -273,6 +303,19 @@ def test_consumers_scale_only_as_far_as_their_partitions(overlay: Rendered) -> N
         if consumed and hpa is not None:
             bound = min(partitions[t] for t in consumed)
             assert hpa["spec"]["maxReplicas"] <= bound, f"{deployment['metadata']['name']}: idle consumers past {bound}"
+
+
+def test_the_photo_budget_holds_for_the_whole_service_at_its_largest_scale(overlay: Rendered) -> None:
+    """Each pod counts its own photo bytes: at the HPA's largest scale they must still fit the 2 GiB an hour the
+    README promises the database's disk."""
+    from suara_ingest_social.config import Settings
+
+    (deployment,) = [d for d, _ in overlay.deployments() if d["metadata"]["name"] == "suara-ingest-social"]
+    hpa = _hpa(overlay, "suara-ingest-social")
+    pods = hpa["spec"]["maxReplicas"] if hpa is not None else deployment["spec"].get("replicas", 1)
+    per_pod = value_of(overlay, deployment, "WEB_PHOTO_BYTES_PER_HOUR")
+    per_pod = int(per_pod or Settings.model_fields["web_photo_bytes_per_hour"].default)
+    assert per_pod * pods <= 2 * 1024**3, f"{pods} pods may keep {per_pod * pods / 1024**3:.1f} GiB of photos an hour"
 
 
 def test_disruption_budgets_exist_exactly_where_replicas_exceed_one(overlay: Rendered) -> None:

@@ -160,9 +160,9 @@ def test_in_cluster_calls_the_settings_name_are_allowed_and_no_others(policies: 
 
 def test_the_ingress_controller_reaches_exactly_the_ingress_backends(policies: list[Any]) -> None:
     prod = rendered("prod")
-    (ingress,) = prod.of_kind("Ingress")
     backends = {
         d["metadata"]["name"]
+        for ingress in prod.of_kind("Ingress")
         for rule in ingress["spec"]["rules"]
         for item in rule["http"]["paths"]
         for svc in [prod.get("Service", item["backend"]["service"]["name"])]
@@ -177,7 +177,8 @@ def test_the_ingress_controller_reaches_exactly_the_ingress_backends(policies: l
 
 def test_only_the_services_that_call_the_platforms_reach_the_internet(policies: list[Any]) -> None:
     for name, pod in _suara_pods(rendered("prod")).items():
-        calls_out = "meta_graph_url" in SERVICES[_service(name)].settings_class().model_fields
+        fields = SERVICES[_service(name)].settings_class().model_fields
+        calls_out = "meta_graph_url" in fields or "x_api_url" in fields  # the Graph API, X's API
         assert connects(policies, pod, META, 443) == calls_out, f"{name}: internet access should be {calls_out}"
         assert not connects(policies, pod, Pod("cluster-internal", "", {}, ip="10.1.2.3"), 443)
 
