@@ -30,6 +30,8 @@ class DeadLetter:
     reason: str
     detail: str
     failed_at: str
+    #: How often the message failed: more than once when a replay of it failed again (the reason is the last's).
+    failures: int
 
     @classmethod
     def of(cls, record: ConsumerRecord[bytes, bytes]) -> DeadLetter:
@@ -42,6 +44,7 @@ class DeadLetter:
             reason=headers.get("x-error-reason", ""),
             detail=headers.get("x-error-detail", ""),
             failed_at=headers.get("x-failed-at", ""),
+            failures=int(failures) if (failures := headers.get("x-failures", "1")).isdigit() else 1,
         )
 
 
@@ -57,8 +60,10 @@ async def replay(
 
     Each is republished with its key, value and headers plus `x-replayed-from-offset`, and the replay group's
     offset is committed only after the broker acknowledged it, so an interrupted replay resumes where it stopped.
-    Filters choose which letters are republished; the others are passed over and stay in the topic for another
-    group or a later investigation. `dry_run` lists what would be replayed and commits nothing."""
+    Filters choose which letters are republished; each letter they pass over is put back at the end of the topic,
+    as it was, before the group moves past it: it stays "not replayed yet" for the next `list` or `replay` (one
+    group offset cannot mark some letters of a stretch replayed and others not). `dry_run` lists what would be
+    replayed and commits nothing."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=group,
@@ -96,14 +101,18 @@ async def replay(
                     wanted = (origin_topic in (None, letter.origin_topic)) and (reason in (None, letter.reason))
                     if wanted and letter.origin_topic:
                         done.append(letter)
-                        if not dry_run:
-                            headers = [
-                                *[(k, v) for k, v in (record.headers or ()) if not k.startswith("x-replayed")],
-                                ("x-replayed-from-offset", str(record.offset).encode()),
-                            ]
-                            await publisher.send_raw([(letter.origin_topic, record.key, record.value or b"", headers)])
-                    if not dry_run:
-                        await consumer.commit({tp: record.offset + 1})
+                    if dry_run:
+                        continue
+                    if wanted and letter.origin_topic:
+                        headers = [
+                            *[(k, v) for k, v in (record.headers or ()) if not k.startswith("x-replayed")],
+                            ("x-replayed-from-offset", str(record.offset).encode()),
+                        ]
+                        await publisher.send_raw([(letter.origin_topic, record.key, record.value or b"", headers)])
+                    else:
+                        passed_over = list(record.headers or ())
+                        await publisher.send_raw([(topics.DEAD_LETTER, record.key, record.value or b"", passed_over)])
+                    await consumer.commit({tp: record.offset + 1})
     finally:
         await consumer.stop()
         await publisher.stop()

@@ -27,6 +27,18 @@ log = logging.getLogger(__name__)
 E = TypeVar("E", bound=Event)
 
 
+#: The headers a dead letter is given when it fails: its origin, why, when, how often (`x-failures`).
+DEAD_LETTER_HEADERS = ("x-origin", "x-error", "x-failed", "x-failures")
+
+
+def _failures(record: ConsumerRecord[bytes, bytes]) -> int:
+    """How often this message had failed before (0 unless a replayed dead letter failed again)."""
+    for key, value in record.headers or ():
+        if key == "x-failures" and value.isdigit():
+            return int(value)
+    return 0
+
+
 class BrokerUnavailable(Exception):
     """The broker did not take the messages in time; the caller must not claim they were accepted."""
 
@@ -205,6 +217,10 @@ class ConsumerLoop:
         self._consumer: AIOKafkaConsumer | None = None
         self._positions: dict[TopicPartition, int] = {}
         self.running = False
+        for topic in routes:
+            # Shown from 0: a series born at 1 has no increase for Prometheus, and the first dead letter after a
+            # restart would raise no alert.
+            DLQ_MESSAGES.labels(topic)
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in hand, commit, and return."""
@@ -433,7 +449,9 @@ class ConsumerLoop:
             ("x-error-reason", reason.encode()),
             ("x-error-detail", detail[:1000].encode()),
             ("x-failed-at", utcnow().isoformat().encode()),
-            *[(k, v) for k, v in (record.headers or ()) if not k.startswith("x-origin")],
+            ("x-failures", str(_failures(record) + 1).encode()),
+            # A letter replayed and failing again says why this time; how often it failed is counted above.
+            *[(k, v) for k, v in (record.headers or ()) if not k.startswith(DEAD_LETTER_HEADERS)],
         ]
         attempt = 0
         while True:

@@ -81,6 +81,73 @@ async def test_a_dead_letter_is_replayed_to_its_topic_once_and_then_processed(se
         assert await replay(settings, origin_topic=topics.INBOUND, group=group) == []
 
 
+async def test_a_filtered_replay_leaves_every_other_letter_for_later_and_a_second_failure_says_why(
+    settings: ServiceSettings,
+) -> None:
+    """The operator mends the inbound consumer and replays only its letters: a reply's letter waiting for another
+    fix must not be marked replayed with them. A replayed letter that fails again is listed with the new error."""
+    conversation = new_id()
+    message = InboundMessage(
+        channel=Channel.WEB,
+        platform_message_id=new_id(),
+        conversation_key=conversation,
+        sender=Sender(channel_user_id="warga"),
+        text="Lampu jalan mati di Sluke",
+    )
+    failures = iter(["cause number 1", "cause number 2"])
+    stored: list[str] = []
+
+    async def handle(event: InboundMessage, _record: ConsumerRecord[bytes, bytes]) -> None:
+        if event.conversation_key != conversation:
+            return
+        cause = next(failures, None)
+        if cause is not None:
+            raise PermanentError(f"{cause} for {conversation}")
+        stored.append(event.platform_message_id)
+
+    group = f"replay-test-{new_id()}"
+    reply_letter = (
+        topics.DEAD_LETTER,
+        conversation.encode(),
+        b'{"a reply": "waiting for another fix"}',
+        [
+            (b"x-origin-topic", topics.OUTBOUND.encode()),
+            (b"x-error-reason", b"handler_error"),
+            (b"x-error-detail", f"template refused for {conversation}".encode()),
+        ],
+    )
+
+    async def listed(**filters: str) -> list[dlq.DeadLetter]:
+        letters = await replay(settings, dry_run=True, group=group, **filters)
+        return [letter for letter in letters if conversation in letter.detail]
+
+    async with _consuming(settings, handle) as publisher:
+        await publisher.send_raw([(t, k, v, [(h.decode(), x) for h, x in hs]) for t, k, v, hs in [reply_letter]])
+        await publisher.publish(topics.INBOUND, message, key=message.partition_key)
+        for _ in range(300):
+            if any(letter.origin_topic == topics.INBOUND for letter in await listed()):
+                break
+            await asyncio.sleep(0.1)
+
+        await replay(settings, origin_topic=topics.INBOUND, group=group)  # fails again: "cause number 2"
+        for _ in range(300):
+            again = [letter for letter in await listed() if letter.origin_topic == topics.INBOUND]
+            if again:
+                break
+            await asyncio.sleep(0.1)
+        assert [(letter.detail, letter.failures) for letter in again] == [(f"cause number 2 for {conversation}", 2)]
+        # The reply's letter was passed over, not buried: it is still waiting for its own replay.
+        assert [letter.origin_topic for letter in await listed(origin_topic=topics.OUTBOUND)] == [topics.OUTBOUND]
+
+        await replay(settings, origin_topic=topics.INBOUND, group=group)  # mended now
+        for _ in range(300):
+            if stored:
+                break
+            await asyncio.sleep(0.1)
+        assert stored == [message.platform_message_id]
+        assert [letter.origin_topic for letter in await listed()] == [topics.OUTBOUND]
+
+
 async def test_the_list_an_operator_reads_masks_the_personal_data_an_error_quoted(
     settings: ServiceSettings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

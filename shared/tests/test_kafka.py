@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from prometheus_client import REGISTRY
 
 from suara_shared import topics
 from suara_shared.events import Channel, InboundMessage, Sender
@@ -64,6 +65,10 @@ async def test_consumer_processes_in_order_and_dead_letters_poison(settings: Ser
         loop = ConsumerLoop(
             settings, group_id=group, routes={topics.INBOUND: Route(InboundMessage, handle)}, publisher=publisher
         )
+        # Shown from 0 before any letter: a series born at 1 shows Prometheus no increase, and no alert.
+        dead_letters = {"topic": topics.INBOUND}
+        before = REGISTRY.get_sample_value("suara_dlq_messages_total", dead_letters)
+        assert before is not None
         task = asyncio.create_task(loop.run())
         for _ in range(200):
             if len(seen) >= 4:
@@ -86,6 +91,7 @@ async def test_consumer_processes_in_order_and_dead_letters_poison(settings: Ser
         finally:
             await dlq.stop()
         assert records, "the unparsable message should be in the dead-letter topic"
+        assert REGISTRY.get_sample_value("suara_dlq_messages_total", dead_letters) == before + 1
         headers = dict(records[0].headers)
         assert headers["x-origin-topic"] == topics.INBOUND.encode()
         assert headers["x-error-reason"] == b"invalid_event"

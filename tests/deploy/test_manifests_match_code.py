@@ -258,6 +258,15 @@ def test_topics_survive_a_broker_loss_in_prod_and_fit_the_brokers_everywhere(ove
             assert (replicas, isr) == (3, 2), f"{name}: replication 3, min.insync.replicas 2 in production"
 
 
+def test_the_replay_jobs_progress_outlives_every_dead_letter(overlay: Rendered) -> None:
+    """The replay group has no member between runs: if the broker forgot its offsets before the dead letters
+    expired, the next replay would send every letter again."""
+    (kafka,) = overlay.of_kind("Kafka")
+    minutes = int(kafka["spec"]["kafka"]["config"].get("offsets.retention.minutes", 7 * 24 * 60))
+    (dlq,) = [t for t in topics.ALL_TOPICS if t.name == topics.DEAD_LETTER]
+    assert minutes * 60_000 > dlq.retention_ms, "the replay group's offsets expire before its letters"
+
+
 def test_each_kafka_user_allows_what_its_service_does(overlay: Rendered) -> None:
     for deployment, service in overlay.deployments():
         username = value_of(overlay, deployment, "KAFKA_SASL_USERNAME")

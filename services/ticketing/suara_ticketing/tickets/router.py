@@ -292,11 +292,12 @@ async def reply(request: Request, user: CurrentUser, reference: Reference, body:
     """Queue a reply to the citizen (its text, or a canned response filled in); it leaves on the channel the
     ticket came from, and on a master ticket to every merged reporter too."""
     service = _service(request)
-    text: str | Callable[[dict[str, Any]], str] = (body.text or "").strip()
-    if PLACEHOLDER.search(text):
+    typed = (body.text or "").strip()
+    text: str | Callable[[dict[str, Any]], str] = typed
+    if PLACEHOLDER.search(typed):
         # A canned text the agent edited (or sent after the page reloaded) still names its placeholders: they are
         # filled in for each reporter's ticket, never sent as "{reference}".
-        text = rendering(text, routing=service.routing)
+        text = rendering(typed, routing=service.routing)
     if body.canned_id is not None:
         canned: CannedService = request.app.state.canned
         template = await canned.get(body.canned_id)

@@ -18,10 +18,11 @@ from suara_shared.events import InboundMessage, MessageKind, ReplyPurpose, Ticke
 from .. import deadlines, places, texts
 from ..lifecycle import ACTIVE, check
 from ..metrics import DEADLINE_BREACHES, TICKETS_BY_STATUS, TRIAGE_DEPARTMENT_LABEL
-from .models import TicketStatus
+from .models import Priority, TicketStatus
 
 if TYPE_CHECKING:
     from ..access.models import Principal
+    from ..routing import Router
     from .service import TicketService
 
 log = logging.getLogger(__name__)
@@ -545,8 +546,17 @@ async def merge(
 # --- the sweep: deadlines, automatic closing, the status gauge -------------------------------------------------
 
 
+def count_breaches_from_zero(routing: Router) -> None:
+    """Every department's and priority's breach count, shown from 0: a series born at 1 has no increase for
+    Prometheus, so the first breach of a department after a restart would raise no alert."""
+    for department in [*routing.rules.departments, TRIAGE_DEPARTMENT_LABEL]:
+        for priority in Priority:
+            DEADLINE_BREACHES.labels(department, priority.value)
+
+
 async def sweep(service: TicketService) -> dict[str, int]:
     """Detect deadline breaches, close resolved tickets nobody answered, refresh the status gauge."""
+    count_breaches_from_zero(service.routing)
     now = service.now()
     breached = closed = 0
     # Overdue and not counted yet: each active status through the (status, due_at) index, by exactly its fields
