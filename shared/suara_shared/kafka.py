@@ -226,6 +226,16 @@ class ConsumerLoop:
         """Ask the loop to finish the batch in hand, commit, and return."""
         self._stopping.set()
 
+    def share(self, topic: str) -> float:
+        """The part of `topic`'s partitions this process holds now, 0 to 1 (1 before it knows): a limit of the
+        whole group, divided among its members as the broker divides the work."""
+        consumer = self._consumer
+        total = consumer.partitions_for_topic(topic) if consumer is not None else None
+        if consumer is None or not total:
+            return 1.0
+        held = sum(1 for tp in consumer.assignment() if tp.topic == topic)
+        return held / len(total)
+
     async def _connect(self) -> AIOKafkaConsumer:
         attempt = 0
         while not self._stopping.is_set():

@@ -7,7 +7,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import REGISTRY
 
 from suara_shared import topics
@@ -246,3 +247,29 @@ async def test_with_gather_records_arriving_one_by_one_are_handled_together(sett
         await asyncio.wait_for(task, 3)
     finally:
         await publisher.stop()
+
+
+def test_a_member_of_a_group_knows_its_share_of_a_topics_partitions(settings: ServiceSettings) -> None:
+    """What a group-wide limit (the WhatsApp number's throughput) is divided by: the partitions this process holds
+    of all of them, as the broker assigned them; the whole of it before the loop has joined."""
+
+    class Joined:
+        def partitions_for_topic(self, topic: str) -> set[int] | None:
+            return {0, 1, 2, 3, 4, 5} if topic == topics.OUTBOUND else None
+
+        def assignment(self) -> set[TopicPartition]:
+            return {TopicPartition(topics.OUTBOUND, 1), TopicPartition(topics.OUTBOUND, 4), TopicPartition("x", 0)}
+
+    async def handle(_event: object, _record: object) -> None:
+        return None
+
+    loop = ConsumerLoop(
+        settings,
+        group_id="share",
+        routes={topics.OUTBOUND: Route(InboundMessage, handle)},
+        publisher=Publisher(settings),
+    )
+    assert loop.share(topics.OUTBOUND) == 1.0  # not joined yet
+    loop._consumer = Joined()  # type: ignore[assignment]
+    assert loop.share(topics.OUTBOUND) == pytest.approx(2 / 6)
+    assert loop.share("unknown") == 1.0

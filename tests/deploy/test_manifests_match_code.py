@@ -135,6 +135,25 @@ def test_every_secret_a_pod_needs_exists_or_is_documented(overlay: Rendered) -> 
         assert set(secret.get("stringData", {})) <= documented.get(name, set()), f"{name}: keys not documented"
 
 
+def test_the_rotation_runbook_restarts_every_deployment_that_reads_the_secret(prod: Rendered) -> None:
+    """Environment variables are read at start: a Deployment the runbook forgets keeps the old secret (401s on the
+    webhooks, a refused token) until something else restarts it."""
+    readme = (DEPLOY / "README.md").read_text()
+    runbook = readme[readme.index("### Rotating secrets") : readme.index("## Settings left at their defaults")]
+    bullets = {b.split("**")[1]: b for b in runbook.split("\n- ")[1:]}
+    for secret in ("suara-meta-secrets", "suara-channel-credentials", "suara-mongodb-connection"):
+        readers = set()
+        for deployment, _ in prod.deployments():
+            env = container_env(prod, deployment)
+            if secret in env.whole_secrets or any(v.kind == "secret" and v.name == secret for v in env.named.values()):
+                readers.add(deployment["metadata"]["name"])
+        (bullet,) = [
+            b for b in bullets.values() if f"`{secret.replace('-connection', '-password')}`" in b or f"`{secret}`" in b
+        ]
+        restarted = {name for name in readers if f"deploy/{name}" in bullet}
+        assert restarted == readers, f"rotating {secret}: the runbook does not restart {sorted(readers - restarted)}"
+
+
 def test_prod_ships_no_secret_and_runs_in_production_mode(prod: Rendered) -> None:
     assert prod.of_kind("Secret") == [], "applying prod must never overwrite the operator's secrets"
     for deployment, _ in prod.deployments():
@@ -340,6 +359,8 @@ def test_disruption_budgets_exist_exactly_where_replicas_exceed_one(overlay: Ren
             if selector_matches(p["spec"]["selector"], pod_labels(deployment))
         ]
         assert len(budgets) == (1 if replicas > 1 else 0), f"{overlay.overlay} {name}: {replicas} replicas"
+        for budget in budgets:  # an unready pod (a shared dependency down) must not block a node's drain
+            assert budget["spec"].get("unhealthyPodEvictionPolicy") == "AlwaysAllow", name
         strategy = deployment["spec"]["strategy"]
         assert strategy["type"] == "RollingUpdate" and strategy["rollingUpdate"]["maxUnavailable"] == 0
 

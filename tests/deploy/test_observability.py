@@ -129,6 +129,15 @@ def test_the_dashboard_shows(prod: Rendered, metric: str) -> None:
     assert any(metric in {s.name for s in _selectors(expr)} for expr in panels), f"no panel shows {metric}"
 
 
+def test_every_alert_tells_the_one_it_wakes_what_happened_and_what_to_do(prod: Rendered) -> None:
+    for rule_set in prod.of_kind("PrometheusRule"):
+        for group in rule_set["spec"]["groups"]:
+            for rule in group["rules"]:
+                annotations = rule.get("annotations") or {}
+                assert annotations.get("summary") and len(annotations.get("description") or "") > 80, rule["alert"]
+                assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule["alert"]
+
+
 def test_suara_metrics_follow_prometheus_naming() -> None:
     for name, collector in REGISTRY._names_to_collectors.items():
         if not name.startswith("suara_") or name != getattr(collector, "_name", name):

@@ -52,6 +52,9 @@ def create_app(settings: Settings, *, adapters: AdapterRegistry | None = None, g
             routes={topics.OUTBOUND: Route(OutboundReply, notifier.handle, batch=notifier.handle_batch)},
             publisher=publisher,
         )
+        # Meta's throughput limit is the business number's, whatever the number of notifier pods: each paces at the
+        # part of the outbound partitions it holds.
+        registry.pace_by(lambda: loop.share(topics.OUTBOUND))
         app.state.publisher, app.state.consumer, app.state.adapters = publisher, loop, registry
         app.state.database = database
         # No connection is made here: the consumer waits for the broker and the database on its own, so either

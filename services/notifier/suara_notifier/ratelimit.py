@@ -10,7 +10,9 @@ from collections.abc import Awaitable, Callable
 class RateLimiter:
     """Spaces the starts of calls at least `1/rate` seconds apart, in the order they asked (no bursts).
 
-    One limiter per sender (a WhatsApp business number): Meta's throughput limit counts per number."""
+    One limiter per sender (a WhatsApp business number): Meta's throughput limit counts per number. Several
+    notifier processes send for the same number, so each paces at its `share` of the rate: the part of the
+    outbound partitions it holds (`ConsumerLoop.share`), which together make the whole."""
 
     def __init__(
         self,
@@ -21,10 +23,16 @@ class RateLimiter:
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
-        self.interval = 1.0 / rate
+        self.rate = rate
+        self.share: Callable[[], float] = lambda: 1.0
         self._clock = clock
         self._sleep = sleep
         self._next = float("-inf")
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two starts: this process's share of the rate."""
+        return 1.0 / (self.rate * min(1.0, max(self.share(), 1e-3)))
 
     async def acquire(self) -> None:
         """Wait for this call's slot. Slots are reserved before waiting, so concurrent callers queue fairly."""

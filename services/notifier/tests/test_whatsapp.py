@@ -327,6 +327,32 @@ async def test_sends_are_paced_to_the_numbers_rate() -> None:
     assert starts[-1] - starts[0] == pytest.approx(399 / 80)
 
 
+async def test_notifier_pods_together_keep_to_the_numbers_rate() -> None:
+    """Meta's 80 messages a second are the business number's: three notifier pods holding 1, 2 and 3 of the six
+    outbound partitions send at 13.3, 26.7 and 40 a second, 80 together, whatever the HPA scales to."""
+    now = [100.0]
+    starts: list[tuple[int, float]] = []
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    async def pod(index: int, share: float) -> None:
+        limiter = RateLimiter(80, clock=lambda: now[0], sleep=sleep)
+        limiter.share = lambda: share
+        for _ in range(int(400 * share)):
+            await limiter.acquire()
+            starts.append((index, now[0]))
+
+    # One clock, pods taking turns: each pod's calls are spaced by its own share.
+    for index, share in enumerate((1 / 6, 2 / 6, 3 / 6)):
+        now[0] = 100.0
+        await pod(index, share)
+    per_pod = [sorted(t for i, t in starts if i == index) for index in range(3)]
+    rates = [(len(times) - 1) / (times[-1] - times[0]) for times in per_pod]
+    assert rates == [pytest.approx(80 / 6), pytest.approx(160 / 6), pytest.approx(40)]
+    assert sum(rates) == pytest.approx(80)
+
+
 def test_text_is_cut_between_words_and_template_parameters_are_one_line() -> None:
     assert split_text("pendek") == ["pendek"]
     parts = split_text("a" * 5000)

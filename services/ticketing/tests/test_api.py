@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from suara_devstack.infra import EmbeddedInfra, free_port
+from suara_shared import db
 from suara_shared.events import Channel, new_id
 from suara_ticketing.access.models import Principal, Role
 from suara_ticketing.deadlines import WIB
 
-from .conftest import App, comment_message, outbound_for, web_message, whatsapp_message
+from .conftest import App, comment_message, outbound_for, running, settings_for, web_message, whatsapp_message
 
 
 async def _open(app: App, count: int) -> list[str]:
@@ -381,3 +383,30 @@ async def test_a_confidential_report_shows_no_replies_by_its_reference_only_by_i
     private = (await app.client.get(f"/api/v1/public/status/{msg.conversation_key}", headers=anonymous)).json()
     assert [r["text"] for r in private["replies"]][-1] == "Kami tindak lanjuti diam-diam"
     assert private["replies_hidden"] is False
+
+
+async def test_the_desk_keeps_working_while_the_broker_is_away(infra: EmbeddedInfra, database: db.Database) -> None:
+    """The API needs the database alone: while the broker is away its pods stay ready (an unready Service would
+    take the console away from the whole desk), say the broker is down, and take replies into the outbox."""
+    settings = settings_for(infra, database).model_copy(update={"kafka_bootstrap_servers": f"127.0.0.1:{free_port()}"})
+    async with running(settings) as app:
+        await app.service.tickets.insert_one(
+            {
+                "_id": "RMB-2026-000777",
+                "status": "open",
+                "channel": "web",
+                "conversation_key": "c-777",
+                "citizen": {"channel_user_id": "c-777"},
+                "created_at": app.service.now(),
+                "updated_at": app.service.now(),
+            }
+        )
+        ready = await app.client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "degraded", "checks": {"database": True, "broker": False}}
+        listed = await app.client.get("/api/v1/tickets")
+        assert [t["reference"] for t in listed.json()["items"]] == ["RMB-2026-000777"]
+        reply = await app.client.post("/api/v1/tickets/RMB-2026-000777/replies", json={"text": "Sedang kami cek."})
+        assert reply.status_code == 202
+        waiting = {"ticket": "RMB-2026-000777", "direction": "outbound", "published": False}
+        assert await app.service.messages.count_documents(waiting) == 1, "the reply waits to be published"

@@ -138,6 +138,11 @@ class AdapterRegistry:
         """The channel's adapter, or None when the channel is not configured."""
         return self._by_channel.get(channel)
 
+    def pace_by(self, share: Callable[[], float]) -> None:
+        """Every adapter with a throughput limit paces at `share()` of it (see `RateLimiter`)."""
+        for adapter in self._by_channel.values():
+            adapter.pace_by(share)
+
     def unhealthy(self) -> list[Channel]:
         """Channels whose adapter knows it cannot send (e.g. its access token was refused)."""
         return [channel for channel, adapter in self._by_channel.items() if not adapter.healthy()]

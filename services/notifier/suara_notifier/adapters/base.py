@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from suara_shared.events import Channel, DeliveryState, OutboundReply
@@ -85,6 +86,11 @@ class ChannelAdapter(ABC):
         CHANNEL_TOKEN_VALID.labels(self.channel.value).set(1 if valid else 0)
         if valid:
             log.info("access token accepted again", extra={"channel": self.channel.value})
+
+    def pace_by(self, share: Callable[[], float]) -> None:
+        """Pace at `share()` of the platform's throughput limit (the part of the work this process holds);
+        channels without a limit ignore this."""
+        return None
 
     async def aclose(self) -> None:
         """Release what the adapter holds (HTTP clients); called once at shutdown."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -100,6 +101,9 @@ class WhatsAppAdapter(ChannelAdapter):
             limiter=RateLimiter(settings.wa_messages_per_second),
             window_margin=timedelta(seconds=settings.wa_window_margin_seconds),
         )
+
+    def pace_by(self, share: Callable[[], float]) -> None:
+        self._limiter.share = share
 
     # --- sending -------------------------------------------------------------------------------------------
 
