@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from suara_shared.events import Channel, DeliveryState, DeliveryStatus, InboundMessage, Sender, new_id
 
-from .conftest import App, outbound_for, web_message
+from .conftest import App, comment_message, outbound_for, web_message, whatsapp_message
 
 REFERENCE = re.compile(r"^RMB-(\d{4})-\d{6}$")
 
@@ -134,3 +134,37 @@ async def test_platform_status_before_our_send_result_is_kept_and_applied(app: A
     )
     full = (await app.client.get(f"/api/v1/tickets/{reference}")).json()
     assert next(m for m in full["messages"] if m["id"] == outbound_id)["delivery_status"] == "delivered"
+
+
+async def test_a_status_query_is_understood_as_citizens_type_it_on_any_channel(app: App) -> None:
+    await app.service.handle_inbound(web_message())
+    reference = (await app.client.get("/api/v1/tickets")).json()["items"][0]["reference"]
+    number = int(reference.rsplit("-", 1)[1])
+    year = reference.split("-")[1]
+    asked = [
+        f"cek no {reference}",
+        f"Cek laporan {reference.lower()} pak 🙏",
+        f"cek: {reference}",
+        reference,
+        f"cek RMB-{year}-{number}",
+        f"cek RMB {year} {number:06d}",
+        f"status laporan nomor RMB/{year}/{number:06d} terima kasih bu",
+    ]
+    askers = [f"62813{new_id()[:8]}" for _ in asked]
+    for asker, text in zip(askers, asked, strict=True):
+        await app.service.handle_inbound(whatsapp_message(text, number=asker))
+    commenter = comment_message("1111_4444", "7004", text=f"cek {reference}")
+    await app.service.handle_inbound(commenter)
+    # A complaint that names its reference is a complaint: it opens a ticket, it is no question.
+    complainer = f"62814{new_id()[:8]}"
+    await app.service.handle_inbound(whatsapp_message(f"{reference} jalannya belum juga diperbaiki", number=complainer))
+
+    items = (await app.client.get("/api/v1/tickets")).json()["items"]
+    assert sorted(i["citizen"]["channel_user_id"] for i in items[:-1]) == [complainer]  # one ticket more: theirs
+    answers = await outbound_for(
+        app.settings, lambda r: r.purpose == "status" and r.recipient in {*askers, "7004"}, expect=len(asked) + 1
+    )
+    assert len(answers) == len(asked) + 1
+    assert all(f"Status laporan {reference}: Baru diterima" in a.text for a in answers)
+    (under_comment,) = [a for a in answers if a.channel == Channel.FACEBOOK]
+    assert under_comment.reply_to == commenter.platform_message_id

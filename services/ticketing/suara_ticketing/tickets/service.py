@@ -28,6 +28,7 @@ from suara_shared.events import (
     DeliveryStatus,
     Event,
     InboundMessage,
+    MessageKind,
     OutboundReply,
     ReplyPurpose,
     TicketEvent,
@@ -50,7 +51,17 @@ from .models import TicketStatus
 log = logging.getLogger(__name__)
 
 WIB = ZoneInfo("Asia/Jakarta")
-STATUS_QUERY = re.compile(r"^\s*(?:cek|status)\s+([A-Za-z]{2,10}-\d{4}-\d{6})\s*[.!?]?\s*$", re.IGNORECASE)
+#: "cek RMB-2026-000123" as citizens type it: after a mention's handles, "cek", "status" or "lacak" and filler
+#: ("no", "nomor", "laporan", ":", "#"), or the reference alone; any separators (RMB 2026 123, rmb-2026-123),
+#: the number unpadded; then nothing but courtesy ("pak", "terima kasih", 🙏). See `_status_query`.
+STATUS_QUERY = re.compile(
+    r"^\s*(?:@\w+[\s,:]*)*"
+    r"(?P<ask>(?:cek|cék|check|status|lacak|periksa)\b[\W_]*(?:(?:status|no|nomor|nomer|laporan|tiket|pengaduan)\b[\W_]*)*)?"
+    r"#?(?P<prefix>[a-z]{2,10})[\s.\-_/]*(?P<year>\d{4})[\s.\-_/]*(?P<number>\d{1,6})(?!\d)(?P<rest>.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+#: What a status query may be: a direct message, a comment or a mention (the answer goes where it was asked).
+STATUS_QUERY_KINDS = frozenset({MessageKind.TEXT, MessageKind.COMMENT, MessageKind.MENTION})
 #: How long a delivery status waits for its message's send report before it is dropped.
 ORPHANS_KEPT = timedelta(days=7)
 #: A delivery tick is kept this long for the consoles' poll for changes (`ticket_ticks`); a console away longer
@@ -273,15 +284,22 @@ def _learnt_ids(learnt: dict[str, DeliveryStatus]) -> list[db.UpdateOne]:
     ]
 
 
-def _opens_conversation(event: InboundMessage) -> bool:
-    """Whether the message, if its conversation has no ticket, simply opens one (not an echo, an edit or a
-    removal, nor a status query)."""
-    return not social.is_special(event) and _status_query(event) is None
+def _opens_conversation(event: InboundMessage, prefix: str) -> bool:
+    """Whether the message, if its conversation has no ticket, simply opens one (not an echo, an edit, a
+    removal or a reaction, nor a status query)."""
+    return not social.is_special(event) and _status_query(event, prefix) is None
 
 
-def _status_query(event: InboundMessage) -> re.Match[str] | None:
-    """`cek <reference>` / `status <reference>`: a question about a ticket, not a complaint."""
-    return STATUS_QUERY.match(event.text or "") if event.kind == "text" else None
+def _status_query(event: InboundMessage, prefix: str) -> str | None:
+    """The reference a question about a ticket asks for (`cek <reference>`, `status <reference>`, or one of ours
+    alone), in its stored form; None when the message is anything more (a complaint naming its reference)."""
+    found = STATUS_QUERY.match(event.text or "") if event.kind in STATUS_QUERY_KINDS else None
+    if found is None or not (found["ask"] or found["prefix"].upper() == prefix.upper()):
+        return None
+    rest = found["rest"]
+    if re.search(r"\d", rest) or any(w not in workflow.COURTESY for w in re.findall(r"[^\W\d_]+", rest.casefold())):
+        return None
+    return f"{found['prefix'].upper()}-{found['year']}-{int(found['number']):06d}"
 
 
 class TypedPhone(NamedTuple):
@@ -386,9 +404,9 @@ class TicketService:
             return
         if await social.handle_special(self, event):
             return  # an echo of what the Page sent, or a comment's edit or removal: no ticket of its own
-        query = _status_query(event)
+        query = _status_query(event, self.prefix)
         if query:
-            await self._answer_status_query(event, query.group(1).upper())
+            await self._answer_status_query(event, query)
             return
         if await workflow.record_survey_answer(self, event):
             return
@@ -409,7 +427,7 @@ class TicketService:
         acknowledgement gets it from `_flush`."""
         keys = [e.dedup_key for e in events]
         known = {d["_id"] for d in await db.find_in(self.messages, "_id", keys, projection={"_id": 1})}
-        candidates = [e for e in events if e.dedup_key not in known and _opens_conversation(e)]
+        candidates = [e for e in events if e.dedup_key not in known and _opens_conversation(e, self.prefix)]
         with_ticket: set[tuple[str, str]] = set()
         by_channel: dict[str, set[str]] = {}
         for event in candidates:
@@ -428,7 +446,7 @@ class TicketService:
         for event in events:
             conversation = (event.channel.value, event.conversation_key)
             new = conversation not in seen and conversation not in with_ticket and event.dedup_key not in known
-            if new and _opens_conversation(event):
+            if new and _opens_conversation(event, self.prefix):
                 fresh.append(event)
             seen.add(conversation)
         if fresh:
@@ -454,7 +472,7 @@ class TicketService:
         for event in events:
             conversation = (event.channel.value, event.conversation_key)
             conversations.setdefault(conversation, []).append(event)
-            plain = _opens_conversation(event) and workflow.courtesy(event) is None
+            plain = _opens_conversation(event, self.prefix) and workflow.courtesy(event) is None
             if not plain or event.dedup_key in stored or event.dedup_key in keys:
                 unfit.add(conversation)
             keys.add(event.dedup_key)
