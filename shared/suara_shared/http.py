@@ -113,17 +113,9 @@ class _CountRequests:
             HTTP_REQUESTS.labels(path, f"{status // 100}xx").inc()
 
 
-def ops_router(
-    checks: Mapping[str, ReadinessCheck], *, degrading: Mapping[str, ReadinessCheck] | None = None
-) -> APIRouter:
-    """`/healthz` (alive, touches nothing), `/readyz` and `/metrics`.
-
-    `/readyz` is 503 when one of `checks` fails. One of `degrading` failing is shown (in `checks`, in
-    `suara_dependency_up`, and `"status": "degraded"`) but leaves the pod ready: a dependency every pod shares,
-    whose loss readiness would turn into no pod at all behind the Service (a broker outage would take the web
-    form, the status page and the console away, and the webhooks' own 503s, which alert, with them)."""
+def ops_router(checks: Mapping[str, ReadinessCheck]) -> APIRouter:
+    """`/healthz` (alive, touches nothing), `/readyz` (every dependency answers) and `/metrics`."""
     router = APIRouter(include_in_schema=False)
-    shown = {**checks, **(degrading or {})}
 
     @router.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -131,14 +123,15 @@ def ops_router(
 
     @router.get("/readyz")
     async def readyz() -> JSONResponse:
-        names = list(shown)
-        results = await asyncio.gather(*(shown[n]() for n in names), return_exceptions=True)
+        names = list(checks)
+        results = await asyncio.gather(*(checks[n]() for n in names), return_exceptions=True)
         state = {n: r is True for n, r in zip(names, results, strict=True)}
         for name, ok in state.items():
             DEPENDENCY_UP.labels(name).set(1 if ok else 0)
-        ready = all(state[n] for n in checks)
-        status = ("ready" if all(state.values()) else "degraded") if ready else "not_ready"
-        return JSONResponse({"status": status, "checks": state}, status_code=200 if ready else 503)
+        ready = all(state.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "checks": state}, status_code=200 if ready else 503
+        )
 
     @router.get("/metrics")
     async def metrics() -> Response:

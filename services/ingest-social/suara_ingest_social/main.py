@@ -75,7 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
     # The form with photos streams to disk (Starlette spools each file past 1 MB); everything else stays small.
     photo_form = photos.form_bytes(settings.web_photo_max_bytes)
     app.add_middleware(BodyLimit, larger={"/lapor": photo_form, "/kiosk/": photo_form})
-    app.include_router(ops_router({}, degrading={"broker": broker_ready}))
+    app.include_router(ops_router({"broker": broker_ready}))
     app.include_router(web_router)
     app.include_router(kiosk_router)
     app.include_router(webhooks_router)

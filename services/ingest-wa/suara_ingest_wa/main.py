@@ -40,7 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="Suara ingest-wa", summary="WhatsApp webhook -> normalized events", lifespan=lifespan)
     app.state.settings = settings
     app.state.publisher = publisher
-    app.include_router(ops_router({}, degrading={"broker": publisher.ready}))
+    app.include_router(ops_router({"broker": publisher.ready}))
     app.include_router(webhook.router)
     install_error_handlers(app)
     return app

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from suara_shared import db, topics
 from suara_shared.events import DeliveryStatus, InboundMessage, utcnow
-from suara_shared.http import ReadinessCheck, install_error_handlers, ops_router, serve
+from suara_shared.http import install_error_handlers, ops_router, serve
 from suara_shared.kafka import BrokerUnavailable, ConsumerLoop, Publisher, Route
 from suara_shared.metrics import INBOUND_TO_TICKET_SECONDS
 
@@ -168,18 +168,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service: TicketService = app.state.tickets
         return await service.publisher.ready()
 
-    checks: dict[str, ReadinessCheck] = {"database": database_ready}
-    degrading: dict[str, ReadinessCheck] = {}
+    checks = {"database": database_ready, "broker": broker_ready}
     if "consumer" in settings.roles:
 
         async def consumer_ready() -> bool:
             return all(loop.running for loop in app.state.consumers)
 
-        checks.update(broker=broker_ready, consumer=consumer_ready)
-    else:
-        # The API needs the database alone: replies wait in the outbox while the broker is away.
-        degrading["broker"] = broker_ready
-    app.include_router(ops_router(checks, degrading=degrading))
+        checks["consumer"] = consumer_ready
+    app.include_router(ops_router(checks))
     if "api" in settings.roles:
         app.include_router(tickets_router)
         app.include_router(media.router)
