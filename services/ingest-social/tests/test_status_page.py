@@ -124,7 +124,7 @@ def test_a_complaint_just_recorded_refreshes_until_its_acknowledgement_shows() -
 
 @pytest.mark.parametrize(
     ("status", "label"),
-    [("new", "Baru"), ("open", "Sedang diproses"), ("resolved", "Selesai"), ("closed", "Ditutup")],
+    [("new", "Baru diterima"), ("open", "Sedang diproses"), ("resolved", "Selesai"), ("closed", "Ditutup")],
 )
 def test_every_status_has_its_indonesian_label(status: str, label: str) -> None:
     ticket = {**copy.deepcopy(TICKET), "status": status, "replies": [], "category": None, "department": None}
@@ -134,6 +134,26 @@ def test_every_status_has_its_indonesian_label(status: str, label: str) -> None:
     assert f'<span class="badge">{label}</span>' in page
     assert "Belum ada tanggapan" in page
     assert "Belum ditentukan" in page
+
+
+def test_the_page_names_the_category_and_agency_as_ticketing_words_them_not_by_their_codes() -> None:
+    ticket = {
+        **copy.deepcopy(TICKET),
+        "status": "new",
+        "status_label": "Baru diterima",
+        "category": "jalan_jembatan",
+        "category_name": "Jalan dan jembatan",
+        "department": "DPUPR",
+        "department_name": "Dinas Pekerjaan Umum dan Penataan Ruang",
+        "replies": [{**TICKET["replies"][1], "purpose": "resolution"}],
+    }
+
+    page = pages.status_page(PublicStatus.model_validate(ticket))
+
+    assert "Jalan dan jembatan" in page and "jalan_jembatan" not in page
+    assert "Dinas Pekerjaan Umum dan Penataan Ruang" in page
+    assert '<span class="badge">Baru diterima</span>' in page
+    assert "Pemberitahuan selesai" in page  # not a bare "Pesan"
 
 
 async def test_status_page_of_a_known_reference(client: httpx.AsyncClient) -> None:

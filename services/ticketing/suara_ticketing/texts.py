@@ -23,7 +23,7 @@ def wib(moment: datetime) -> str:
 def acknowledgement(*, reference: str, status_url: str, extra: str = "") -> str:
     return (
         f"Terima kasih, laporan Anda sudah kami terima dengan nomor {reference}. "
-        "Tim layanan pengaduan Pemkab Rembang akan menindaklanjutinya paling lambat 3 hari kerja."
+        "Laporan akan diverifikasi dan diteruskan ke dinas terkait paling lambat 3 hari kerja."
         f"{extra} Cek status kapan saja dengan mengirim: cek {reference} atau buka {status_url}/{reference}"
     )
 

@@ -322,6 +322,8 @@ async def test_public_status_shows_replies_but_no_identity_or_complaint(app: App
         assert response.status_code == 200
         body = response.json()
         assert body["reference"] == reference and body["status_label"] == "Sedang diproses"
+        assert (body["category"], body["category_name"]) == ("jalan_jembatan", "Jalan, jembatan dan drainase")
+        assert body["department_name"] == "Dinas Pekerjaan Umum dan Penataan Ruang"
         assert [r["purpose"] for r in body["replies"]] == ["acknowledgement", "agent_reply"]
         dumped = response.text
         assert "Siti" not in dumped and "6281234567890" not in dumped and "Tireman rusak" not in dumped

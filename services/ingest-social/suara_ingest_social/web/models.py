@@ -154,9 +154,13 @@ class PublicStatus(BaseModel):
     reference: str
     submission_id: str | None = None
     status: TicketStatus | str
+    #: Ticketing's words for the status, the category and the agency (the same as its `cek` answers).
+    status_label: str | None = None
     channel: str
     category: str | None = None
     department: str | None = None
+    category_name: str | None = None
+    department_name: str | None = None
     created_at: datetime
     updated_at: datetime
     replies: list[PublicReply] = Field(default_factory=list)

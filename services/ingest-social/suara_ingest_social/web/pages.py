@@ -18,8 +18,9 @@ from .service import IDEMPOTENCY_KEY
 #: Asia/Jakarta has kept UTC+7 without daylight saving since 1964; a fixed offset needs no tz database.
 WIB = timezone(timedelta(hours=7), "WIB")
 
+#: Ticketing's labels (its `status_label`), for an answer that lacks one.
 STATUS_LABELS = {
-    "new": "Baru",
+    "new": "Baru diterima",
     "open": "Sedang diproses",
     "pending": "Menunggu tanggapan Anda",
     "resolved": "Selesai",
@@ -36,6 +37,8 @@ PURPOSE_LABELS = {
     "acknowledgement": "Tanda terima",
     "agent_reply": "Balasan petugas",
     "status": "Kabar status",
+    "resolution": "Pemberitahuan selesai",
+    "survey": "Terima kasih atas penilaian Anda",
 }
 CHANNEL_LABELS = {
     "web": "Formulir web",
@@ -278,9 +281,9 @@ def status_page(status: PublicStatus) -> str:
     content = render(
         "status.html",
         reference=status.reference,
-        status=STATUS_LABELS.get(status.status, status.status),
-        category=status.category or "Belum ditentukan",
-        department=status.department or "Belum ditentukan",
+        status=status.status_label or STATUS_LABELS.get(status.status, status.status),
+        category=status.category_name or status.category or "Belum ditentukan",
+        department=status.department_name or status.department or "Belum ditentukan",
         channel=CHANNEL_LABELS.get(status.channel, status.channel),
         created_at=format_wib(status.created_at),
         updated_at=format_wib(status.updated_at),

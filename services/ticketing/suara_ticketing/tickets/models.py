@@ -261,6 +261,9 @@ class PublicStatus(BaseModel):
     channel: Channel
     category: str | None = None
     department: str | None = None
+    #: The category's and the agency's names as the routing rules give them, for the citizen's page.
+    category_name: str | None = None
+    department_name: str | None = None
     created_at: datetime
     updated_at: datetime
     replies: list[PublicReply]

@@ -343,14 +343,17 @@ async def public_status(
     request: Request, key: Annotated[str, Path(min_length=6, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
 ) -> dict[str, Any]:
     """What the citizen's status page shows: status and Suara's replies, without identity or the complaint."""
+    service = _service(request)
     try:
-        doc = await _service(request).public_status(key)
+        doc = await service.public_status(key)
     except NotFound:
         raise ApiError(404, "not_found", "no ticket with that reference or submission id") from None
     return {
         **doc,
         "reference": doc["_id"],
         "status_label": STATUS_LABELS.get(doc["status"], doc["status"]),
+        "category_name": service.routing.category_name(doc.get("category")),
+        "department_name": service.routing.department_name(doc.get("department")),
         "replies": [{**r, "id": r["outbound_id"]} for r in doc["replies"]],
     }
 

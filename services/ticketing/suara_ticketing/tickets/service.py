@@ -696,11 +696,13 @@ class TicketService:
         if ticket is None:
             text = texts.status_not_found(reference)
         else:
+            code = ticket.get("department")
+            name = self.routing.department_name(code)
             text = texts.status_answer(
                 reference=reference,
                 status=ticket["status"],
                 updated_at=ticket["updated_at"],
-                department=ticket.get("department"),
+                department=f"{name} ({code})" if name and name != code else code,
             )
         await self._insert_inbound(event, ticket=None, status_query=reference)
         await self._queue_outbound(
