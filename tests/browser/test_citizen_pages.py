@@ -100,7 +100,14 @@ async def test_a_village_officer_files_at_the_kiosk_for_a_citizen_and_the_kiosk_
         )
         assert shown.status_code == 200 and shown.content == photo
 
-    # The thank-you screen returns to an empty form by itself.
+    # The thank-you screen shows the complaint's reference as soon as ticketing gave it one, with how to follow it
+    # from the citizen's own phone; nothing on it leads out of the kiosk.
+    await expect(page.locator(".reference")).to_have_text(reference)
+    await expect(page.locator("#reference-known")).to_contain_text(f"cek {reference}")
+    await page.screenshot(path=screenshot("kiosk-done"), full_page=True)
+    links = await page.locator("a[href]").evaluate_all("(links) => links.map((a) => a.getAttribute('href'))")
+    assert all(href.startswith(("/kiosk/33.17.10.2034", "#")) for href in links), links
+    # It returns to an empty form by itself.
     await expect(page.get_by_label("Isi keluhan (wajib)")).to_have_value("")
     await expect(page.get_by_label("Nama petugas desa")).to_have_value("")
 

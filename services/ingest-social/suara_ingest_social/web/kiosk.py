@@ -21,7 +21,15 @@ from ..config import Settings
 from . import pages, photos
 from .models import WebComplaintCreate
 from .pages import Safe
-from .router import PublisherDep, SettingsDep, _form_errors, check_photos, form_with_photos, retry_after
+from .router import (
+    PublisherDep,
+    SettingsDep,
+    _form_errors,
+    check_photos,
+    form_with_photos,
+    retry_after,
+    status_url,
+)
 from .service import ComplaintNotAccepted, submit_complaint
 
 log = logging.getLogger(__name__)
@@ -32,14 +40,17 @@ router = APIRouter(include_in_schema=False)
 KABUPATEN_CODE = "33.17"
 #: The form clears itself after this much inactivity, so the next visitor never sees someone else's complaint.
 IDLE_SECONDS = 120
-#: The thank-you screen gives the citizen time to note the code, then returns to an empty form.
-DONE_SECONDS = 15
+#: The thank-you screen gives the citizen time to note the reference, then returns to an empty form (the button
+#: returns at once).
+DONE_SECONDS = 40
 CODE_PATTERN = r"^33\.17\.\d{2}\.\d{4}$"
+SCRIPT = '<script src="/kiosk/kiosk.js" defer></script>'
+
 FIELDS = ("text", "name", "phone", "officer", "on_behalf")
 
 _HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self'; "
-    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+    "img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
@@ -80,9 +91,13 @@ def _form(code: str, place: tuple[str, str], values: dict[str, str], errors: dic
         "kiosk.html", code=code, kecamatan=kecamatan, desa=desa, idle=str(IDLE_SECONDS), **fields,
         notice=notice if errors else "",
     )  # fmt: skip
-    return pages.page(
-        title=f"Kios Desa {desa}", content=content, head=Safe('<script src="/kiosk/kiosk.js" defer></script>')
-    ).replace("<body>", '<body class="kiosk">', 1)
+    return _kiosk_page(code, title=f"Kios Desa {desa}", content=content, head=Safe(SCRIPT))
+
+
+def _kiosk_page(code: str, *, title: str, content: Safe, head: Safe) -> str:
+    """A page of the kiosk: large for a touch screen, and its header leads back to this kiosk, never out of it."""
+    whole = pages.page(title=title, content=content, head=head).replace("<body>", '<body class="kiosk">', 1)
+    return whole.replace('<a href="/">Suara Rembang</a>', f'<a href="/kiosk/{code}">Suara Rembang</a>', 1)
 
 
 @router.get("/kiosk/kiosk.js")
@@ -161,8 +176,10 @@ async def _file(
             log.warning("kiosk complaint not accepted: its photos could not be kept", extra={"desa_code": code})
         notice = pages.PHOTO_TROUBLE if checked else pages.BROKER_TROUBLE
         return _again(code, place, values, notice, status.HTTP_503_SERVICE_UNAVAILABLE)
-    content = pages.render("kiosk_done.html", submission_id=submission_id, code=code, seconds=str(DONE_SECONDS))
-    head = Safe(f'<meta http-equiv="refresh" content="{DONE_SECONDS};url=/kiosk/{code}">')
-    return _html(
-        pages.page(title="Laporan terkirim", content=content, head=head).replace("<body>", '<body class="kiosk">', 1)
+    # Where a citizen reads the status from their own phone: the configured public base, else this host's.
+    status_base = status_url(request, settings, submission_id).rsplit("/", 1)[0]
+    content = pages.render(
+        "kiosk_done.html", submission_id=submission_id, code=code, seconds=str(DONE_SECONDS), status_base=status_base
     )
+    head = Safe(f'<meta http-equiv="refresh" content="{DONE_SECONDS};url=/kiosk/{code}">{SCRIPT}')
+    return _html(_kiosk_page(code, title="Laporan terkirim", content=content, head=head))
