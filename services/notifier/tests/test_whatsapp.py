@@ -362,3 +362,7 @@ def test_text_is_cut_between_words_and_template_parameters_are_one_line() -> Non
     assert all(len(p) <= 4096 for p in parts) and " ".join(parts) == words
     assert one_line("Baris satu\n\n\tbaris   dua  ") == "Baris satu baris dua"
     assert len(one_line("x" * 5000)) == 1000 and one_line("x" * 5000).endswith("…")
+    # Cut where the citizen can read the rest: the status page's link stays whole at the end.
+    link = "https://lapor.example/status/RMB-2026-000001"
+    long = one_line(" ".join(["langkah"] * 400), link=link)
+    assert len(long) <= 1000 and long.endswith(f"… {link}") and "langkah langkah" in long

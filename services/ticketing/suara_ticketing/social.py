@@ -27,8 +27,27 @@ PRIVATE_REPLY_WINDOW = timedelta(days=7)
 ECHO_MATCH_WINDOW = timedelta(minutes=10)
 
 
+#: The most a private reply (one direct message) may say: Messenger's and Instagram's limits of a text message.
+PRIVATE_REPLY_MAX = {"facebook": 2000, "instagram": 1000}
+
+
 class PrivateReplyRefused(Exception):
     """The ticket has no comment to answer privately, or its comment was already answered so, or is too old."""
+
+
+class ReplyTooLong(ValueError):
+    """A private reply is one message: longer than the platform takes, it would be cut."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"a private reply is one message of at most {limit} characters on this channel")
+        self.limit = limit
+
+
+def check_private_length(ticket: dict[str, Any], text: str) -> None:
+    """ReplyTooLong when a private reply on this ticket's channel could not go whole."""
+    limit = PRIVATE_REPLY_MAX.get(ticket["channel"])
+    if limit is not None and len(text) > limit:
+        raise ReplyTooLong(limit)
 
 
 def is_special(event: InboundMessage) -> bool:

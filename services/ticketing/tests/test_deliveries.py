@@ -18,7 +18,7 @@ from suara_shared.events import (
 )
 from suara_ticketing import social
 
-from .conftest import App, comment_message, whatsapp_message
+from .conftest import App, comment_message, outbound_for, whatsapp_message
 
 
 async def _acknowledged(app: App, number: str) -> tuple[str, dict[str, Any]]:
@@ -90,6 +90,22 @@ async def test_a_failure_shows_with_its_error_and_a_late_receipt_does_not_hide_i
     )
     shown = _shown((await app.client.get(f"/api/v1/tickets/{reference}")).json(), ack["outbound_id"])
     assert (shown["delivery_status"], shown["delivery_error"]["code"]) == ("failed", "131026")
+
+
+async def test_a_private_reply_too_long_for_one_message_is_refused_whole_not_cut(app: App) -> None:
+    """Meta's private reply is one message (2000 characters on Facebook): a longer one would reach the commenter
+    cut, with the ticket saying sent. It is refused, and the comment keeps its one private reply."""
+    comment = comment_message("1111_5555", "7005")
+    await app.service.handle_inbound(comment)
+    ticket = await app.service.tickets.find_one({"conversation_key": comment.conversation_key})
+    assert ticket is not None
+    url = f"/api/v1/tickets/{ticket['_id']}/replies"
+    long = await app.client.post(url, json={"text": "Mohon maaf. " * 200, "private": True})
+    assert long.status_code == 422
+    assert (long.json()["error_code"], long.json()["limit"]) == ("reply_too_long", 2000)
+    assert (await app.client.post(url, json={"text": "Detailnya lewat pesan.", "private": True})).status_code == 202
+    private = await outbound_for(app.settings, lambda r: r.ticket_reference == ticket["_id"] and r.private)
+    assert [r.text for r in private] == ["Detailnya lewat pesan."]
 
 
 async def test_a_private_reply_the_platform_refused_leaves_the_comment_its_one_private_reply(app: App) -> None:

@@ -17,6 +17,7 @@ from suara_shared.metrics import CHANNEL_TOKEN_VALID
 from ..config import Settings
 from ..ratelimit import RateLimiter
 from .base import ChannelAdapter, PermanentSendError, SendError, SendResult, TransientSendError
+from .public import fit
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,10 @@ def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
     return parts
 
 
-def one_line(text: str, limit: int = MAX_TEMPLATE_PARAMETER) -> str:
-    """A template parameter: whitespace runs (newlines included) become one space, cut with an ellipsis."""
-    flat = re.sub(r"\s+", " ", text).strip()
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+def one_line(text: str, limit: int = MAX_TEMPLATE_PARAMETER, *, link: str | None = None) -> str:
+    """A template parameter: whitespace runs (newlines included) become one space, cut at a word with an ellipsis
+    and `link` (the ticket's status page, where the whole reply is) kept whole at its end."""
+    return fit(re.sub(r"\s+", " ", text).strip(), limit, link=link)
 
 
 def _send_error(exc: GraphError) -> SendError:
@@ -72,6 +73,7 @@ class WhatsAppAdapter(ChannelAdapter):
         template_parameters: tuple[str, ...],
         limiter: RateLimiter,
         window_margin: timedelta = timedelta(seconds=60),
+        status_url: str = "",
     ) -> None:
         self._graph = graph
         self._phone_number_id = phone_number_id
@@ -80,6 +82,7 @@ class WhatsAppAdapter(ChannelAdapter):
         self._template_parameters = template_parameters
         self._limiter = limiter
         self._window_margin = window_margin
+        self._status_url = status_url.rstrip("/")
         #: outbound_id -> ids of the parts already accepted, for a long reply whose later part failed transiently.
         self._progress: OrderedDict[str, list[str]] = OrderedDict()
         CHANNEL_TOKEN_VALID.labels(self.channel.value).set(1)
@@ -100,6 +103,7 @@ class WhatsAppAdapter(ChannelAdapter):
             template_parameters=tuple(n for n in settings.wa_template_parameters.split(",") if n),
             limiter=RateLimiter(settings.wa_messages_per_second),
             window_margin=timedelta(seconds=settings.wa_window_margin_seconds),
+            status_url=settings.public_status_url,
         )
 
     def pace_by(self, share: Callable[[], float]) -> None:
@@ -161,7 +165,9 @@ class WhatsAppAdapter(ChannelAdapter):
                 "Customer-service window closed",
                 "the citizen's last message is over 24 hours old and no template is configured (WA_TEMPLATE_NAME)",
             )
-        values = {"reference": reply.ticket_reference or "-", "text": one_line(reply.text)}
+        # A reply longer than a template's parameter is cut there; the citizen reads it whole on the status page.
+        link = f"{self._status_url}/{reply.ticket_reference}" if self._status_url and reply.ticket_reference else None
+        values = {"reference": reply.ticket_reference or "-", "text": one_line(reply.text, link=link)}
         template: dict[str, Any] = {"name": self._template_name, "language": {"code": self._template_language}}
         if self._template_parameters:
             parameters = [{"type": "text", "text": values[name]} for name in self._template_parameters]

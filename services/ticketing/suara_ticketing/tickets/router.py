@@ -19,7 +19,7 @@ from ..access.models import Principal
 from ..auth import CurrentUser, Supervisor
 from ..canned import PLACEHOLDER, CannedService, rendering
 from ..lifecycle import ACTIVE, InvalidTransition
-from ..social import PrivateReplyRefused
+from ..social import PrivateReplyRefused, ReplyTooLong
 from ..texts import STATUS_LABELS
 from .models import (
     REFERENCE_PATTERN,
@@ -320,6 +320,8 @@ async def reply(request: Request, user: CurrentUser, reference: Reference, body:
         raise ApiError(409, "ticket_closed", f"{reference} is closed; a new message opens a new ticket") from None
     except PrivateReplyRefused as exc:
         raise ApiError(409, "private_reply_refused", str(exc)) from None
+    except ReplyTooLong as exc:
+        raise ApiError(422, "reply_too_long", str(exc), limit=exc.limit) from None
     return ReplyAccepted(id=outbound_id)
 
 

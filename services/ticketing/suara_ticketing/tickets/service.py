@@ -1277,6 +1277,7 @@ class TicketService:
         if private:
             # Meta's private reply to the commenter: only this ticket's own comment, never the merged reporters.
             await social.private_target(self, ticket)
+            social.check_private_length(ticket, text if isinstance(text, str) else text(ticket))
         outbound_id = new_id()
         for target in await workflow.reporters(self, ticket):
             if private and target["_id"] != reference:

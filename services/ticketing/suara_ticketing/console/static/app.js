@@ -53,6 +53,7 @@ const I18N = {
       validation_error: "Isian belum benar: periksa kembali.",
       ticket_closed: "Tiket ini sudah ditutup: tidak bisa diubah atau dibalas. Pesan baru warga membuka tiket baru.",
       private_reply_refused: "Komentar ini sudah pernah dijawab secara pribadi, atau sudah lebih dari 7 hari.",
+      reply_too_long: "Balasan pribadi hanya satu pesan: persingkat (Facebook 2000, Instagram 1000 karakter).",
       forbidden: "Anda tidak berhak melakukan ini. Pindahkan tiket ke dinas lain lewat Disposisi, dengan alasan.",
       invalid_merge: "Laporan itu tidak bisa digabungkan ke tiket ini.",
       invalid_disposition: "Disposisi itu tidak bisa diterapkan pada tiket ini.",
@@ -111,6 +112,7 @@ const I18N = {
       validation_error: "Something in the form is not right: check it.",
       ticket_closed: "This ticket is closed: it cannot be changed or answered. A new message from the citizen opens a new ticket.",
       private_reply_refused: "This comment already had its private reply, or is older than 7 days.",
+      reply_too_long: "A private reply is one message: shorten it (Facebook 2000, Instagram 1000 characters).",
       forbidden: "You may not do this. Hand the ticket to another department by a disposition, with a reason.",
       invalid_merge: "That report cannot be merged into this ticket.",
       invalid_disposition: "That disposition cannot be applied to this ticket.",
@@ -123,6 +125,7 @@ const TICKS = { queued: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓"
 const CHANNEL_SHORT = { whatsapp: "WA", facebook: "f", instagram: "IG", x: "X", web: "W" };
 const CHANNEL_COLOURS = { whatsapp: "#147a3f", facebook: "#1559c4", instagram: "#b8327a", x: "#111111", web: "#5f6b76" };
 const WINDOW_MS = 24 * 3600 * 1000;
+const PRIVATE_MAX = { facebook: 2000, instagram: 1000 };
 const WA_TEMPLATE = "suara_tanggapan_laporan";
 const POLL_MS = 2500;
 // The counts above the inbox read every ticket (146 ms of the embedded database at 10,000), so every open
@@ -572,8 +575,10 @@ function renderReplyLimits() {
   if (!ticket) return;
   const text = $("#reply-text");
   const x = ticket.channel === "x";
-  text.maxLength = x ? 280 : 10000;
-  $("#reply-limit").textContent = x ? t("xlimit") : t("chars");
+  // A private reply is one direct message: Messenger takes 2000 characters, Instagram 1000.
+  const privately = !$("#private-box").hidden && $("#reply-private").checked;
+  text.maxLength = x ? 280 : privately ? PRIVATE_MAX[ticket.channel] ?? 10000 : 10000;
+  $("#reply-limit").textContent = x ? t("xlimit") : privately ? ` / ${text.maxLength}` : t("chars");
   $("#reply-count").textContent = text.value.length;
   const comments = commentsOf(ticket);
   $("#private-box").hidden = !comments.length;
@@ -783,6 +788,7 @@ function wire() {
   $("#more").addEventListener("click", () => loadInbox({ append: true }));
   $("#reply-form").addEventListener("submit", sendReply);
   $("#reply-text").addEventListener("input", () => { $("#reply-count").textContent = $("#reply-text").value.length; });
+  $("#reply-private").addEventListener("change", renderReplyLimits);
   $("#canned").addEventListener("change", () => {
     const canned = state.canned.find((c) => c.id === $("#canned").value);
     if (canned) $("#reply-text").value = canned.text;
