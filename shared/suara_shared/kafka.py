@@ -216,6 +216,8 @@ class ConsumerLoop:
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._positions: dict[TopicPartition, int] = {}
+        #: The partitions whose lag this process reports (`_record_lag`).
+        self._lagging: set[TopicPartition] = set()
         self.running = False
         for topic in routes:
             # Shown from 0: a series born at 1 has no increase for Prometheus, and the first dead letter after a
@@ -337,11 +339,19 @@ class ConsumerLoop:
                 attempt += 1
 
     def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
-        for tp in consumer.assignment():
+        held = consumer.assignment()
+        for tp in held:
             high = consumer.highwater(tp)
             done = self._positions.get(tp)
             if high is not None and done is not None:
                 CONSUMER_LAG.labels(self._group_id, tp.topic, str(tp.partition)).set(max(0, high - done))
+                self._lagging.add(tp)
+        # A partition the broker gave to another member is that member's to report: this one's last figure would
+        # stay, and keep the lag alert firing until this pod restarts.
+        for tp in self._lagging - held:
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(self._group_id, tp.topic, str(tp.partition))
+        self._lagging &= held
 
     async def _process_partition(
         self, records: list[ConsumerRecord[bytes, bytes]]

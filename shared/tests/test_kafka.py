@@ -273,3 +273,37 @@ def test_a_member_of_a_group_knows_its_share_of_a_topics_partitions(settings: Se
     loop._consumer = Joined()  # type: ignore[assignment]
     assert loop.share(topics.OUTBOUND) == pytest.approx(2 / 6)
     assert loop.share("unknown") == 1.0
+
+
+def test_a_partition_given_to_another_member_no_longer_shows_this_ones_lag(settings: ServiceSettings) -> None:
+    """After a rebalance (the HPA added a pod during a backlog), the lag this pod last saw on a partition it no
+    longer holds must go, or the lag alert fires until the pod restarts."""
+    one, two = TopicPartition(topics.INBOUND, 0), TopicPartition(topics.INBOUND, 1)
+
+    class Member:
+        def __init__(self) -> None:
+            self.held = {one, two}
+
+        def assignment(self) -> set[TopicPartition]:
+            return self.held
+
+        def highwater(self, tp: TopicPartition) -> int:
+            return 1500
+
+    async def handle(_event: object, _record: object) -> None:
+        return None
+
+    routes: dict[str, Route[Any]] = {topics.INBOUND: Route(InboundMessage, handle)}
+    loop = ConsumerLoop(settings, group_id="lag-test", routes=routes, publisher=Publisher(settings))
+    loop._positions = {one: 500, two: 1400}
+    member = Member()
+    loop._record_lag(member)  # type: ignore[arg-type]
+
+    def lag(tp: TopicPartition) -> float | None:
+        labels = {"group": "lag-test", "topic": tp.topic, "partition": str(tp.partition)}
+        return REGISTRY.get_sample_value("suara_kafka_consumer_lag_messages", labels)
+
+    assert (lag(one), lag(two)) == (1000, 100)
+    member.held = {two}  # partition 0 went to the new pod
+    loop._record_lag(member)  # type: ignore[arg-type]
+    assert (lag(one), lag(two)) == (None, 100)
