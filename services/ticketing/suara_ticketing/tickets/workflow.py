@@ -224,19 +224,19 @@ def courtesy(event: InboundMessage) -> Courtesy | None:
         return None
     text = event.text.casefold()
     scores: list[int] = []
-    words = 0
+    count = 0
     for found in _WORD.finditer(text):
-        token = found.group(0)
-        if token.startswith("@"):
+        word = found.group(0)
+        if word.startswith("@"):
             continue  # a mention's handle
-        words += 1
+        count += 1
         if found.group(1) is not None:
             scores.append(int(found.group(1)))
-        elif token in SCORE_WORDS:
-            scores.append(SCORE_WORDS[token])
-        elif token not in COURTESY:
+        elif word in SCORE_WORDS:
+            scores.append(SCORE_WORDS[word])
+        elif word not in COURTESY:
             return None
-    if words > SURVEY_WORDS_MAX:
+    if count > SURVEY_WORDS_MAX:
         return None
     if scores[-1:] == [5] and "dari" in text:
         scores.pop()  # "4 dari 5": the scale
