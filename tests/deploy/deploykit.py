@@ -293,6 +293,8 @@ def kafka_use(service: Service) -> KafkaUse:
                         constants[target.id] = node.value.value
         routed: set[int] = set()
         for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and _called(node) == "share":
+                routed.update(id(arg) for arg in node.args)  # a consumer's share of a topic's partitions
             if isinstance(node, ast.Call) and _called(node) == "ConsumerLoop":
                 for kw in node.keywords:
                     if kw.arg == "routes" and isinstance(kw.value, ast.Dict):

@@ -186,7 +186,7 @@ def test_only_the_services_that_call_the_platforms_reach_the_internet(policies: 
 def test_the_dead_letter_jobs_reach_only_kafka_and_nothing_reaches_them(policies: list[Any]) -> None:
     prod = rendered("prod")
     services = list(_suara_pods(prod).values())
-    jobs = [Pod(name, NAMESPACE, pod_labels(job)) for name, job in prod.job_templates().items()]
+    jobs = [Pod(name, NAMESPACE, pod_labels(job)) for name, job in prod.job_templates().items() if "dlq" in name]
     assert jobs, "the dead-letter jobs are rendered"
     for job in jobs:
         assert connects(policies, job, DNS, 53, "UDP"), f"{job.name} cannot resolve names"
@@ -195,5 +195,19 @@ def test_the_dead_letter_jobs_reach_only_kafka_and_nothing_reaches_them(policies
         assert not connects(policies, job, META, 443), f"{job.name} reaches the internet"
         for service in services:
             assert not connects(policies, job, service, "http"), f"{job.name} -> {service.name}"
+        for peer in (INGRESS, PROMETHEUS, STRANGER, *services):
+            assert not connects(policies, peer, job, 8000), f"{peer.name} -> {job.name}"
+
+
+def test_the_backup_jobs_reach_only_the_database_and_nothing_reaches_them(policies: list[Any]) -> None:
+    prod = rendered("prod")
+    services = list(_suara_pods(prod).values())
+    jobs = [Pod(name, NAMESPACE, pod_labels(job)) for name, job in prod.job_templates().items() if "mongodb" in name]
+    assert {job.name for job in jobs} == {"suara-mongodb-backup", "suara-mongodb-restore"}
+    for job in jobs:
+        assert connects(policies, job, DNS, 53, "UDP"), f"{job.name} cannot resolve names"
+        assert connects(policies, job, MONGODB, 27017), f"{job.name} cannot reach the database"
+        assert not connects(policies, job, KAFKA, 9093), f"{job.name} reaches Kafka"
+        assert not connects(policies, job, META, 443), f"{job.name} reaches the internet"
         for peer in (INGRESS, PROMETHEUS, STRANGER, *services):
             assert not connects(policies, peer, job, 8000), f"{peer.name} -> {job.name}"

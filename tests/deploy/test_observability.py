@@ -1,5 +1,5 @@
 """The alerts and the dashboard ask Prometheus only for metrics the services export, in queries that parse, and
-cover what the operators must see: lag, dead letters, webhook errors, refused tokens, missed deadlines."""
+cover what the operators must see: lag, dead letters, webhook errors, refused tokens, missed deadlines, backups."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ TARGET_LABELS = {"namespace", "pod", "job", "instance", "service", "container", 
 TARGET_LABELS |= {"app_kubernetes_io_component"}
 #: Metrics that come from elsewhere than Suara's services: Strimzi's Kafka exporter, Prometheus itself.
 EXTERNAL = {"kafka_consumergroup_lag": {"consumergroup", "topic", "partition"}, "up": set()}
+#: ... and kube-state-metrics (kube-prometheus-stack), for the backup CronJob's last success.
+EXTERNAL |= {"kube_cronjob_status_last_successful_time": {"cronjob", "namespace"}}
 
 
 @functools.cache
@@ -102,6 +104,7 @@ def test_every_query_parses_and_names_only_exported_metrics_and_labels(prod: Ren
         ("refused channel token", "suara_channel_token_valid"),
         ("deadline breaches", "suara_ticket_deadline_breaches_total"),
         ("citizens' files not kept before WhatsApp deletes them", "suara_media_pending_oldest_seconds"),
+        ("the database's backups", "kube_cronjob_status_last_successful_time"),
     ],
 )
 def test_an_alert_watches(prod: Rendered, concern: str, metric: str) -> None:
