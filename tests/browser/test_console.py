@@ -208,7 +208,7 @@ async def test_the_agents_unsaved_work_survives_what_happens_around_it_and_goes_
 
         async def on_phone() -> list[str] | None:
             phone = (await http.get(url(stack, "sandbox", f"/_sandbox/whatsapp/phones/{number}"))).json()
-            texts = [m["text"] for m in phone["messages"] if "teruskan" in (m["text"] or "")]
+            texts = [m["text"] for m in phone["messages"] if "sudah kami teruskan" in (m["text"] or "")]
             return texts or None
 
         received = await eventually(on_phone, within=WAIT_MS / 1000, what="the reply on the citizen's phone")
@@ -216,12 +216,13 @@ async def test_the_agents_unsaved_work_survives_what_happens_around_it_and_goes_
     assert len(received) == 1 and reference in received[0] and "{" not in received[0]
     assert [m["text"] for m in ticket["messages"] if m.get("purpose") == "agent_reply"] == [sent]
 
-    # A change the lifecycle refuses is said in the desk's language.
-    await controls.locator("select[name=status]").select_option("new")
-    await controls.get_by_role("button", name="Simpan").click()
-    await expect(page.locator("#controls-error")).to_have_text(
-        "Perubahan status itu tidak diperbolehkan dari status sekarang."
-    )
+    # Only the statuses the lifecycle allows are offered; a refusal is said in the desk's language.
+    await expect(controls.locator("select[name=status] option[value=new]")).to_be_disabled()
+    await expect(controls.locator("select[name=status] option[value=resolved]")).to_be_enabled()
+    merge = page.locator("#merge")
+    await merge.locator("input[name=references]").fill(reference)  # into itself
+    await merge.get_by_role("button", name="Gabungkan ke tiket ini").click()
+    await expect(page.locator("#merge-error")).to_have_text("Laporan itu tidak bisa digabungkan ke tiket ini.")
     # Closing by mistake: the agent is asked, says no, and the ticket stays as it was.
     page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.dismiss()))
     await controls.locator("select[name=status]").select_option("closed")
@@ -243,6 +244,16 @@ async def test_the_agents_unsaved_work_survives_what_happens_around_it_and_goes_
     await expect(page.locator("#reply-form")).to_be_hidden()
     await expect(page.locator("#conversation li")).to_have_count(0)
     await expect(page.locator("#t-title")).to_be_empty()
+
+    # Closing, meant this time: the ticket then takes nothing more, and says why.
+    await page.goto(url(stack, "ticketing", f"/console/#/ticket/{other}"))
+    await expect(page.locator("#t-title")).to_contain_text(other)
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await controls.locator("select[name=status]").select_option("closed")
+    await controls.get_by_role("button", name="Simpan").click()
+    await expect(page.locator("#closed-note")).to_be_visible()
+    await expect(page.get_by_label("Pesan", exact=True)).to_be_disabled()
+    await expect(controls.get_by_role("button", name="Simpan")).to_be_disabled()
 
 
 async def test_a_new_whatsapp_message_appears_in_the_inbox_without_a_reload(

@@ -15,7 +15,7 @@ from suara_shared.events import Channel
 
 from . import deadlines, places
 from .auth import CurrentUser
-from .lifecycle import ACTIVE
+from .lifecycle import ACTIVE, TRANSITIONS
 from .routing import Router
 from .tickets.models import Priority, TicketStatus
 from .tickets.service import TicketService
@@ -41,6 +41,8 @@ class Choice(BaseModel):
 
 class OptionsRead(BaseModel):
     statuses: list[str]
+    #: The statuses each status may become (the lifecycle), so that the console offers only those.
+    transitions: dict[str, list[str]]
     priorities: list[str]
     channels: list[str]
     departments: list[Choice]
@@ -94,6 +96,7 @@ async def options(request: Request, _: CurrentUser) -> OptionsRead:
     rules = routing.rules
     return OptionsRead(
         statuses=[s.value for s in TicketStatus],
+        transitions={s.value: [t.value for t in TicketStatus if t in TRANSITIONS[s]] for s in TicketStatus},
         priorities=[p.value for p in Priority],
         channels=[c.value for c in Channel],
         departments=[Choice(code=code, name=rule.name) for code, rule in rules.departments.items()],

@@ -44,6 +44,7 @@ const I18N = {
     statusName: { new: "Baru", open: "Diproses", pending: "Menunggu warga", resolved: "Selesai", closed: "Ditutup" },
     priorityName: { low: "Rendah", normal: "Normal", high: "Tinggi", urgent: "Darurat" },
     channelName: { whatsapp: "WhatsApp", facebook: "Facebook", instagram: "Instagram", x: "X", web: "Web" },
+    closednote: "Tiket ini sudah ditutup: tidak bisa dibalas atau diubah lagi. Pesan baru warga membuka tiket baru.",
     privatelabel: "pribadi", newmessage: "Pesan baru dari warga", notfound: "Tiket {r} tidak ditemukan, atau bukan untuk dinas Anda.",
     loadfailed: "Tiket {r} gagal dimuat. Coba lagi sebentar lagi.", listfailed: "Daftar gagal dimuat; yang tampil mungkin belum sesuai saringan.",
     confirmclose: "Tutup tiket {r}? Tiket yang ditutup tidak bisa dibuka lagi, dan warga tidak diberi tahu.",
@@ -103,6 +104,7 @@ const I18N = {
     statusName: { new: "New", open: "Open", pending: "Pending", resolved: "Resolved", closed: "Closed" },
     priorityName: { low: "Low", normal: "Normal", high: "High", urgent: "Urgent" },
     channelName: { whatsapp: "WhatsApp", facebook: "Facebook", instagram: "Instagram", x: "X", web: "Web" },
+    closednote: "This ticket is closed: it takes no more replies or changes. The citizen's next message opens a new one.",
     privatelabel: "private", newmessage: "New message from the citizen", notfound: "Ticket {r} was not found, or is not your department's.",
     loadfailed: "Ticket {r} could not be loaded. Try again in a moment.", listfailed: "The list could not be loaded; what shows may not match the filters.",
     confirmclose: "Close ticket {r}? A closed ticket cannot be opened again, and the citizen is not told.",
@@ -191,6 +193,7 @@ async function inFlight(form, action) {
   } finally {
     delete form.dataset.busy;
     for (const button of buttons) button.disabled = false;
+    lockIfClosed();
   }
 }
 
@@ -415,7 +418,20 @@ async function loadTicket(reference) {
     if (!before || form.elements[name].value === before[name]) form.elements[name].value = value;
     state.loadedControls[name] = value;
   }
+  // Only the statuses the lifecycle allows from this one are offered.
+  const next = state.options.transitions[ticket.status] || [];
+  for (const option of form.elements.status.options) option.disabled = option.value !== ticket.status && !next.includes(option.value);
+  lockIfClosed();
   renderReplyLimits();
+}
+
+// A closed ticket takes no reply, note or change (the citizen's next message opens a new one): its forms say so.
+function lockIfClosed() {
+  const closed = state.ticket?.status === "closed";
+  for (const form of ["#reply-form", "#note-form", "#controls", "#disposition", "#merge"]) {
+    for (const field of $(form).elements) field.disabled = closed;
+  }
+  $("#closed-note").hidden = !closed;
 }
 
 const CONTROLS = ["status", "assignee", "department", "category", "priority"];
