@@ -20,11 +20,17 @@ def wib(moment: datetime) -> str:
     return moment.astimezone(WIB).strftime("%d-%m-%Y %H:%M WIB")
 
 
-def acknowledgement(*, reference: str, status_url: str, extra: str = "") -> str:
+def acknowledgement(*, reference: str, status_url: str, extra: str = "", private_page: bool = False) -> str:
+    """The first answer. With `private_page` (a confidential report from the web form, whose replies show only on
+    the reporter's own page, where this is read) it points there, not to the reference's public page."""
+    follow = (
+        "Laporan ini dirahasiakan: tanggapan petugas hanya tampil di halaman ini, simpan alamatnya."
+        if private_page
+        else f"Cek status kapan saja dengan mengirim: cek {reference} atau buka {status_url}/{reference}"
+    )
     return (
         f"Terima kasih, laporan Anda sudah kami terima dengan nomor {reference}. "
-        "Laporan akan diverifikasi dan diteruskan ke dinas terkait paling lambat 3 hari kerja."
-        f"{extra} Cek status kapan saja dengan mengirim: cek {reference} atau buka {status_url}/{reference}"
+        f"Laporan akan diverifikasi dan diteruskan ke dinas terkait paling lambat 3 hari kerja.{extra} {follow}"
     )
 
 

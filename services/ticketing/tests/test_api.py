@@ -385,6 +385,9 @@ async def test_a_confidential_report_shows_no_replies_by_its_reference_only_by_i
     private = (await app.client.get(f"/api/v1/public/status/{msg.conversation_key}", headers=anonymous)).json()
     assert [r["text"] for r in private["replies"]][-1] == "Kami tindak lanjuti diam-diam"
     assert private["replies_hidden"] is False
+    # The acknowledgement, read on that private page, keeps the reporter there: the reference's page hides replies.
+    acknowledgement = private["replies"][0]["text"]
+    assert reference in acknowledgement and "halaman ini" in acknowledgement and "/status/" not in acknowledgement
 
 
 async def test_replies_wait_in_the_outbox_while_the_broker_is_away(infra: EmbeddedInfra, database: db.Database) -> None:

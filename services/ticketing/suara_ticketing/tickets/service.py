@@ -24,6 +24,7 @@ import orjson
 from suara_shared import db, topics
 from suara_shared.events import (
     DELIVERY_RANK,
+    Channel,
     DeliveryState,
     DeliveryStatus,
     Event,
@@ -739,7 +740,10 @@ class TicketService:
             "conversation_key": ticket["conversation_key"],
             "recipient": ticket["citizen"]["channel_user_id"],
             "text": texts.acknowledgement(
-                reference=reference, status_url=self.status_url, extra=workflow.acknowledgement_extra(self, ticket)
+                reference=reference,
+                status_url=self.status_url,
+                extra=workflow.acknowledgement_extra(self, ticket),
+                private_page=bool(ticket.get("confidential")) and ticket["channel"] == Channel.WEB,
             ),
             "purpose": ReplyPurpose.ACKNOWLEDGEMENT,
             "reply_to": cause.split(":", 2)[-1],
