@@ -393,6 +393,19 @@ async def test_the_kiosk_sends_back_a_file_that_is_no_photo_with_what_was_typed(
     assert await inbound(by_text(marker)) == []
 
 
+async def test_the_kiosk_ties_each_error_to_its_field_and_lists_them_with_links(client: httpx.AsyncClient) -> None:
+    """A screen reader on the kiosk hears which field is wrong and why, as on the web form."""
+    response = await client.post(KIOSK, data={"text": "pendek", "on_behalf": "true"})
+
+    assert response.status_code == 422
+    page = response.text
+    assert 'aria-invalid="true" aria-describedby="officer-error"' in page
+    assert 'aria-invalid="true" aria-describedby="text-error text-hint"' in page
+    assert '<a href="#officer">Nama petugas desa: Tulis nama petugas desa' in page
+    assert '<a href="#text">Isi keluhan:' in page
+    assert 'id="name" name="name"' in page and 'value=""' in page  # the untouched fields carry no error
+
+
 async def test_a_flood_of_photos_is_refused_past_the_pods_hourly_budget_while_complaints_go_on(
     serve: ServeApp, app_settings: Settings, inbound: ReadInbound
 ) -> None:

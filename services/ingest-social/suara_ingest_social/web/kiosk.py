@@ -47,6 +47,8 @@ CODE_PATTERN = r"^33\.17\.\d{2}\.\d{4}$"
 SCRIPT = '<script src="/kiosk/kiosk.js" defer></script>'
 
 FIELDS = ("text", "name", "phone", "officer", "on_behalf")
+#: The kiosk's fields with a hint paragraph.
+KIOSK_HINTS = frozenset({"text"})
 
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
@@ -81,15 +83,13 @@ def _form(code: str, place: tuple[str, str], values: dict[str, str], errors: dic
     kecamatan, desa = place
     fields: dict[str, object] = {}
     for field in ("text", "name", "phone", "officer", photos.FIELD):
-        fields[f"{field}_error"] = (
-            pages.render("error.html", field=field, message=errors[field]) if field in errors else ""
-        )
+        # As the web form's: each error tied to its field for a screen reader, and listed above with a link to it.
+        fields[f"{field}_error"], fields[f"{field}_attrs"] = pages.field_parts(field, errors, hints=KIOSK_HINTS)
         fields[f"{field}_value"] = values.get(field, "")
     fields["on_behalf_checked"] = Safe(" checked" if values.get("on_behalf") else "")
-    notice = Safe('<div class="alert" role="alert"><p>Periksa kembali isian yang ditandai.</p></div>')
     content = pages.render(
         "kiosk.html", code=code, kecamatan=kecamatan, desa=desa, idle=str(IDLE_SECONDS), **fields,
-        notice=notice if errors else "",
+        notice=pages.error_summary(errors) if errors else "",
     )  # fmt: skip
     return _kiosk_page(code, title=f"Kios Desa {desa}", content=content, head=Safe(SCRIPT))
 

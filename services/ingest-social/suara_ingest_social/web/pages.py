@@ -76,6 +76,7 @@ FIELD_LABELS = {
     "anonymous": "Laporkan secara anonim",
     "confidential": "Rahasiakan laporan dari publik",
     "foto": "Foto",
+    "officer": "Nama petugas desa",
 }
 #: Fields that carry a hint paragraph the screen reader should announce with them.
 _HINTS = frozenset({"text", "phone", "anonymous", "confidential", "foto"})
@@ -152,9 +153,9 @@ def field_message(field: str, error_type: str) -> str:
     return messages.get(error_type, messages["*"])
 
 
-def _field_parts(field: str, errors: Mapping[str, str]) -> tuple[Safe, Safe]:
-    """The error paragraph and the aria attributes tying a field to its hint and error."""
-    described = [f"{field}-hint"] if field in _HINTS else []
+def field_parts(field: str, errors: Mapping[str, str], *, hints: frozenset[str] = _HINTS) -> tuple[Safe, Safe]:
+    """The error paragraph and the aria attributes tying a field to its hint (if its form has one) and error."""
+    described = [f"{field}-hint"] if field in hints else []
     error = Safe("")
     if field in errors:
         described.insert(0, f"{field}-error")
@@ -174,7 +175,7 @@ def _kecamatan_options(selected: str) -> Safe:
     return Safe("\n".join(options))
 
 
-def _error_summary(errors: Mapping[str, str]) -> Safe:
+def error_summary(errors: Mapping[str, str]) -> Safe:
     items = "".join(
         f'<li><a href="#{field}">{_escape(FIELD_LABELS.get(field, field))}: {_escape(message)}</a></li>'
         for field, message in errors.items()
@@ -197,7 +198,7 @@ def form_page(
     errors = errors or {}
     fields: dict[str, object] = {}
     for field in ("text", "name", "phone", "email", "desa", "kecamatan", "anonymous", "confidential", "foto"):
-        fields[f"{field}_error"], fields[f"{field}_attrs"] = _field_parts(field, errors)
+        fields[f"{field}_error"], fields[f"{field}_attrs"] = field_parts(field, errors)
         fields[f"{field}_value"] = values.get(field, "")
     fields["kecamatan_options"] = _kecamatan_options(values.get("kecamatan", ""))
     # One token per form shown, kept when the form comes back (a 503, a field to fix): sent again, the same
@@ -210,7 +211,7 @@ def form_page(
     if notice:
         fields["notice"] = Safe(f'<div class="alert" role="alert"><p>{_escape(notice)}</p></div>')
     elif errors:
-        fields["notice"] = _error_summary(errors)
+        fields["notice"] = error_summary(errors)
     else:
         fields["notice"] = Safe("")
     content = render("form.html", lookup=lookup_form(), **fields)
