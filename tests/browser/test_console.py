@@ -449,6 +449,8 @@ async def test_the_figures_page_draws_its_charts(
     await expect(page.locator("#c-kecamatan svg rect").first).to_be_visible()
     await expect(page.locator("#c-satisfaction svg text").first).to_be_visible()
     await expect(page.locator("#summary")).to_contain_text("Semua tiket")
+    # Figures are written as the desk writes numbers: a decimal comma in Indonesian.
+    assert await page.evaluate("number(1.25)") == "1,25"
     await page.screenshot(path=screenshot("console-figures"), full_page=True)
 
 

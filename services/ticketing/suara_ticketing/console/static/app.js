@@ -159,6 +159,12 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// A figure as the desk writes numbers: 1,5 in Indonesian, 1.5 in English.
+function number(value) {
+  if (value == null) return t("none");
+  return new Intl.NumberFormat(state.lang === "id" ? "id-ID" : "en-GB", { maximumFractionDigits: 2 }).format(value);
+}
+
 function when(iso) {
   if (!iso) return t("none");
   const locale = state.lang === "id" ? "id-ID" : "en-GB";
@@ -702,9 +708,9 @@ async function loadFigures() {
   const share = stats.within_deadline.share;
   $("#summary").replaceChildren(
     el("div", { class: "count" }, el("b", {}, stats.total), t("total")),
-    el("div", { class: "count" }, el("b", {}, stats.first_response.median ?? t("none")), t("frt")),
+    el("div", { class: "count" }, el("b", {}, number(stats.first_response.median)), t("frt")),
     el("div", { class: "count" }, el("b", {}, share == null ? t("none") : `${Math.round(share * 100)}%`), t("within")),
-    el("div", { class: "count" }, el("b", {}, stats.satisfaction.average ?? t("none")), t("avgsat")),
+    el("div", { class: "count" }, el("b", {}, number(stats.satisfaction.average)), t("avgsat")),
   );
   $("#c-volume").replaceChildren(...stackedColumns(figures.days, figures.volume));
   $("#c-compliance").replaceChildren(horizontalBars(figures.compliance.map((c) => ({
