@@ -19,6 +19,17 @@ from suara_shared.settings import ServiceSettings
 Handler = Callable[[InboundMessage, ConsumerRecord[bytes, bytes]], Awaitable[None]]
 
 
+def _complaint(conversation: str, text: str) -> InboundMessage:
+    """A citizen's web complaint, as ingest-social publishes it."""
+    return InboundMessage(
+        channel=Channel.WEB,
+        platform_message_id=new_id(),
+        conversation_key=conversation,
+        sender=Sender(channel_user_id="warga"),
+        text=text,
+    )
+
+
 @contextlib.asynccontextmanager
 async def _consuming(settings: ServiceSettings, handle: Handler) -> AsyncIterator[Publisher]:
     """A consumer of the inbound topic whose failures `handle` decides, and a publisher to feed it."""
@@ -41,13 +52,7 @@ async def _consuming(settings: ServiceSettings, handle: Handler) -> AsyncIterato
 async def test_a_dead_letter_is_replayed_to_its_topic_once_and_then_processed(settings: ServiceSettings) -> None:
     broken = {"on": True}
     stored: list[str] = []
-    message = InboundMessage(
-        channel=Channel.WEB,
-        platform_message_id=new_id(),
-        conversation_key=new_id(),
-        sender=Sender(channel_user_id="warga"),
-        text="Sampah menumpuk di Pasar Rembang",
-    )
+    message = _complaint(new_id(), "Sampah menumpuk di Pasar Rembang")
 
     async def handle(event: InboundMessage, _record: ConsumerRecord[bytes, bytes]) -> None:
         if event.platform_message_id != message.platform_message_id:
@@ -87,13 +92,7 @@ async def test_a_filtered_replay_leaves_every_other_letter_for_later_and_a_secon
     """The operator mends the inbound consumer and replays only its letters: a reply's letter waiting for another
     fix must not be marked replayed with them. A replayed letter that fails again is listed with the new error."""
     conversation = new_id()
-    message = InboundMessage(
-        channel=Channel.WEB,
-        platform_message_id=new_id(),
-        conversation_key=conversation,
-        sender=Sender(channel_user_id="warga"),
-        text="Lampu jalan mati di Sluke",
-    )
+    message = _complaint(conversation, "Lampu jalan mati di Sluke")
     failures = iter(["cause number 1", "cause number 2"])
     stored: list[str] = []
 
@@ -155,13 +154,7 @@ async def test_the_list_an_operator_reads_masks_the_personal_data_an_error_quote
     prints to the job's log, where no phone number or NIK may appear, as in every service's log."""
     phone, nik = "6281234567890", "3317011508850001"
     conversation = new_id()
-    message = InboundMessage(
-        channel=Channel.WEB,
-        platform_message_id=new_id(),
-        conversation_key=conversation,
-        sender=Sender(channel_user_id="warga"),
-        text="Jalan rusak",
-    )
+    message = _complaint(conversation, "Jalan rusak")
 
     async def handle(event: InboundMessage, _record: ConsumerRecord[bytes, bytes]) -> None:
         if event.conversation_key == conversation:

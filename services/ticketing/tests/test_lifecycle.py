@@ -20,6 +20,19 @@ def wa(text: str, phone: str) -> InboundMessage:
     return whatsapp_message(text, number=phone, name="Pak Karno")
 
 
+def reaction(phone: str, emoji: str | None, *, to: str | None = None) -> InboundMessage:
+    """The citizen's reaction on WhatsApp (`None`: one taken back), to the message `to`."""
+    return InboundMessage(
+        channel=Channel.WHATSAPP,
+        platform_message_id=f"wamid.{new_id()}",
+        conversation_key=phone,
+        sender=Sender(channel_user_id=phone, display_name="Pak Karno"),
+        kind=MessageKind.REACTION,
+        text=emoji,
+        reply_context=ReplyContext(in_reply_to=to) if to else None,
+    )
+
+
 def at(app: App, moment: datetime) -> None:
     app.service.now = lambda: moment
 
@@ -254,17 +267,7 @@ async def test_thanks_or_a_reaction_after_a_resolution_reopen_nothing_and_the_su
     reference = await _resolved(app, phone)
     await app.service.handle_inbound(wa("Terima kasih, sudah beres pak 🙏", phone))
     resolution = (await outbound_for(app.settings, lambda r: r.recipient == phone and r.purpose == "resolution"))[0]
-    await app.service.handle_inbound(
-        InboundMessage(
-            channel=Channel.WHATSAPP,
-            platform_message_id=f"wamid.{new_id()}",
-            conversation_key=phone,
-            sender=Sender(channel_user_id=phone, display_name="Pak Karno"),
-            kind=MessageKind.REACTION,
-            text="👍",
-            reply_context=ReplyContext(in_reply_to=resolution.outbound_id),
-        )
-    )
+    await app.service.handle_inbound(reaction(phone, "👍", to=resolution.outbound_id))
     ticket = (await app.client.get(f"/api/v1/tickets/{reference}")).json()
     assert ticket["status"] == "resolved"
     assert [m["kind"] for m in ticket["messages"] if m["direction"] == "inbound"] == ["text", "text", "reaction"]
@@ -284,16 +287,7 @@ async def test_a_reaction_under_a_closed_ticket_opens_no_new_one(app: App) -> No
     at(app, datetime(2026, 11, 17, 12, 0, tzinfo=WIB))  # 10 working days: closed by the sweep
     assert (await workflow.sweep(app.service))["closed"] >= 1
     for emoji in ("👍", None):  # a reaction, then the same taken back (WhatsApp's empty emoji)
-        await app.service.handle_inbound(
-            InboundMessage(
-                channel=Channel.WHATSAPP,
-                platform_message_id=f"wamid.{new_id()}",
-                conversation_key=phone,
-                sender=Sender(channel_user_id=phone),
-                kind=MessageKind.REACTION,
-                text=emoji,
-            )
-        )
+        await app.service.handle_inbound(reaction(phone, emoji))
     items = [
         i for i in (await app.client.get("/api/v1/tickets")).json()["items"] if i["citizen"]["channel_user_id"] == phone
     ]
