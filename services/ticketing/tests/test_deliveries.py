@@ -104,7 +104,7 @@ async def test_a_private_reply_too_long_for_one_message_is_refused_whole_not_cut
     assert long.status_code == 422
     assert (long.json()["error_code"], long.json()["limit"]) == ("reply_too_long", 2000)
     assert (await app.client.post(url, json={"text": "Detailnya lewat pesan.", "private": True})).status_code == 202
-    private = await outbound_for(app.settings, lambda r: r.ticket_reference == ticket["_id"] and r.private)
+    private = await outbound_for(app.settings, lambda r: r.recipient == "7005" and r.private)
     assert [r.text for r in private] == ["Detailnya lewat pesan."]
 
 

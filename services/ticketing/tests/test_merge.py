@@ -73,7 +73,9 @@ async def test_a_canned_reply_on_a_master_names_each_reporter_and_their_own_refe
     sent = await app.client.post(f"/api/v1/tickets/{master}/replies", json={"canned_id": canned.json()["id"]})
     assert sent.status_code == 202
     reporters = {web.sender.channel_user_id, phone}
-    replies = await outbound_for(app.settings, lambda r: r.recipient in reporters and "teruskan" in r.text, expect=2)
+    replies = await outbound_for(
+        app.settings, lambda r: r.recipient in reporters and r.purpose == "agent_reply", expect=2
+    )
     assert sorted((r.ticket_reference, r.text) for r in replies) == sorted(
         [
             (master, f"Yth. Siti Aminah, laporan {master} sudah kami teruskan."),
