@@ -351,6 +351,8 @@ class ConsumerLoop:
         for tp in self._lagging - held:
             with contextlib.suppress(KeyError):
                 CONSUMER_LAG.remove(self._group_id, tp.topic, str(tp.partition))
+            # Its position too: should the partition come back, another member will have moved it on meanwhile.
+            self._positions.pop(tp, None)
         self._lagging &= held
 
     async def _process_partition(

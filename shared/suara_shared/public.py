@@ -13,11 +13,16 @@ MASKED = "[disamarkan]"
 _PLACEHOLDER = re.compile(r"\[(?:" + "|".join(PERSONAL) + r")_\d+\]")
 
 
+#: A part of a name shorter than this is a title or an initial ("Bu", "M."), not what identifies the citizen.
+NAME_PART_MIN = 3
+
+
 def public_text(text: str, *, names: tuple[str, ...] = ()) -> str:
     """`text` with every phone number, NIK, e-mail and address replaced by `[disamarkan]` ("masked"), and each of
-    `names` (a citizen's, where the reader is not that citizen) too, whatever its case."""
+    `names` (a citizen's, where the reader is not that citizen) too: whole, and each of its words of three letters
+    or more on its own ("Pak Budi" for Budi Santoso), as whole words only ("Ani" is not in "Pertanian")."""
     masked = _PLACEHOLDER.sub(MASKED, mask_pii(text, mode="placeholder", types=PERSONAL).text)
-    for name in (n.strip() for n in names):
-        if len(name) > 1:
-            masked = re.sub(re.escape(name), MASKED, masked, flags=re.IGNORECASE)
+    parts = {name.strip() for name in names} | {p for name in names for p in name.split() if len(p) >= NAME_PART_MIN}
+    for part in sorted((p for p in parts if len(p) >= NAME_PART_MIN), key=len, reverse=True):
+        masked = re.sub(rf"(?<!\w){re.escape(part)}(?!\w)", MASKED, masked, flags=re.IGNORECASE)
     return masked

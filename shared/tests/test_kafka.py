@@ -307,3 +307,7 @@ def test_a_partition_given_to_another_member_no_longer_shows_this_ones_lag(setti
     member.held = {two}  # partition 0 went to the new pod
     loop._record_lag(member)  # type: ignore[arg-type]
     assert (lag(one), lag(two)) == (None, 100)
+    # It comes back after the other pod worked it on: no lag is shown from this pod's old position.
+    member.held = {one, two}
+    loop._record_lag(member)  # type: ignore[arg-type]
+    assert (lag(one), lag(two)) == (None, 100)

@@ -22,6 +22,7 @@ TARGET_LABELS |= {"app_kubernetes_io_component"}
 EXTERNAL = {"kafka_consumergroup_lag": {"consumergroup", "topic", "partition"}, "up": set()}
 #: ... and kube-state-metrics (kube-prometheus-stack), for the backup CronJob's last success.
 EXTERNAL |= {"kube_cronjob_status_last_successful_time": {"cronjob", "namespace"}}
+EXTERNAL |= {"kube_cronjob_created": {"cronjob", "namespace"}}
 
 
 @functools.cache

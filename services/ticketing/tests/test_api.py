@@ -339,16 +339,20 @@ async def test_by_its_guessable_reference_a_reply_shows_as_in_public_and_whole_b
     msg = web_message()
     await app.service.handle_inbound(msg)
     reference = (await app.client.get("/api/v1/tickets")).json()["items"][0]["reference"]
-    text = "Yth. Siti Aminah, petugas akan datang ke Jl. Pemuda No. 12 Rembang. Hubungi kami di 081234567890."
+    text = (
+        "Yth. Bu Siti, petugas Dinas Pertanian akan datang ke Jl. Pemuda No. 12 Rembang. Hubungi kami di 081234567890."
+    )
     await app.client.post(f"/api/v1/tickets/{reference}/replies", json={"text": text})
     anonymous = app.client.headers.copy()
     del anonymous["Authorization"]
 
     public = (await app.client.get(f"/api/v1/public/status/{reference}", headers=anonymous)).json()
     shown = public["replies"][-1]["text"]
-    assert "petugas akan datang" in shown and "[disamarkan]" in shown
-    assert "Siti" not in shown and "Aminah" not in shown and "081234567890" not in shown and "Pemuda" not in shown
+    assert "petugas Dinas Pertanian akan datang" in shown and "[disamarkan]" in shown
+    assert "Siti" not in shown and "081234567890" not in shown and "Pemuda" not in shown
     assert reference in public["replies"][0]["text"]  # the acknowledgement keeps its reference and link
+    # The reporter's secret link is never given by the reference: it would show everything whole.
+    assert public["submission_id"] is None and msg.conversation_key not in str(public)
     own = (await app.client.get(f"/api/v1/public/status/{msg.conversation_key}", headers=anonymous)).json()
     assert own["replies"][-1]["text"] == text
 
@@ -382,6 +386,7 @@ async def test_a_confidential_report_shows_no_replies_by_its_reference_only_by_i
     public = (await app.client.get(f"/api/v1/public/status/{reference}", headers=anonymous)).json()
     assert public["status_label"] == "Sedang diproses"
     assert public["replies"] == [] and public["replies_hidden"] is True
+    assert public["submission_id"] is None, "the private link is the reporter's alone"
     private = (await app.client.get(f"/api/v1/public/status/{msg.conversation_key}", headers=anonymous)).json()
     assert [r["text"] for r in private["replies"]][-1] == "Kami tindak lanjuti diam-diam"
     assert private["replies_hidden"] is False

@@ -280,6 +280,16 @@ async def test_thanks_or_a_reaction_after_a_resolution_reopen_nothing_and_the_su
     assert (ticket["status"], ticket["satisfaction"]) == ("open", 4)
 
 
+async def test_displeasure_without_words_after_a_resolution_reopens_the_ticket(app: App) -> None:
+    """👍 is thanks; "👎", "😡" or "???" answering the resolution says the problem is not solved: the desk must hear
+    it, on a ticket open again, not find it kept quietly on one about to close by itself."""
+    for text in ("👎", "😡😡", "???"):
+        phone = f"62819{new_id()[:8]}"
+        reference = await _resolved(app, phone)
+        await app.service.handle_inbound(wa(text, phone))
+        assert (await app.client.get(f"/api/v1/tickets/{reference}")).json()["status"] == "open", text
+
+
 async def test_a_reaction_under_a_closed_ticket_opens_no_new_one(app: App) -> None:
     phone = f"62817{new_id()[:8]}"
     at(app, MONDAY)

@@ -1347,6 +1347,9 @@ class TicketService:
         if ticket is None:
             raise NotFound(key)
         own = key == ticket.get("submission_id")
+        if not own:
+            # The submission id is the reporter's secret link to the whole replies: never given by the reference.
+            ticket = {**ticket, "submission_id": None}
         if ticket.get("confidential") and not own:
             # A confidential report is hidden from the public (SP4N-LAPOR!): by its guessable reference only its
             # status shows; the replies stay on the reporter's own channel or behind the private submission link.

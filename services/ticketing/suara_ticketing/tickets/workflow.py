@@ -44,6 +44,10 @@ _COURTESY_WORDS = (
     "alhamdulillah"
 )
 COURTESY = frozenset(_COURTESY_WORDS.split())
+#: Marks that thank without words (a message of them alone, or beside courtesy words): 👍 is thanks, 👎 is not.
+THANKS_MARKS = frozenset("👍🙏❤♥😊🙂😀😁😄🥰🤗👌💯✅⭐★🌟🙌👏🤝.,!\ufe0f\u200d") | {
+    chr(c) for c in range(0x1F3FB, 0x1F400)
+}
 #: Longer than this, a message is a message whatever its words.
 SURVEY_WORDS_MAX = 8
 #: Everything the citizens of one ticket wrote, lower-cased, for search without a text index; bounded.
@@ -245,6 +249,9 @@ def courtesy(event: InboundMessage) -> Courtesy | None:
         scores.append(stars)
     if len(scores) > 1 or any(not 1 <= score <= 5 for score in scores):
         return None
+    marks = _WORD.sub("", text)
+    if not scores and any(not c.isspace() and c not in THANKS_MARKS and not c.isdigit() for c in marks):
+        return None  # "😡", "???", "👎": not thanks, whatever the words beside them; the ticket hears it
     return Courtesy(scores[0] if scores else None)
 
 

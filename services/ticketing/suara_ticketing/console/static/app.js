@@ -395,6 +395,9 @@ function countSoon() {
 
 async function loadTicket(reference) {
   const [ticket, events] = await Promise.all([api(`/tickets/${reference}`), api(`/tickets/${reference}/events`)]);
+  // A refresh that answers after the agent went to another ticket must not show this one under that address.
+  const route = currentRoute();
+  if (route.name !== "ticket" || route.reference !== reference) return;
   const again = state.ticket?.reference === reference;  // a live refresh, or the agent's own change
   if (!again) leaveTicket();
   const heard = again ? new Set(state.ticket.messages.map((m) => m.id)) : null;
