@@ -256,6 +256,37 @@ async def test_the_agents_unsaved_work_survives_what_happens_around_it_and_goes_
     await expect(controls.get_by_role("button", name="Simpan")).to_be_disabled()
 
 
+async def test_an_agencys_agent_hands_a_ticket_on_by_a_disposition_not_by_the_department_control(
+    stack: Stack, open_page: PageFactory
+) -> None:
+    """An agent of DPUPR may not move a ticket to another department by the control (the API refuses it): the
+    console does not offer it, and says how instead."""
+    tag = secrets.token_hex(4)
+    await _citizen_writes(stack, _number(), f"Jalan berlubang besar di Desa Leteh, kode {tag}")
+    ticket = await _ticket_with(stack, tag)
+    assert ticket["department"] == "DPUPR"
+    async with httpx.AsyncClient(timeout=30) as http:
+        created = await http.post(
+            url(stack, "ticketing", "/api/v1/tokens"),
+            headers=HEADERS,
+            json={"name": f"agen-{tag}", "role": "agent", "department": "DPUPR"},
+        )
+        assert created.status_code == 201, created.text
+    page = await open_page()
+    await page.goto(url(stack, "ticketing", "/console/"))
+    await page.get_by_label("Token akses").fill(created.json()["token"])
+    await page.get_by_role("button", name="Masuk").click()
+    await expect(page.locator("#who")).to_contain_text("agent · DPUPR")
+    await page.goto(url(stack, "ticketing", f"/console/#/ticket/{ticket['reference']}"))
+    await expect(page.locator("#t-title")).to_contain_text(ticket["reference"])
+
+    department = page.locator("#controls select[name=department]")
+    await expect(department).to_be_disabled()
+    await expect(department).to_have_attribute("title", re.compile("lewat Disposisi"))
+    await expect(page.locator("#controls select[name=priority]")).to_be_enabled()
+    await expect(page.locator("#disposition select[name=department]")).to_be_enabled()
+
+
 async def test_a_new_whatsapp_message_appears_in_the_inbox_without_a_reload(
     stack: Stack, open_page: PageFactory
 ) -> None:

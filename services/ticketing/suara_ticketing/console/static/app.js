@@ -45,6 +45,7 @@ const I18N = {
     priorityName: { low: "Rendah", normal: "Normal", high: "Tinggi", urgent: "Darurat" },
     channelName: { whatsapp: "WhatsApp", facebook: "Facebook", instagram: "Instagram", x: "X", web: "Web" },
     closednote: "Tiket ini sudah ditutup: tidak bisa dibalas atau diubah lagi. Pesan baru warga membuka tiket baru.",
+    bydisposition: "Pindahkan ke dinas lain lewat Disposisi (“Bukan wewenang kami”), dengan alasan.",
     privatelabel: "pribadi", newmessage: "Pesan baru dari warga", notfound: "Tiket {r} tidak ditemukan, atau bukan untuk dinas Anda.",
     loadfailed: "Tiket {r} gagal dimuat. Coba lagi sebentar lagi.", listfailed: "Daftar gagal dimuat; yang tampil mungkin belum sesuai saringan.",
     confirmclose: "Tutup tiket {r}? Tiket yang ditutup tidak bisa dibuka lagi, dan warga tidak diberi tahu.",
@@ -105,6 +106,7 @@ const I18N = {
     priorityName: { low: "Low", normal: "Normal", high: "High", urgent: "Urgent" },
     channelName: { whatsapp: "WhatsApp", facebook: "Facebook", instagram: "Instagram", x: "X", web: "Web" },
     closednote: "This ticket is closed: it takes no more replies or changes. The citizen's next message opens a new one.",
+    bydisposition: "Hand it to another department by a disposition (“Not our authority”), with a reason.",
     privatelabel: "private", newmessage: "New message from the citizen", notfound: "Ticket {r} was not found, or is not your department's.",
     loadfailed: "Ticket {r} could not be loaded. Try again in a moment.", listfailed: "The list could not be loaded; what shows may not match the filters.",
     confirmclose: "Close ticket {r}? A closed ticket cannot be opened again, and the citizen is not told.",
@@ -199,7 +201,7 @@ async function inFlight(form, action) {
   } finally {
     delete form.dataset.busy;
     for (const button of buttons) button.disabled = false;
-    lockIfClosed();
+    lockForms();
   }
 }
 
@@ -430,16 +432,21 @@ async function loadTicket(reference) {
   // Only the statuses the lifecycle allows from this one are offered.
   const next = state.options.transitions[ticket.status] || [];
   for (const option of form.elements.status.options) option.disabled = option.value !== ticket.status && !next.includes(option.value);
-  lockIfClosed();
+  lockForms();
   renderReplyLimits();
 }
 
 // A closed ticket takes no reply, note or change (the citizen's next message opens a new one): its forms say so.
-function lockIfClosed() {
+// An agency's agent hands a ticket to another department by a disposition, with a reason, never by the control.
+function lockForms() {
   const closed = state.ticket?.status === "closed";
+  const scoped = state.me?.role === "agent" && Boolean(state.me?.department);
   for (const form of ["#reply-form", "#note-form", "#controls", "#disposition", "#merge"]) {
     for (const field of $(form).elements) field.disabled = closed;
   }
+  const department = $("#controls").elements.department;
+  department.disabled = closed || scoped;
+  department.title = scoped ? t("bydisposition") : "";
   $("#closed-note").hidden = !closed;
 }
 
