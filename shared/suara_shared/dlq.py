@@ -99,11 +99,12 @@ async def replay(
                         break
                     letter = DeadLetter.of(record)
                     wanted = (origin_topic in (None, letter.origin_topic)) and (reason in (None, letter.reason))
-                    if wanted and letter.origin_topic:
+                    replayed = wanted and bool(letter.origin_topic)
+                    if replayed:
                         done.append(letter)
                     if dry_run:
                         continue
-                    if wanted and letter.origin_topic:
+                    if replayed:
                         headers = [
                             *[(k, v) for k, v in (record.headers or ()) if not k.startswith("x-replayed")],
                             ("x-replayed-from-offset", str(record.offset).encode()),

@@ -86,12 +86,7 @@ async def _newest_not_closed(service: TicketService, event: InboundMessage) -> s
 async def _record_reaction(service: TicketService, event: InboundMessage) -> None:
     """A citizen's 👍 on a reply (or one taken back) is kept on the conversation's ticket as it is: it opens,
     reopens and answers nothing, and is no survey answer. Under a closed ticket, or none, it is kept alone."""
-    reference = await _newest_not_closed(service, event)
-    seq = None
-    if reference is not None:
-        numbered = await db.increment(service.tickets, reference, "message_count", also={"updated_at": utcnow()})
-        seq = numbered["message_count"] if numbered else None
-    await service._insert_inbound(event, ticket=reference, seq=seq)
+    await service._keep_quietly(event, await _newest_not_closed(service, event))
 
 
 async def _record_echo(service: TicketService, event: InboundMessage) -> None:

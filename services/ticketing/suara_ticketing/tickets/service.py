@@ -24,12 +24,10 @@ import orjson
 from suara_shared import db, topics
 from suara_shared.events import (
     DELIVERY_RANK,
-    Channel,
     DeliveryState,
     DeliveryStatus,
     Event,
     InboundMessage,
-    MessageKind,
     OutboundReply,
     ReplyPurpose,
     TicketEvent,
@@ -61,8 +59,6 @@ STATUS_QUERY = re.compile(
     r"#?(?P<prefix>[a-z]{2,10})[\s.\-_/]*(?P<year>\d{4})[\s.\-_/]*(?P<number>\d{1,6})(?!\d)(?P<rest>.*)$",
     re.IGNORECASE | re.DOTALL,
 )
-#: What a status query may be: a direct message, a comment or a mention (the answer goes where it was asked).
-STATUS_QUERY_KINDS = frozenset({MessageKind.TEXT, MessageKind.COMMENT, MessageKind.MENTION})
 #: How long a delivery status waits for its message's send report before it is dropped.
 ORPHANS_KEPT = timedelta(days=7)
 #: A delivery tick is kept this long for the consoles' poll for changes (`ticket_ticks`); a console away longer
@@ -294,7 +290,7 @@ def _opens_conversation(event: InboundMessage, prefix: str) -> bool:
 def _status_query(event: InboundMessage, prefix: str) -> str | None:
     """The reference a question about a ticket asks for (`cek <reference>`, `status <reference>`, or one of ours
     alone), in its stored form; None when the message is anything more (a complaint naming its reference)."""
-    found = STATUS_QUERY.match(event.text or "") if event.kind in STATUS_QUERY_KINDS else None
+    found = STATUS_QUERY.match(event.text or "") if event.kind in workflow.WORDED_KINDS else None
     if found is None or not (found["ask"] or found["prefix"].upper() == prefix.upper()):
         return None
     rest = found["rest"]
@@ -687,6 +683,15 @@ class TicketService:
         last = int(counter["seq"])
         return [f"{self.prefix}-{year}-{seq:06d}" for seq in range(last - count + 1, last + 1)]
 
+    async def _keep_quietly(self, event: InboundMessage, reference: str | None) -> None:
+        """Store a citizen's message on a ticket as the next of its messages without changing the ticket (a
+        reaction, thanks after a resolution), or alone when there is no ticket to keep it on."""
+        seq = None
+        if reference is not None:
+            numbered = await db.increment(self.tickets, reference, "message_count", also={"updated_at": self.now()})
+            seq = numbered["message_count"] if numbered else None
+        await self._insert_inbound(event, ticket=reference, seq=seq)
+
     async def _insert_inbound(self, event: InboundMessage, *, ticket: str | None, **extra: Any) -> None:
         with contextlib.suppress(db.DuplicateKeyError):  # a concurrent redelivery stored it first
             await self.messages.insert_one(_inbound_doc(event, ticket=ticket, **extra))
@@ -743,7 +748,8 @@ class TicketService:
                 reference=reference,
                 status_url=self.status_url,
                 extra=workflow.acknowledgement_extra(self, ticket),
-                private_page=bool(ticket.get("confidential")) and ticket["channel"] == Channel.WEB,
+                # A confidential report with a submission id (the web form's) has its own page, where this is read.
+                private_page=bool(ticket.get("confidential") and ticket.get("submission_id")),
             ),
             "purpose": ReplyPurpose.ACKNOWLEDGEMENT,
             "reply_to": cause.split(":", 2)[-1],
@@ -1278,10 +1284,11 @@ class TicketService:
             raise NotFound(reference)
         if ticket["status"] == TicketStatus.CLOSED:
             raise workflow.TicketClosed(reference)
+        wording = text if callable(text) else (lambda _target: text)
         if private:
             # Meta's private reply to the commenter: only this ticket's own comment, never the merged reporters.
             await social.private_target(self, ticket)
-            social.check_private_length(ticket, text if isinstance(text, str) else text(ticket))
+            social.check_private_length(ticket, wording(ticket))
         outbound_id = new_id()
         for target in await workflow.reporters(self, ticket):
             if private and target["_id"] != reference:
@@ -1292,7 +1299,7 @@ class TicketService:
                 channel=target["channel"],
                 conversation_key=target["conversation_key"],
                 recipient=target["citizen"]["channel_user_id"],
-                text=text if isinstance(text, str) else text(target),
+                text=wording(target),
                 purpose=ReplyPurpose.AGENT_REPLY,
                 reply_to=None,
                 cause=None,

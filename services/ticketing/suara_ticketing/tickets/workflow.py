@@ -48,6 +48,9 @@ COURTESY = frozenset(_COURTESY_WORDS.split())
 THANKS_MARKS = frozenset("👍🙏❤♥😊🙂😀😁😄🥰🤗👌💯✅⭐★🌟🙌👏🤝.,!\ufe0f\u200d") | {
     chr(c) for c in range(0x1F3FB, 0x1F400)
 }
+#: The messages whose text is what the citizen wrote, answered where it was written: a survey answer or a status
+#: query may be a direct message, a comment or a mention.
+WORDED_KINDS = frozenset({MessageKind.TEXT, MessageKind.COMMENT, MessageKind.MENTION})
 #: Longer than this, a message is a message whatever its words.
 SURVEY_WORDS_MAX = 8
 #: Everything the citizens of one ticket wrote, lower-cased, for search without a text index; bounded.
@@ -224,7 +227,7 @@ class Courtesy(NamedTuple):
 def courtesy(event: InboundMessage) -> Courtesy | None:
     """What a short text, comment or mention is if it only scores ("1".."5", in digits, words or stars) or only
     thanks; None for anything else, which `record_survey_answer` leaves to the ticket."""
-    if event.kind not in (MessageKind.TEXT, MessageKind.COMMENT, MessageKind.MENTION) or not event.text:
+    if event.kind not in WORDED_KINDS or not event.text:
         return None
     text = event.text.casefold()
     scores: list[int] = []
@@ -323,12 +326,7 @@ async def _keep_thanks(service: TicketService, event: InboundMessage) -> bool:
     )
     if found is None:
         return False  # thanks for nothing Suara knows: a message like any other
-    reference = found["_id"] if found["status"] == TicketStatus.RESOLVED else None
-    seq = None
-    if reference is not None:
-        numbered = await db.increment(service.tickets, reference, "message_count", also={"updated_at": service.now()})
-        seq = (numbered or found)["message_count"]
-    await service._insert_inbound(event, ticket=reference, seq=seq)
+    await service._keep_quietly(event, found["_id"] if found["status"] == TicketStatus.RESOLVED else None)
     return True
 
 

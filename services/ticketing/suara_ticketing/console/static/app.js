@@ -461,7 +461,6 @@ function leaveTicket() {
   for (const shown of ["#t-title", "#t-meta", "#conversation", "#audit"]) $(shown).replaceChildren();
   for (const form of ["#reply-form", "#note-form", "#disposition", "#merge"]) $(form).reset();
   for (const box of ["#reply-error", "#note-error", "#controls-error", "#disposition-error", "#merge-error", "#t-news"]) $(box).textContent = "";
-  $("#reply-count").textContent = "0";
 }
 
 function ticketUnavailable(reference, e) {
@@ -625,24 +624,12 @@ function renderReplyLimits() {
   warning.textContent = gone ? t("gonewarn") : ticket.channel === "whatsapp" ? t("win_wa").replace("{t}", WA_TEMPLATE) : t("win_meta");
 }
 
-async function sendReply(event) {
+function sendReply(event) {
   event.preventDefault();
-  const ticket = state.ticket;
-  if (!ticket) return;
   // The server fills in a canned text's placeholders ({reference}, {name}…) for each reporter, edited or not.
   const body = { text: $("#reply-text").value.trim() };
   if (!$("#private-box").hidden && $("#reply-private").checked) body.private = true;
-  $("#reply-error").textContent = "";
-  await inFlight(event.target, async () => {
-    try {
-      await api(`/tickets/${ticket.reference}/replies`, { method: "POST", body });
-      event.target.reset();
-      $("#reply-count").textContent = "0";
-      await loadTicket(ticket.reference);
-    } catch (e) {
-      showError($("#reply-error"), e);
-    }
-  });
+  submitForm(event.target, $("#reply-error"), (reference) => api(`/tickets/${reference}/replies`, { method: "POST", body }));
 }
 
 async function submitForm(form, errorBox, action) {
@@ -821,6 +808,7 @@ function wire() {
   $("#reply-form").addEventListener("submit", sendReply);
   $("#reply-text").addEventListener("input", () => { $("#reply-count").textContent = $("#reply-text").value.length; });
   $("#reply-private").addEventListener("change", renderReplyLimits);
+  $("#reply-form").addEventListener("reset", () => { $("#reply-count").textContent = "0"; });
   $("#canned").addEventListener("change", () => {
     const canned = state.canned.find((c) => c.id === $("#canned").value);
     if (canned) $("#reply-text").value = canned.text;
